@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer lets the test read what run prints while run is still going.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// envLines reads the KOOPHONE_* lines of the banner.
+func envLines(out string) map[string]string {
+	env := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "KOOPHONE_") {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--fleet", "5", "--job-duration", "10ms",
+			"--fault", `{"kind":"503","ops":["ListInstances"],"count":1}`}, out)
+	}()
+	var env map[string]string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if env = envLines(out.String()); env["KOOPHONE_PROJECT_ID"] != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner: %q", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, k := range []string{"KOOPHONE_ENDPOINT", "KOOPHONE_IAM_ENDPOINT", "KOOPHONE_IAM_DOMAIN", "KOOPHONE_IAM_USER",
+		"KOOPHONE_IAM_PASSWORD", "KOOPHONE_PROJECT", "KOOPHONE_AK", "KOOPHONE_SK", "KOOPHONE_PROJECT_ID"} {
+		if env[k] == "" {
+			t.Errorf("banner lacks %s:\n%s", k, out.String())
+		}
+	}
+
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	login, _ := json.Marshal(map[string]any{"auth": map[string]any{
+		"identity": map[string]any{"methods": []string{"password"}, "password": map[string]any{"user": map[string]any{
+			"name": env["KOOPHONE_IAM_USER"], "password": env["KOOPHONE_IAM_PASSWORD"],
+			"domain": map[string]string{"name": env["KOOPHONE_IAM_DOMAIN"]},
+		}}},
+		"scope": map[string]any{"project": map[string]string{"name": env["KOOPHONE_PROJECT"]}},
+	}})
+	res, err := client.Post(env["KOOPHONE_IAM_ENDPOINT"]+"/v3/auth/tokens", "application/json", bytes.NewReader(login))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	token := res.Header.Get("X-Subject-Token")
+	if res.StatusCode != http.StatusCreated || token == "" {
+		t.Fatalf("IAM: HTTP %d", res.StatusCode)
+	}
+
+	list := func() (int, map[string]any) {
+		req, _ := http.NewRequest("GET", env["KOOPHONE_ENDPOINT"]+"/v1/instances/batch-query?page_no=1&page_size=10&x-request-id=t1", nil)
+		req.Header.Set("X-Auth-Token", token)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		var m map[string]any
+		_ = json.Unmarshal(body, &m)
+		return res.StatusCode, m
+	}
+	if status, _ := list(); status != http.StatusServiceUnavailable {
+		t.Errorf("the --fault flag did not apply: HTTP %d", status)
+	}
+	status, m := list()
+	if status != 200 || m["error_code"] != "0" || m["data"].(map[string]any)["total_count"] != float64(5) {
+		t.Fatalf("ListInstances: HTTP %d %v", status, m)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no shutdown")
+	}
+}
+
+func TestRunRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--fault", `{"kind":"teapot"}`},
+		{"--error-rate", "2"},
+		{"--no-such-flag"},
+		{"--addr", "256.0.0.1:99999"},
+	} {
+		if err := run(context.Background(), args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
