@@ -54,10 +54,19 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	s := "koophone " + e.Op + ": "
+	s := "koophone " + e.Op + ": " + e.detail()
+	if e.RequestID != "" {
+		s += " [request " + e.RequestID + "]"
+	}
+	return s
+}
+
+// detail is the failure itself, without the operation and request id.
+func (e *Error) detail() string {
+	var s string
 	switch {
 	case e.Code != "":
-		s += e.Code
+		s = e.Code
 		if e.Message != "" {
 			s += " " + e.Message
 		}
@@ -65,18 +74,18 @@ func (e *Error) Error() string {
 			s += fmt.Sprintf(" (HTTP %d)", e.HTTPStatus)
 		}
 	case e.HTTPStatus != 0:
-		s += fmt.Sprintf("HTTP %d", e.HTTPStatus)
+		s = fmt.Sprintf("HTTP %d", e.HTTPStatus)
 		if e.Message != "" {
 			s += ": " + e.Message
 		}
 	default:
-		s += e.Message
+		s = e.Message
 	}
 	if e.Err != nil && e.Message == "" {
+		if s != "" {
+			s += ": "
+		}
 		s += e.Err.Error()
-	}
-	if e.RequestID != "" {
-		s += " [request " + e.RequestID + "]"
 	}
 	return s
 }

@@ -1,0 +1,297 @@
+// Package upstream is the KooPhone REST client: one method per operation, token or AK/SK authentication,
+// request ids, retries where a repeat cannot do harm, and lenient decoding of the answers.
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+)
+
+// Config configures a Client. Endpoint and Auth are required.
+type Config struct {
+	Endpoint         string        // base URL, e.g. https://koophone.myhuaweicloud.com (http allowed, for the simulator)
+	Auth             Authenticator // required
+	HTTPClient       *http.Client  // optional; default built from NewTransport(). Redirects are never followed.
+	Clock            clock.Clock   // default clock.Real{}
+	Retry            RetryPolicy   // default: 3 attempts, 100ms base, 2s cap, full jitter
+	MaxResponseBytes int64         // default 8 MiB
+	Logger           *slog.Logger  // optional; debug level, never secrets
+	UserAgent        string        // default "koophone-gateway"
+}
+
+const defaultMaxResponseBytes = 8 << 20
+
+// Client calls KooPhone. It is safe for concurrent use.
+type Client struct {
+	endpoint  string // scheme://host[/prefix], no trailing slash
+	auth      Authenticator
+	hc        *http.Client
+	clock     clock.Clock
+	retry     RetryPolicy
+	maxBytes  int64
+	log       *slog.Logger
+	userAgent string
+	identity  string
+}
+
+// New checks cfg and returns a client.
+func New(cfg Config) (*Client, error) {
+	if cfg.Auth == nil {
+		return nil, errors.New("upstream: Config.Auth is required")
+	}
+	endpoint := strings.TrimRight(cfg.Endpoint, "/")
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("upstream: Config.Endpoint %q is not an http(s) base URL", cfg.Endpoint)
+	}
+	if v, ok := cfg.Auth.(validator); ok {
+		if err := v.validate(); err != nil {
+			return nil, err
+		}
+	}
+	c := &Client{
+		endpoint:  endpoint,
+		auth:      cfg.Auth,
+		hc:        httpClient(cfg.HTTPClient),
+		clock:     cfg.Clock,
+		retry:     cfg.Retry.withDefaults(),
+		maxBytes:  cfg.MaxResponseBytes,
+		log:       cfg.Logger,
+		userAgent: cfg.UserAgent,
+	}
+	if c.clock == nil {
+		c.clock = clock.Real{}
+	}
+	if c.maxBytes <= 0 {
+		c.maxBytes = defaultMaxResponseBytes
+	}
+	if c.userAgent == "" {
+		c.userAgent = "koophone-gateway"
+	}
+	sum := sha256.Sum256([]byte(endpoint + "\x00" + cfg.Auth.Principal()))
+	c.identity = hex.EncodeToString(sum[:])[:32]
+	return c, nil
+}
+
+// Identity is a stable, non-secret id of (endpoint, principal): two clients with the same value see the same
+// phones and tasks, so they can share pollers.
+func (c *Client) Identity() string { return c.identity }
+
+// Close closes idle connections and stops the authenticator's background work (an IAM token request in flight).
+func (c *Client) Close() {
+	c.hc.CloseIdleConnections()
+	if cl, ok := c.auth.(closer); ok {
+		cl.Close()
+	}
+}
+
+// call describes one KooPhone operation invocation.
+type call struct {
+	op             string
+	method         string
+	path           string      // already escaped
+	query          [][2]string // key, value; empty optional values already left out
+	queryRequestID bool        // also send x-request-id as a query parameter (ListInstances)
+	body           any         // nil: no body
+	read           bool        // safe to repeat: retried on transient failures
+	codeInData     bool        // error_code may sit inside data (ListInstances)
+}
+
+// attemptResult is the outcome of sending a call once.
+type attemptResult struct {
+	err          *Error
+	notSent      bool // provably never reached the upstream (no connection was made)
+	bodyFailed   bool // the connection failed while the answer was being read
+	authRejected bool // HTTP 401 or KOOPHONE.API.6001
+	req          *http.Request
+}
+
+// do runs a call: it sends it, retries it where that is safe, and decodes the answer's data into out.
+func (c *Client) do(ctx context.Context, cl call, out any) error {
+	id := requestID(ctx)
+	var body []byte
+	if cl.body != nil {
+		b, err := encodeJSON(cl.body)
+		if err != nil {
+			return &Error{Op: cl.op, Kind: KindDecode, Message: "encoding the request", Err: err, RequestID: id}
+		}
+		body = b
+	}
+	target := c.target(cl, id)
+	attempts, spent := 0, 0
+	authRetried := false
+	for {
+		attempts++
+		r := c.attempt(ctx, cl, target, id, body, attempts, out)
+		if r.err == nil {
+			return nil
+		}
+		e := r.err
+		e.Op, e.RequestID, e.Attempts = cl.op, id, attempts
+		if ctx.Err() != nil {
+			return e
+		}
+		// A refused credential is refused before anything is done, so even a write may be sent once more.
+		if r.authRejected && !authRetried && c.auth.Reject(r.req) {
+			authRetried = true
+			continue
+		}
+		spent++
+		if spent >= c.retry.MaxAttempts || !shouldRetry(cl.read, &r) {
+			return e
+		}
+		wait := max(c.retry.backoff(spent), e.RetryAfter)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return e // waiting would outlast the caller: answer now, RetryAfter tells when to come back
+		}
+		if !clock.Sleep(c.clock, wait, ctx.Done()) {
+			return &Error{
+				Op: cl.op, Kind: KindTransport, RequestID: id, Attempts: attempts, RetryAfter: e.RetryAfter,
+				Message: "gave up waiting to retry (" + ctx.Err().Error() + "); last failure: " + e.detail(),
+				Err:     ctx.Err(),
+			}
+		}
+	}
+}
+
+func (c *Client) target(cl call, id string) string {
+	t := c.endpoint + cl.path
+	if len(cl.query) == 0 && !cl.queryRequestID {
+		return t
+	}
+	q := url.Values{}
+	for _, kv := range cl.query {
+		q.Add(kv[0], kv[1])
+	}
+	if cl.queryRequestID {
+		q.Set("x-request-id", id)
+	}
+	// Sent in canonical form (sorted, APIG escaping) so that an AK/SK signature covers exactly what goes out.
+	return t + "?" + canonicalQuery(q)
+}
+
+func (c *Client) attempt(ctx context.Context, cl call, target, id string, body []byte, n int, out any) attemptResult {
+	var gotConn atomic.Bool
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
+	})
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(tctx, cl.method, target, rd)
+	if err != nil {
+		return attemptResult{err: &Error{Kind: KindTransport, Message: "building the request", Err: err}}
+	}
+	req.Header.Set("X-Request-Id", id)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
+	}
+	if err := c.auth.Authorize(req, body, c.clock.Now()); err != nil {
+		return attemptResult{err: authError(ctx, err)}
+	}
+
+	start := time.Now()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		r := attemptResult{req: req, notSent: !gotConn.Load() || isDialError(err)}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			r.err = &Error{Kind: KindTransport, Err: ctxErr}
+		} else {
+			r.err = &Error{Kind: KindTransport, Err: err}
+		}
+		c.logAttempt(ctx, cl, id, n, 0, start, r.err)
+		return r
+	}
+	defer resp.Body.Close()
+
+	r := attemptResult{req: req}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))
+	switch {
+	case err != nil && ctx.Err() != nil:
+		r.err = &Error{Kind: KindTransport, HTTPStatus: resp.StatusCode, Err: ctx.Err()}
+	case err != nil:
+		r.bodyFailed = true
+		r.err = &Error{Kind: KindDecode, HTTPStatus: resp.StatusCode, Message: "answer cut short", Err: err}
+	case int64(len(raw)) > c.maxBytes:
+		r.err = &Error{Kind: KindDecode, HTTPStatus: resp.StatusCode,
+			Message: fmt.Sprintf("answer larger than %d bytes", c.maxBytes)}
+	default:
+		if e := decodeResponse(resp.StatusCode, raw, cl.codeInData, out); e != nil {
+			r.err = e
+		}
+	}
+	if r.err != nil {
+		r.err.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.clock.Now())
+		r.authRejected = resp.StatusCode == http.StatusUnauthorized || r.err.Code == "KOOPHONE.API.6001"
+	}
+	c.logAttempt(ctx, cl, id, n, resp.StatusCode, start, r.err)
+	return r
+}
+
+// authError turns an Authenticator's failure into the call's error.
+func authError(ctx context.Context, err error) *Error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return &Error{Kind: KindTransport, Message: "waiting for a token: " + ctxErr.Error(), Err: ctxErr}
+	}
+	if e, ok := AsError(err); ok {
+		cp := *e
+		if cp.Message == "" {
+			cp.Message = "authentication failed"
+		}
+		cp.Kind = KindAuth
+		return &cp
+	}
+	return &Error{Kind: KindAuth, Message: "authentication failed", Err: err}
+}
+
+func (c *Client) logAttempt(ctx context.Context, cl call, id string, n, status int, start time.Time, e *Error) {
+	if c.log == nil || !c.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("op", cl.op),
+		slog.String("method", cl.method),
+		slog.String("path", cl.path),
+		slog.String("request_id", id),
+		slog.Int("attempt", n),
+		slog.Int("status", status),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if e != nil {
+		attrs = append(attrs, slog.String("kind", e.Kind.String()))
+		if e.Code != "" {
+			attrs = append(attrs, slog.String("code", e.Code))
+		}
+	}
+	c.log.LogAttrs(ctx, slog.LevelDebug, "koophone call", attrs...)
+}
+
+// encodeJSON marshals v without HTML escaping (an install_package_url keeps its "&" readable) and without the
+// encoder's trailing newline: these bytes are both sent and signed.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
