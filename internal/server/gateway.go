@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/textproto"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+)
+
+// newGateway returns the REST/JSON mirror: grpc-gateway handlers that call the gRPC server through conn (so every
+// REST call goes through the same interceptors as a gRPC call), with snake_case JSON, unknown fields rejected,
+// X-Request-Id forwarded both ways, and errors as JSON google.rpc.Status.
+func newGateway(ctx context.Context, conn *grpc.ClientConn) (*runtime.ServeMux, error) {
+	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		// DiscardUnknown false: a misspelt field is an error, not a silently ignored setting.
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}}
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
+		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
+			if textproto.CanonicalMIMEHeaderKey(key) == "X-Request-Id" {
+				return RequestIDHeader, true
+			}
+			return runtime.DefaultHeaderMatcher(key)
+		}),
+		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
+			if key == RequestIDHeader {
+				return "X-Request-Id", true
+			}
+			return "", false // other gRPC metadata stays internal
+		}),
+		runtime.WithRoutingErrorHandler(routingError),
+	)
+	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+		pb.RegisterInstanceServiceHandler,
+		pb.RegisterOrderServiceHandler,
+		pb.RegisterAppServiceHandler,
+	} {
+		if err := register(ctx, mux, conn); err != nil {
+			return nil, fmt.Errorf("register REST handlers: %w", err)
+		}
+	}
+	return mux, nil
+}
+
+// routingError answers unknown paths and methods with a JSON status, like every other error of the mirror.
+func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	var err error
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		err = status.Errorf(codes.Unimplemented, "method %s not allowed on %s", r.Method, r.URL.Path)
+	case http.StatusNotFound:
+		err = status.Errorf(codes.NotFound, "no such path: %s", r.URL.Path)
+	default:
+		err = status.Error(codes.InvalidArgument, http.StatusText(httpStatus))
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// limitBody caps request bodies: a declared length over max is refused at once with 413, and a body that turns out
+// longer is cut off by http.MaxBytesReader (the JSON decoder then fails with INVALID_ARGUMENT).
+func limitBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			fmt.Fprintf(w, `{"code":%d,"message":"request body larger than %d bytes","details":[]}`+"\n", codes.InvalidArgument, max)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}

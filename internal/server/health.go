@@ -1,0 +1,130 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+)
+
+// Readiness probing. The gateway is ready once KooPhone has answered a cheap read (BatchShowSku, which has no side
+// effects); after that it is re-checked now and then, and two failures in a row make it NOT_SERVING again, so
+// one lost packet does not pull every replica out of a load balancer at once.
+const (
+	probeTimeout        = 5 * time.Second
+	probeRetry          = time.Second // while not ready yet
+	probeInterval       = 30 * time.Second
+	probeFailuresToDrop = 2
+)
+
+func (s *Server) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	for _, name := range serviceNames {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+func (s *Server) probe(ctx context.Context) {
+	ready, failures := false, 0
+	for {
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		_, err := s.up.BatchShowSku(pctx, "0")
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			failures = 0
+			if !ready {
+				ready = true
+				s.setServing(true)
+				s.log.Info("KooPhone answered: serving")
+			}
+		case ready:
+			failures++
+			s.log.Warn("readiness probe failed", "err", err, "failures", failures)
+			if failures >= probeFailuresToDrop {
+				ready = false
+				s.setServing(false)
+			}
+		default:
+			s.log.Warn("KooPhone not answering yet: NOT_SERVING", "err", err)
+		}
+		wait := probeInterval
+		if !ready {
+			wait = probeRetry
+		}
+		if !clock.Sleep(clock.Real{}, wait, ctx.Done()) {
+			return
+		}
+	}
+}
+
+// readyz answers 200 while health says SERVING, 503 otherwise.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	res, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// healthService is grpc's health server plus an end for Watch streams at shutdown: without it, a load balancer's
+// open health watch would hold GracefulStop until the grace period runs out. Each watch gets NOT_SERVING, then
+// ends with UNAVAILABLE.
+type healthService struct {
+	*health.Server
+	stopping chan struct{} // closed when shutdown begins
+}
+
+func newHealthService() *healthService {
+	return &healthService{Server: health.NewServer(), stopping: make(chan struct{})}
+}
+
+// stop ends every Watch stream; it is called once, by Shutdown.
+func (h *healthService) stop() {
+	h.Shutdown()
+	close(h.stopping)
+}
+
+func (h *healthService) Watch(in *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := h.Server.Watch(in, &healthWatchStream{Health_WatchServer: stream, ctx: ctx})
+	select {
+	case <-h.stopping:
+		if stream.Context().Err() == nil {
+			// The inner loop may have seen the cancel before the NOT_SERVING update: say it once more.
+			_ = stream.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING})
+			return status.Error(codes.Unavailable, "the server is shutting down")
+		}
+	default:
+	}
+	return err
+}
+
+type healthWatchStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (s *healthWatchStream) Context() context.Context { return s.ctx }

@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"regexp"
+	"runtime/debug"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/service"
+	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
+)
+
+// RequestIDHeader is the metadata key (gRPC) and, canonicalised, the HTTP header of the call's trace id.
+const RequestIDHeader = "x-request-id"
+
+// validRequestID is what KooPhone accepts as x-request-id (it answers KOOPHONE.API.0003 otherwise); a caller's id
+// outside it is replaced rather than forwarded.
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// interceptors returns the unary and stream chains, outermost first:
+//
+//  1. request id: the caller's x-request-id or a new UUID, in the context (for KooPhone and every log line) and in
+//     the response headers;
+//  2. logging: one line per call with code and duration, never payloads (they can hold device tokens);
+//  3. recovery: a panic becomes INTERNAL and a log line with the stack, never a crash;
+//  4. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
+//  5. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
+func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		log.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "panic in handler", "panic", p, "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})}
+	unary := []grpc.UnaryServerInterceptor{
+		unaryRequestID,
+		logging.UnaryServerInterceptor(logger, logOpts...),
+		recovery.UnaryServerInterceptor(recoverOpts...),
+		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := validate(v, req); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		},
+		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if _, ok := ctx.Deadline(); !ok && defaultTimeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
+				defer cancel()
+			}
+			return h(ctx, req)
+		},
+	}
+	stream := []grpc.StreamServerInterceptor{
+		streamRequestID,
+		logging.StreamServerInterceptor(logger, logOpts...),
+		recovery.StreamServerInterceptor(recoverOpts...),
+		func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return h(srv, &validatingStream{ServerStream: ss, v: v})
+		},
+	}
+	return unary, stream
+}
+
+func validate(v *service.Validator, req any) error {
+	msg, ok := req.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "unexpected request type %T", req)
+	}
+	return v.Validate(msg)
+}
+
+// validatingStream validates each message a server-streaming handler receives (its one request).
+type validatingStream struct {
+	grpc.ServerStream
+	v *service.Validator
+}
+
+func (s *validatingStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return validate(s.v, m)
+}
+
+// requestID returns ctx carrying the call's request id, and the id.
+func requestID(ctx context.Context) (context.Context, string) {
+	id := ""
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if vals := md.Get(RequestIDHeader); len(vals) > 0 && validRequestID.MatchString(vals[0]) {
+			id = vals[0]
+		}
+	}
+	if id == "" {
+		id = uuid.NewString()
+	}
+	return upstream.WithRequestID(ctx, id), id
+}
+
+func unaryRequestID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	ctx, id := requestID(ctx)
+	// SetHeader fails only when headers were already sent, which cannot happen before the handler runs.
+	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
+	return h(ctx, req)
+}
+
+func streamRequestID(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx, id := requestID(ss.Context())
+	_ = ss.SetHeader(metadata.Pairs(RequestIDHeader, id))
+	return h(srv, &contextStream{ServerStream: ss, ctx: ctx})
+}
+
+// contextStream is a ServerStream with a replaced context.
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }

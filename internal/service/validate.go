@@ -1,0 +1,127 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+)
+
+// Validator checks every request before any upstream call. Most rules live in the contract as protovalidate
+// annotations (so every language's stubs see them); the few that span several fields or need real parsing live in
+// crossFieldRules below, the one hand-written place. Either way a bad request gets INVALID_ARGUMENT with a
+// google.rpc.BadRequest holding one violation per bad field.
+type Validator struct {
+	pv protovalidate.Validator
+}
+
+// NewValidator compiles the contract's rules for every request message up front, so a broken rule fails at start-up
+// rather than on a caller's request.
+func NewValidator() (*Validator, error) {
+	pv, err := protovalidate.New(protovalidate.WithMessages(requestMessages()...))
+	if err != nil {
+		return nil, fmt.Errorf("compile validation rules: %w", err)
+	}
+	return &Validator{pv: pv}, nil
+}
+
+// requestMessages lists every request message of the three services.
+func requestMessages() []proto.Message {
+	return []proto.Message{
+		&pb.SyncCommandRequest{}, &pb.AsyncCommandRequest{}, &pb.GetTaskRequest{}, &pb.SetVideoConfigRequest{},
+		&pb.BatchQueryStatusRequest{}, &pb.BatchResetRequest{}, &pb.GetDeviceTokenRequest{},
+		&pb.AssignInstanceRequest{}, &pb.UnassignInstanceRequest{}, &pb.ListInstancesRequest{},
+		&pb.BatchRebootInstanceRequest{}, &pb.BatchPrepareInstancesRequest{}, &pb.ShowProgressRequest{},
+		&pb.BatchBackupInstancesRequest{}, &pb.StopInstancesStreamingRequest{}, &pb.ReleaseInstancesSessionRequest{},
+		&pb.WatchTaskRequest{}, &pb.WatchPrepareProgressRequest{}, &pb.RunAsyncCommandRequest{},
+		&pb.OpenSessionRequest{}, &pb.BatchShowSkuRequest{}, &pb.CreateInstanceRequest{},
+		&pb.DeleteInstanceRequest{}, &pb.InstallAppRequest{},
+	}
+}
+
+// Validate returns nil for a good request and an INVALID_ARGUMENT status with a BadRequest otherwise.
+func (v *Validator) Validate(msg proto.Message) error {
+	var violations []*errdetails.BadRequest_FieldViolation
+	if err := v.pv.Validate(msg); err != nil {
+		var ve *protovalidate.ValidationError
+		if !errors.As(err, &ve) {
+			// A rule that does not compile is our bug, not the caller's.
+			return status.Error(codes.Internal, "validation rules failed to evaluate")
+		}
+		for _, viol := range ve.Violations {
+			violations = append(violations, &errdetails.BadRequest_FieldViolation{
+				Field:       protovalidate.FieldPathString(viol.Proto.GetField()),
+				Description: viol.Proto.GetMessage(),
+				Reason:      viol.Proto.GetRuleId(),
+			})
+		}
+	}
+	violations = append(violations, crossFieldRules(msg)...)
+	if len(violations) == 0 {
+		return nil
+	}
+	st := status.New(codes.InvalidArgument, summarize(violations))
+	return withDetails(st, &errdetails.BadRequest{FieldViolations: violations})
+}
+
+// summarize makes the status message: the first violation, and how many more there are.
+func summarize(vs []*errdetails.BadRequest_FieldViolation) string {
+	msg := fmt.Sprintf("invalid request: %s: %s", vs[0].GetField(), vs[0].GetDescription())
+	if len(vs) > 1 {
+		msg += fmt.Sprintf(" (and %d more violations, see BadRequest details)", len(vs)-1)
+	}
+	return msg
+}
+
+// queryTimeLayout is ListInstances' time format; queryTimeFormat is its shape, as the contract's pattern says.
+const queryTimeLayout = "2006-01-02 15:04:05"
+
+var queryTimeFormat = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$`)
+
+// crossFieldRules holds the documented constraints the contract cannot carry field by field: real calendar
+// times and their order (ListInstances; KooPhone 5002/5004) and the year-specific period limit (CreateInstance;
+// KooPhone 3007, the month limit 1..9 being the field's own rule).
+func crossFieldRules(msg proto.Message) []*errdetails.BadRequest_FieldViolation {
+	var out []*errdetails.BadRequest_FieldViolation
+	add := func(field, reason, desc string) {
+		out = append(out, &errdetails.BadRequest_FieldViolation{Field: field, Reason: reason, Description: desc})
+	}
+	switch m := msg.(type) {
+	case *pb.ListInstancesRequest:
+		start, startOK := parseQueryTime(m.GetQueryStartTime())
+		end, endOK := parseQueryTime(m.GetQueryEndTime())
+		// The format itself is the contract's pattern rule; this adds only what a pattern cannot see.
+		if queryTimeFormat.MatchString(m.GetQueryStartTime()) && !startOK {
+			add("query_start_time", "query_time.calendar", "must be a real UTC time formatted YYYY-MM-DD HH:MM:SS")
+		}
+		if queryTimeFormat.MatchString(m.GetQueryEndTime()) && !endOK {
+			add("query_end_time", "query_time.calendar", "must be a real UTC time formatted YYYY-MM-DD HH:MM:SS")
+		}
+		if startOK && endOK && end.Before(start) {
+			add("query_end_time", "query_time.order", "must not be before query_start_time")
+		}
+	case *pb.CreateInstanceRequest:
+		cp := m.GetChargeParam()
+		if cp.GetPeriodType() == pb.PeriodType_PERIOD_TYPE_YEAR && (cp.GetPeriodNum() < 1 || cp.GetPeriodNum() > 3) {
+			add("charge_param.period_num", "period_num.year_range", "must be 1 to 3 when period_type is PERIOD_TYPE_YEAR")
+		}
+	}
+	return out
+}
+
+// parseQueryTime parses a ListInstances time; ok is false for "" and for anything that is not a real time.
+func parseQueryTime(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(queryTimeLayout, s)
+	return t, err == nil
+}

@@ -1,0 +1,313 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/stream"
+	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
+)
+
+// The streaming RPCs. Each watched thing is polled by one poller in a stream.Hub, shared by every watcher of it;
+// a stream's goroutine only waits for the next snapshot and sends it, so a slow client never slows the poller.
+
+const (
+	kindTask    = "task"
+	kindPrepare = "prepare"
+)
+
+// Reasons of the streaming RPCs' own failures.
+const (
+	ReasonShuttingDown  = "SERVER_SHUTTING_DOWN"
+	ReasonNotAssigned   = "INSTANCE_NOT_ASSIGNED"
+	ReasonInstanceBusy  = "INSTANCE_BUSY"
+	ReasonPrepareFailed = "PREPARE_FAILED"
+)
+
+// WatchOptions is the polling policy of the streams; zero fields take the stream package's defaults.
+type WatchOptions struct {
+	FirstInterval time.Duration
+	MaxInterval   time.Duration
+	TerminalTTL   time.Duration
+	Clock         clock.Clock    // tests drive polling with a fake clock
+	Rand          func() float64 // tests make jitter deterministic
+}
+
+// watchers holds the hubs: tasks (GetTask) and preparations (ShowProgress). Values are the messages sent, built
+// once per change and shared read-only by every watcher.
+type watchers struct {
+	up       Upstream
+	tasks    stream.Hub[*pb.WatchTaskResponse]
+	progress stream.Hub[*pb.WatchPrepareProgressResponse]
+}
+
+func newWatchers(up Upstream, o WatchOptions) *watchers {
+	cfg := stream.Config{
+		Clock:         o.Clock,
+		FirstInterval: o.FirstInterval,
+		MaxInterval:   o.MaxInterval,
+		TerminalTTL:   o.TerminalTTL,
+		Rand:          o.Rand,
+		Classify:      classifyPollError,
+	}
+	return &watchers{
+		up:       up,
+		tasks:    stream.NewLocal[*pb.WatchTaskResponse](cfg),
+		progress: stream.NewLocal[*pb.WatchPrepareProgressResponse](cfg),
+	}
+}
+
+func (w *watchers) close() {
+	w.tasks.Close()
+	w.progress.Close()
+}
+
+// classifyPollError retries what may pass (KooPhone unreachable, overloaded, throttling with Retry-After) and
+// ends the streams on anything else (unknown task, no permission…).
+func classifyPollError(err error) (bool, time.Duration) {
+	ue, ok := upstream.AsError(err)
+	if !ok {
+		return false, 0
+	}
+	code, _, _ := classify(ue)
+	switch code {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+		return true, ue.RetryAfter
+	case codes.ResourceExhausted:
+		// Throttling passes; a quota (no stock, no space) does not, and only throttling says when to come back.
+		return ue.RetryAfter > 0 || ue.HTTPStatus == 429, ue.RetryAfter
+	}
+	return false, 0
+}
+
+func (w *watchers) watchTask(ctx context.Context, taskID string) (stream.Subscription[*pb.WatchTaskResponse], error) {
+	key := stream.Key{Identity: w.up.Identity(), Kind: kindTask, ID: taskID}
+	return w.tasks.Watch(ctx, key, stream.Source[*pb.WatchTaskResponse]{
+		Poll: func(ctx context.Context) (*pb.WatchTaskResponse, error) {
+			res, err := w.up.GetTask(ctx, taskID)
+			if err != nil {
+				return nil, err
+			}
+			return taskSnapshot(taskID, res.Jobs), nil
+		},
+		Terminal: func(m *pb.WatchTaskResponse) bool { return m.GetTerminal() },
+		Equal:    func(a, b *pb.WatchTaskResponse) bool { return proto.Equal(a, b) },
+	})
+}
+
+// taskSnapshot builds the message for one state of a task. A task is finished when no job is running and every
+// job has ended; one with no jobs at all has nothing to wait for.
+func taskSnapshot(taskID string, details []upstream.JobDetail) *pb.WatchTaskResponse {
+	m := &pb.WatchTaskResponse{TaskId: taskID, Jobs: jobs(details)}
+	for _, j := range m.Jobs {
+		switch j.GetStatus() {
+		case pb.JobStatus_JOB_STATUS_SUCCEEDED:
+			m.SucceededCount++
+		case pb.JobStatus_JOB_STATUS_FAILED:
+			m.FailedCount++
+		default:
+			m.RunningCount++ // running, or a state this contract does not know yet: keep watching
+		}
+	}
+	m.Terminal = m.RunningCount == 0
+	return m
+}
+
+func (w *watchers) watchProgress(ctx context.Context, userID, instanceID string) (stream.Subscription[*pb.WatchPrepareProgressResponse], error) {
+	// A NUL cannot occur in either id (the contract limits them to printable text), so the key is unambiguous.
+	key := stream.Key{Identity: w.up.Identity(), Kind: kindPrepare, ID: userID + "\x00" + instanceID}
+	return w.progress.Watch(ctx, key, stream.Source[*pb.WatchPrepareProgressResponse]{
+		Poll: func(ctx context.Context) (*pb.WatchPrepareProgressResponse, error) {
+			res, err := w.up.ShowProgress(ctx, upstream.ProgressRequest{UserID: userID, InstanceID: instanceID})
+			if err != nil {
+				return nil, err
+			}
+			p := progress(res)
+			return &pb.WatchPrepareProgressResponse{
+				Status:       p.Status,
+				RawStatus:    p.RawStatus,
+				WaitingCount: p.WaitingCount,
+				Terminal:     p.Status == pb.ProgressStatus_PROGRESS_STATUS_READY || p.Status == pb.ProgressStatus_PROGRESS_STATUS_FAILED,
+			}, nil
+		},
+		Terminal: func(m *pb.WatchPrepareProgressResponse) bool { return m.GetTerminal() },
+		Equal:    func(a, b *pb.WatchPrepareProgressResponse) bool { return proto.Equal(a, b) },
+	})
+}
+
+// follow sends every snapshot of sub through send until the terminal one; it returns the stream's final error.
+func follow[T any](ctx context.Context, b base, sub stream.Subscription[T], send func(T) error) error {
+	defer sub.Close()
+	for {
+		snap, err := sub.Next(ctx)
+		if err != nil {
+			return b.watchError(ctx, err)
+		}
+		if err := send(snap.Value); err != nil {
+			return err // the client is gone; gRPC already knows why
+		}
+		if snap.Terminal {
+			return nil
+		}
+	}
+}
+
+// watchError maps the end of a watch to the caller's status: shutdown is UNAVAILABLE (reconnect to another
+// replica), the caller's own cancel or deadline is theirs, and an upstream failure maps like any call's.
+func (b base) watchError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case errors.Is(err, stream.ErrClosed):
+		return withDetails(status.New(codes.Unavailable, "the server is shutting down; reconnect to continue watching"),
+			&errdetails.ErrorInfo{Reason: ReasonShuttingDown, Domain: ErrorDomain})
+	case ctx.Err() != nil:
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return b.fail(ctx, err)
+}
+
+// WatchTask streams a task's jobs until every one has ended.
+func (s *InstanceService) WatchTask(req *pb.WatchTaskRequest, srv grpc.ServerStreamingServer[pb.WatchTaskResponse]) error {
+	ctx := srv.Context()
+	sub, err := s.watch.watchTask(ctx, req.GetTaskId())
+	if err != nil {
+		return s.watchError(ctx, err)
+	}
+	return follow(ctx, s.base, sub, srv.Send)
+}
+
+// WatchPrepareProgress streams a phone's preparation until it is ready or has failed.
+func (s *InstanceService) WatchPrepareProgress(req *pb.WatchPrepareProgressRequest, srv grpc.ServerStreamingServer[pb.WatchPrepareProgressResponse]) error {
+	ctx := srv.Context()
+	sub, err := s.watch.watchProgress(ctx, req.GetUserId(), req.GetInstanceId())
+	if err != nil {
+		return s.watchError(ctx, err)
+	}
+	return follow(ctx, s.base, sub, srv.Send)
+}
+
+// RunAsyncCommand starts a command and streams its jobs, each tagged with its phone, to the end.
+func (s *InstanceService) RunAsyncCommand(req *pb.RunAsyncCommandRequest, srv grpc.ServerStreamingServer[pb.RunAsyncCommandResponse]) error {
+	ctx := srv.Context()
+	task, err := s.up.AsyncCommand(ctx, upstream.CommandRequest{Command: req.GetCommand(), InstanceIDs: req.GetInstanceIds()})
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	if err := srv.Send(&pb.RunAsyncCommandResponse{TaskId: task.TaskID, CmdJobs: cmdJobs(task.CmdJobs)}); err != nil {
+		return err
+	}
+	phoneOf := make(map[string]string, len(task.CmdJobs))
+	for _, j := range task.CmdJobs {
+		phoneOf[j.JobID] = j.InstanceID
+	}
+	sub, err := s.watch.watchTask(ctx, task.TaskID)
+	if err != nil {
+		return s.watchError(ctx, err)
+	}
+	return follow(ctx, s.base, sub, func(m *pb.WatchTaskResponse) error {
+		out := &pb.RunAsyncCommandResponse{
+			TaskId:         m.GetTaskId(),
+			Terminal:       m.GetTerminal(),
+			RunningCount:   m.GetRunningCount(),
+			SucceededCount: m.GetSucceededCount(),
+			FailedCount:    m.GetFailedCount(),
+			Jobs:           make([]*pb.Job, len(m.GetJobs())),
+		}
+		for i, j := range m.GetJobs() {
+			// The snapshot is shared by every watcher: copy before adding this caller's phone ids.
+			c := proto.Clone(j).(*pb.Job)
+			c.InstanceId = phoneOf[j.GetJobId()]
+			out.Jobs[i] = c
+		}
+		return srv.Send(out)
+	})
+}
+
+// OpenSession prepares a user's phone (assigning it first when asked), streams the preparation, and ends with
+// the phone's streaming details.
+func (s *InstanceService) OpenSession(req *pb.OpenSessionRequest, srv grpc.ServerStreamingServer[pb.OpenSessionResponse]) error {
+	ctx := srv.Context()
+	user, phone := req.GetUserId(), req.GetInstanceId()
+	prepared, err := s.prepareOne(ctx, user, phone)
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	assigned := false
+	if prepared.GetStatus() == pb.PrepareStatus_PREPARE_STATUS_WAITING_FOR_ASSIGNMENT && req.GetAssign() {
+		err := s.up.AssignInstance(ctx, upstream.UserInstancesRequest{UserInstances: []upstream.UserInstance{{UserID: user, InstanceID: phone}}})
+		if err != nil {
+			return s.fail(ctx, err)
+		}
+		assigned = true
+		if prepared, err = s.prepareOne(ctx, user, phone); err != nil {
+			return s.fail(ctx, err)
+		}
+	}
+	if err := srv.Send(&pb.OpenSessionResponse{Step: &pb.OpenSessionResponse_Prepared{Prepared: prepared}, Assigned: assigned}); err != nil {
+		return err
+	}
+	switch prepared.GetStatus() {
+	case pb.PrepareStatus_PREPARE_STATUS_READY, pb.PrepareStatus_PREPARE_STATUS_WAITING_FOR_RESTORE, pb.PrepareStatus_PREPARE_STATUS_UNSPECIFIED:
+		// Ready, queued, or a state this contract does not know yet: follow the progress.
+	case pb.PrepareStatus_PREPARE_STATUS_WAITING_FOR_ASSIGNMENT:
+		return sessionError(codes.FailedPrecondition, ReasonNotAssigned,
+			"instance "+phone+" is not assigned to user "+user+": call AssignInstance, or set assign")
+	default:
+		return sessionError(codes.FailedPrecondition, ReasonInstanceBusy,
+			"instance "+phone+" cannot be prepared now ("+prepared.GetStatus().String()+"); try again later")
+	}
+
+	sub, err := s.watch.watchProgress(ctx, user, phone)
+	if err != nil {
+		return s.watchError(ctx, err)
+	}
+	var last *pb.WatchPrepareProgressResponse
+	err = follow(ctx, s.base, sub, func(m *pb.WatchPrepareProgressResponse) error {
+		last = m
+		return srv.Send(&pb.OpenSessionResponse{
+			Step:     &pb.OpenSessionResponse_Progress{Progress: &pb.ShowProgressResponse{Status: m.GetStatus(), RawStatus: m.GetRawStatus(), WaitingCount: m.GetWaitingCount()}},
+			Assigned: assigned,
+		})
+	})
+	if err != nil {
+		return err
+	}
+	if last.GetStatus() != pb.ProgressStatus_PROGRESS_STATUS_READY {
+		return sessionError(codes.FailedPrecondition, ReasonPrepareFailed, "preparing instance "+phone+" failed")
+	}
+	token, err := s.up.GetDeviceToken(ctx, phone)
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	return srv.Send(&pb.OpenSessionResponse{Step: &pb.OpenSessionResponse_Session{Session: deviceToken(token)}, Assigned: assigned})
+}
+
+// prepareOne asks KooPhone to prepare one phone and returns that phone's state.
+func (s *InstanceService) prepareOne(ctx context.Context, user, phone string) (*pb.PrepareStatusResult, error) {
+	res, err := s.up.BatchPrepareInstances(ctx, upstream.PrepareRequest{UserID: user, InstanceIDs: []string{phone}})
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range res.StatusList {
+		if st.InstanceID == phone {
+			return prepareStatusResult(st), nil
+		}
+	}
+	// KooPhone accepted the call but did not report the phone: treat it as queued and let ShowProgress tell.
+	return &pb.PrepareStatusResult{InstanceId: phone, Status: pb.PrepareStatus_PREPARE_STATUS_UNSPECIFIED, RawStatus: -1}, nil
+}
+
+func sessionError(code codes.Code, reason, msg string) error {
+	return withDetails(status.New(code, msg), &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})
+}
