@@ -37,8 +37,11 @@ func runUnary(t *testing.T, log *slog.Logger, ctx context.Context, req any, h gr
 
 type fakeTransportStream struct{ header metadata.MD }
 
-func (s *fakeTransportStream) Method() string                  { return "/koophone.v1.InstanceService/GetTask" }
-func (s *fakeTransportStream) SetHeader(md metadata.MD) error  { s.header = metadata.Join(s.header, md); return nil }
+func (s *fakeTransportStream) Method() string { return "/koophone.v1.InstanceService/GetTask" }
+func (s *fakeTransportStream) SetHeader(md metadata.MD) error {
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
 func (s *fakeTransportStream) SendHeader(md metadata.MD) error { return s.SetHeader(md) }
 func (s *fakeTransportStream) SetTrailer(metadata.MD) error    { return nil }
 

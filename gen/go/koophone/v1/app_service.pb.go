@@ -209,15 +209,17 @@ var File_koophone_v1_app_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_app_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkoophone/v1/app_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\xe9\x05\n" +
+	"\x1dkoophone/v1/app_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\x93\a\n" +
 	"\x11InstallAppRequest\x12&\n" +
 	"\ffast_install\x18\x01 \x01(\bH\x00R\vfastInstall\x88\x01\x01\x12*\n" +
 	"\vobject_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\n" +
-	"objectName\x127\n" +
-	"\tfile_name\x18\x03 \x01(\tB\x1a\xbaH\x17r\x15\x10\x01\x18d2\x0f\\.[A-Za-z0-9]+$R\bfileName\x120\n" +
-	"\x0eobject_version\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\robjectVersion\x12\xb6\x01\n" +
-	"\vobject_size\x18\x05 \x01(\tB\x94\x01\xbaH\x90\x01\xba\x01v\n" +
-	"\x13object_size.max_2gb\x12\x1emust be at most 2048 MB (2 GB)\x1a?!this.matches('^[0-9]+(\\\\.[0-9]+)?$') || double(this) <= 2048.0r\x152\x13^[0-9]+(\\.[0-9]+)?$R\n" +
+	"objectName\x12\x87\x01\n" +
+	"\tfile_name\x18\x03 \x01(\tBj\xbaHg\xba\x01^\n" +
+	"\x10file_name.suffix\x12(must end with a file suffix such as .apk\x1a this.matches('\\\\.[A-Za-z0-9]+$')r\x04\x10\x01\x18dR\bfileName\x120\n" +
+	"\x0eobject_version\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\robjectVersion\x12\x8f\x02\n" +
+	"\vobject_size\x18\x05 \x01(\tB\xed\x01\xbaH\xe9\x01\xba\x01m\n" +
+	"\x13object_size.decimal\x120must be a decimal number of MB, e.g. 120 or 35.5\x1a$this.matches('^[0-9]+(\\\\.[0-9]+)?$')\xba\x01v\n" +
+	"\x13object_size.max_2gb\x12\x1emust be at most 2048 MB (2 GB)\x1a?!this.matches('^[0-9]+(\\\\.[0-9]+)?$') || double(this) <= 2048.0R\n" +
 	"objectSize\x12%\n" +
 	"\bbiz_type\x18\x06 \x01(\tB\n" +
 	"\xbaH\ar\x05R\x03apkR\abizType\x12,\n" +

@@ -3262,9 +3262,10 @@ var File_koophone_v1_instance_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\n" +
-	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\x87\x01\n" +
-	"\x12SyncCommandRequest\x12:\n" +
-	"\acommand\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01(\x80\b2\x14^[A-Za-z0-9_./: -]*$R\acommand\x125\n" +
+	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\x8d\x02\n" +
+	"\x12SyncCommandRequest\x12\xbf\x01\n" +
+	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
+	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x125\n" +
 	"\finstance_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"R\n" +
 	"\x13SyncCommandResponse\x12;\n" +
 	"\vcmd_results\x18\x01 \x03(\v2\x1a.koophone.v1.CommandResultR\n" +
@@ -3279,15 +3280,17 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\x12\x1b\n" +
 	"\terror_msg\x18\x05 \x01(\tR\berrorMsg\x12\x1f\n" +
 	"\vexecute_msg\x18\x06 \x01(\tR\n" +
-	"executeMsg\"\x88\x01\n" +
-	"\x13AsyncCommandRequest\x12:\n" +
-	"\acommand\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01(\x80\b2\x14^[A-Za-z0-9_./: -]*$R\acommand\x125\n" +
+	"executeMsg\"\x8e\x02\n" +
+	"\x13AsyncCommandRequest\x12\xbf\x01\n" +
+	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
+	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x125\n" +
 	"\finstance_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"_\n" +
 	"\x14AsyncCommandResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"G\n" +
-	"\x0eGetTaskRequest\x125\n" +
-	"\atask_id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18\x80\x012\x10^[A-Za-z0-9_-]*$R\x06taskId\"P\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\x94\x01\n" +
+	"\x0eGetTaskRequest\x12\x81\x01\n" +
+	"\atask_id\x18\x01 \x01(\tBh\xbaHe\xba\x01[\n" +
+	"\x0ftask_id.charset\x12&may hold only letters, digits, _ and -\x1a this.matches('^[A-Za-z0-9_-]*$')r\x05\x10\x01\x18\x80\x01R\x06taskId\"P\n" +
 	"\x0fGetTaskResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12$\n" +
 	"\x04jobs\x18\x02 \x03(\v2\x10.koophone.v1.JobR\x04jobs\"\xee\x02\n" +
@@ -3322,9 +3325,10 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\finstance_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"]\n" +
 	"\x12BatchResetResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"U\n" +
-	"\x15GetDeviceTokenRequest\x12<\n" +
-	"\vinstance_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xc5\x01\n" +
+	"\x15GetDeviceTokenRequest\x12\xab\x01\n" +
+	"\vinstance_id\x18\x01 \x01(\tB\x89\x01\xbaH\x85\x01\xba\x01|\n" +
+	"\x13instance_id.charset\x12Cmay hold only letters, digits, _ and - (it travels in the URL path)\x1a this.matches('^[A-Za-z0-9_-]*$')r\x04\x10\x01\x18 R\n" +
 	"instanceId\"\x97\x01\n" +
 	"\x16GetDeviceTokenResponse\x12!\n" +
 	"\fstreaming_id\x18\x01 \x01(\tR\vstreamingId\x127\n" +
@@ -3359,16 +3363,18 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\xbaH\a\x92\x01\x04\b\x01\x10dR\ruserInstances\"c\n" +
 	"\x18UnassignInstanceResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xd6\x03\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xa0\x05\n" +
 	"\x14ListInstancesRequest\x12 \n" +
 	"\apage_no\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x01R\x06pageNo\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\bpageSize\x12(\n" +
 	"\vinstance_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 R\n" +
 	"instanceId\x12,\n" +
-	"\rinstance_name\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\finstanceName\x12k\n" +
-	"\x10query_start_time\x18\x05 \x01(\tBA\xbaH>r<2:^$|^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$R\x0equeryStartTime\x12g\n" +
-	"\x0equery_end_time\x18\x06 \x01(\tBA\xbaH>r<2:^$|^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$R\fqueryEndTime\x12E\n" +
+	"\rinstance_name\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\finstanceName\x12\xcf\x01\n" +
+	"\x10query_start_time\x18\x05 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x9c\x01\n" +
+	"\x11query_time.format\x120must be a UTC time formatted YYYY-MM-DD HH:MM:SS\x1aUthis == '' || this.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$')R\x0equeryStartTime\x12\xcb\x01\n" +
+	"\x0equery_end_time\x18\x06 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x9c\x01\n" +
+	"\x11query_time.format\x120must be a UTC time formatted YYYY-MM-DD HH:MM:SS\x1aUthis == '' || this.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$')R\fqueryEndTime\x12E\n" +
 	"\x0epool_scene_tag\x18\a \x01(\tB\x1f\xbaH\x1cr\x1aR\x00R\tCLOUD_APPR\vCLOUD_PHONER\fpoolSceneTag\"\x9d\x01\n" +
 	"\x15ListInstancesResponse\x12-\n" +
 	"\x06result\x18\x01 \x03(\v2\x15.koophone.v1.InstanceR\x06result\x12\x17\n" +
@@ -3447,9 +3453,10 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\x1eReleaseInstancesSessionRequest\x12*\n" +
 	"\vinstance_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\n" +
 	"instanceId\"!\n" +
-	"\x1fReleaseInstancesSessionResponse\"I\n" +
-	"\x10WatchTaskRequest\x125\n" +
-	"\atask_id\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18\x80\x012\x10^[A-Za-z0-9_-]*$R\x06taskId\"\xdf\x01\n" +
+	"\x1fReleaseInstancesSessionResponse\"\x96\x01\n" +
+	"\x10WatchTaskRequest\x12\x81\x01\n" +
+	"\atask_id\x18\x01 \x01(\tBh\xbaHe\xba\x01[\n" +
+	"\x0ftask_id.charset\x12&may hold only letters, digits, _ and -\x1a this.matches('^[A-Za-z0-9_-]*$')r\x05\x10\x01\x18\x80\x01R\x06taskId\"\xdf\x01\n" +
 	"\x11WatchTaskResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12$\n" +
 	"\x04jobs\x18\x02 \x03(\v2\x10.koophone.v1.JobR\x04jobs\x12\x1a\n" +
@@ -3466,9 +3473,10 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\n" +
 	"raw_status\x18\x02 \x01(\x05R\trawStatus\x12#\n" +
 	"\rwaiting_count\x18\x03 \x01(\x05R\fwaitingCount\x12\x1a\n" +
-	"\bterminal\x18\x04 \x01(\bR\bterminal\"\x8b\x01\n" +
-	"\x16RunAsyncCommandRequest\x12:\n" +
-	"\acommand\x18\x01 \x01(\tB \xbaH\x1dr\x1b\x10\x01(\x80\b2\x14^[A-Za-z0-9_./: -]*$R\acommand\x125\n" +
+	"\bterminal\x18\x04 \x01(\bR\bterminal\"\x91\x02\n" +
+	"\x16RunAsyncCommandRequest\x12\xbf\x01\n" +
+	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
+	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x125\n" +
 	"\finstance_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"\x95\x02\n" +
 	"\x17RunAsyncCommandResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
@@ -3477,10 +3485,11 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\bterminal\x18\x04 \x01(\bR\bterminal\x12#\n" +
 	"\rrunning_count\x18\x05 \x01(\x05R\frunningCount\x12'\n" +
 	"\x0fsucceeded_count\x18\x06 \x01(\x05R\x0esucceededCount\x12!\n" +
-	"\ffailed_count\x18\a \x01(\x05R\vfailedCount\"\x8e\x01\n" +
+	"\ffailed_count\x18\a \x01(\x05R\vfailedCount\"\xfe\x01\n" +
 	"\x12OpenSessionRequest\x12\"\n" +
-	"\auser_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x06userId\x12<\n" +
-	"\vinstance_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
+	"\auser_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x06userId\x12\xab\x01\n" +
+	"\vinstance_id\x18\x02 \x01(\tB\x89\x01\xbaH\x85\x01\xba\x01|\n" +
+	"\x13instance_id.charset\x12Cmay hold only letters, digits, _ and - (it travels in the URL path)\x1a this.matches('^[A-Za-z0-9_-]*$')r\x04\x10\x01\x18 R\n" +
 	"instanceId\x12\x16\n" +
 	"\x06assign\x18\x03 \x01(\bR\x06assign\"\xfb\x01\n" +
 	"\x13OpenSessionResponse\x12>\n" +
