@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,28 +16,31 @@ import (
 )
 
 func main() {
-	os.Exit(run())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr, stop)
+	stop()
+	os.Exit(code)
 }
 
-func run() int {
-	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
+// run serves until ctx ends, then shuts down within the grace period. stopSignals is called once shutdown begins,
+// so a second signal kills the process at once.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, stopSignals func()) int {
+	cfg, err := config.Load(args, getenv, stderr)
 	if errors.Is(err, config.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "configuration:", err)
+		fmt.Fprintln(stderr, "configuration:", err)
 		return 2
 	}
-	log := server.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	log := server.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	srv, err := server.Start(ctx, cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
 	<-ctx.Done()
-	stop() // a second signal kills at once
+	stopSignals()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a log sink the server writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRunOnTheEmbeddedSimulator starts the command as `make run` does (no KOOPHONE_ENDPOINT), checks that its first
+// log line says it runs on the simulator, that it becomes SERVING, and that it exits 0 when told to stop.
+func TestRunOnTheEmbeddedSimulator(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0"}, func(string) string { return "" }, &logs, func() {})
+	}()
+	addr := regexp.MustCompile(`grpc=(127\.0\.0\.1:\d+)`)
+	var grpcAddr string
+	for deadline := time.Now().Add(10 * time.Second); grpcAddr == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(logs.String()); m != nil {
+			grpcAddr = m[1]
+		}
+	}
+	if grpcAddr == "" {
+		t.Fatalf("no serving line in:\n%s", logs.String())
+	}
+	first := strings.SplitN(logs.String(), "\n", 2)[0]
+	if !strings.Contains(first, "simulator") {
+		t.Fatalf("first log line does not say it runs on the simulator: %s", first)
+	}
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	serving := false
+	for deadline := time.Now().Add(10 * time.Second); !serving && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		res, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "koophone.v1.InstanceService"})
+		serving = err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	}
+	if !serving {
+		t.Fatal("never SERVING")
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit code %d; logs:\n%s", c, logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not stop")
+	}
+}
+
+func TestBadConfigurationExitsTwo(t *testing.T) {
+	var logs syncBuffer
+	c := run(context.Background(), []string{"--log-format=xml"}, func(string) string { return "" }, &logs, func() {})
+	if c != 2 || !strings.Contains(logs.String(), "--log-format") {
+		t.Fatalf("exit %d, output %q", c, logs.String())
+	}
+}
