@@ -270,10 +270,13 @@ func (c *Client) logAttempt(ctx context.Context, cl call, id string, n, status i
 		slog.String("op", cl.op),
 		slog.String("method", cl.method),
 		slog.String("path", cl.path),
-		slog.String("request_id", id),
 		slog.Int("attempt", n),
 		slog.Int("status", status),
 		slog.Duration("duration", time.Since(start)),
+	}
+	if RequestIDFrom(ctx) == "" {
+		// The id was made here; a caller's id is added to every line by the server's log handler.
+		attrs = append(attrs, slog.String("request_id", id))
 	}
 	if e != nil {
 		attrs = append(attrs, slog.String("kind", e.Kind.String()))
