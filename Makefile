@@ -15,7 +15,7 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test lint generate check-generated tools grpcurl build bench fuzz clean
+.PHONY: all run test lint generate check-generated breaking tools grpcurl build bench clean
 
 all: build
 
@@ -52,6 +52,11 @@ check-generated: $(TOOLS)
 	  if ! diff -r gen "$$tmp/gen" >/dev/null; then \
 	    diff -r gen "$$tmp/gen" | head -40; echo "gen/ is stale: run 'make generate' and commit it"; exit 1; \
 	  fi; echo "gen/ is up to date"
+
+## breaking: compare the contract with an earlier version (BREAKING_AGAINST, default the previous commit)
+BREAKING_AGAINST ?= .git\#ref=HEAD~1
+breaking: $(TOOLS)
+	buf breaking --against '$(BREAKING_AGAINST)'
 
 ## bench: fan-out benchmarks of the watch hub (figures go in docs/benchmarks.md)
 bench:

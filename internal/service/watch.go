@@ -304,8 +304,9 @@ func (s *InstanceService) prepareOne(ctx context.Context, user, phone string) (*
 			return prepareStatusResult(st), nil
 		}
 	}
-	// KooPhone accepted the call but did not report the phone: treat it as queued and let ShowProgress tell.
-	return &pb.PrepareStatusResult{InstanceId: phone, Status: pb.PrepareStatus_PREPARE_STATUS_UNSPECIFIED, RawStatus: -1}, nil
+	// KooPhone accepted the call but said nothing of the phone: there is no state to report, and guessing one
+	// could open a session on a phone that is not being prepared.
+	return nil, status.Errorf(codes.Internal, "KooPhone accepted the prepare request but did not report instance %s", phone)
 }
 
 func sessionError(code codes.Code, reason, msg string) error {
