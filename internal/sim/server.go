@@ -107,10 +107,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // pipeline applies the faults of op, reads the body and hands the request to serve. A "truncated" fault lets the
 // request run to the end into a buffer and sends half of it.
 func (s *Server) pipeline(w http.ResponseWriter, r *http.Request, op string, serve func(http.ResponseWriter, []byte)) {
-	f, ok := s.faults.apply(s, w, r, op)
-	if !ok {
-		return // the fault answered (or the client went away during a latency fault)
-	}
+	// The body is read before any fault: net/http notices a client that goes away only once the body has been
+	// read, and a latency fault must end (without running the operation) when its client gives up.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -120,6 +118,10 @@ func (s *Server) pipeline(w http.ResponseWriter, r *http.Request, op string, ser
 		}
 		writeJSON(w, http.StatusBadRequest, envelope{ErrorCode: codeBadParam, ErrorMsg: ptr("cannot read request body")})
 		return
+	}
+	f, ok := s.faults.apply(s, w, r, op)
+	if !ok {
+		return // the fault answered (or the client went away during a latency fault)
 	}
 	if f != nil && f.Kind == FaultTruncated {
 		rec := newRecorder()
