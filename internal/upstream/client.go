@@ -240,10 +240,21 @@ func (c *Client) attempt(ctx context.Context, cl call, target, id string, body [
 	}
 	if r.err != nil {
 		r.err.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.clock.Now())
-		r.authRejected = resp.StatusCode == http.StatusUnauthorized || r.err.Code == "KOOPHONE.API.6001"
+		r.authRejected = credentialRefused(resp.StatusCode, r.err.Code)
 	}
 	c.logAttempt(ctx, cl, id, n, resp.StatusCode, start, r.err)
 	return r
+}
+
+// credentialRefused reports an answer that refuses the credential itself: KOOPHONE.API.6001, or an HTTP 401 from
+// the API gateway (APIG.* or APIGW.*) or with no code at all. KooPhone's own 401s, 1001 and 1003, refuse a phone or the API
+// to a valid credential: refreshing the token for them would cost an IAM call and send the request (even a write)
+// a second time for nothing.
+func credentialRefused(httpStatus int, code string) bool {
+	if code == "KOOPHONE.API.6001" {
+		return true
+	}
+	return httpStatus == http.StatusUnauthorized && (code == "" || strings.HasPrefix(code, "APIG"))
 }
 
 // authError turns an Authenticator's failure into the call's error.
