@@ -502,3 +502,67 @@ func TestOpenSession(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatchTaskEveryKindOfTask: WatchTask follows every kind of task KooPhone has, whatever its id looks like.
+func TestWatchTaskEveryKindOfTask(t *testing.T) {
+	e := newEnv(t)
+	starts := map[string]func() string{
+		"AsyncCommand": func() string { return startTask(e, e.phone()).GetTaskId() },
+		"BatchReset": func() string {
+			res, err := e.inst.BatchReset(e.ctx(), &pb.BatchResetRequest{InstanceIds: []string{e.phone()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.GetTaskId()
+		},
+		"UnassignInstance": func() string {
+			p := e.phone()
+			pair := []*pb.UserInstance{{UserId: "carol", InstanceId: p}}
+			if _, err := e.inst.AssignInstance(e.ctx(), &pb.AssignInstanceRequest{UserInstances: pair}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.inst.UnassignInstance(e.ctx(), &pb.UnassignInstanceRequest{UserInstances: pair})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.GetTaskId()
+		},
+		"BatchBackupInstances": func() string {
+			p := e.phone()
+			e.prepared("dave", p)
+			res, err := e.inst.BatchBackupInstances(e.ctx(), &pb.BatchBackupInstancesRequest{InstanceIds: []string{p}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.GetTaskId()
+		},
+		"InstallApp": func() string {
+			res, err := e.app.InstallApp(e.ctx(), installReq(e.phone()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.GetTaskId()
+		},
+	}
+	for kind, start := range starts {
+		t.Run(kind, func(t *testing.T) {
+			e.t = t
+			id := start()
+			s, err := e.inst.WatchTask(e.ctx(), &pb.WatchTaskRequest{TaskId: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, end := recvAll(s)
+			if first := <-msgs; first.GetTerminal() || first.GetRunningCount() != 1 {
+				t.Fatalf("%s %s first: %v", kind, id, first)
+			}
+			if last := next(e, msgs); !last.GetTerminal() || last.GetSucceededCount() != 1 {
+				t.Fatalf("%s %s last: %v", kind, id, last)
+			}
+			if err := endOf(e, end); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	e.t = t
+}
