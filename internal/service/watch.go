@@ -39,6 +39,7 @@ type WatchOptions struct {
 	FirstInterval time.Duration
 	MaxInterval   time.Duration
 	TerminalTTL   time.Duration
+	PollTimeout   time.Duration  // one GetTask/ShowProgress call; it runs on Clock
 	Clock         clock.Clock    // tests drive polling with a fake clock
 	Rand          func() float64 // tests make jitter deterministic
 }
@@ -57,6 +58,7 @@ func newWatchers(up Upstream, o WatchOptions) *watchers {
 		FirstInterval: o.FirstInterval,
 		MaxInterval:   o.MaxInterval,
 		TerminalTTL:   o.TerminalTTL,
+		PollTimeout:   o.PollTimeout,
 		Rand:          o.Rand,
 		Classify:      classifyPollError,
 	}
