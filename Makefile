@@ -15,7 +15,7 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test lint generate check-generated breaking tools grpcurl build bench clean
+.PHONY: all run test lint generate check-generated breaking tools grpcurl build bench smoke clean
 
 all: build
 
@@ -57,6 +57,10 @@ check-generated: $(TOOLS)
 BREAKING_AGAINST ?= .git\#ref=HEAD~1
 breaking: $(TOOLS)
 	buf breaking --against '$(BREAKING_AGAINST)'
+
+## smoke: every RPC once through grpcurl and once through curl, against a running `make run`
+smoke: $(BIN)/grpcurl
+	scripts/smoke.sh
 
 ## bench: fan-out benchmarks of the watch hub (figures go in docs/benchmarks.md)
 bench:
