@@ -81,7 +81,7 @@ new2=$(echo "$last" | json 'json.load(sys.stdin)["instance_infos"][0]["instance_
 g koophone.v1.OrderService/DeleteInstance '{"instance_ids":["'"$new1"'"]}'
 c POST /v1/instances/delete '{"instance_ids":["'"$new2"'"]}'
 
-app='"object_name":"com.example.smoke","file_name":"smoke.apk","object_version":"1.0","object_size":"12","biz_type":"apk","content_type":"application/octet-stream","install_package_url":"https://obs.example.com/smoke.apk"'
+app='"object_name":"com.example.smoke","file_name":"smoke.apk","object_version":"1.0.'"$(date +%s%N)"'","object_size":"12","biz_type":"apk","content_type":"application/octet-stream","install_package_url":"https://obs.example.com/smoke.apk"'
 g koophone.v1.AppService/InstallApp '{'"$app"',"instance_id_list":["'"${PH[8]}"'"]}'
 c POST /v1/instances/app/install '{'"$app"',"instance_id_list":["'"${PH[9]}"'"]}'
 

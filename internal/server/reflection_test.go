@@ -1,13 +1,17 @@
 package server
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
 	"testing"
 
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/config"
 )
 
 func TestReflectionListsTheServices(t *testing.T) {
@@ -58,5 +62,18 @@ func TestHealthzAndReadyz(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while NOT_SERVING: HTTP %d", res.StatusCode)
+	}
+}
+
+// TestStartFailsCleanly: a port already taken is a clear error, with nothing left running (goleak checks).
+func TestStartFailsCleanly(t *testing.T) {
+	e := newEnv(t)
+	cfg, err := config.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=" + e.srv.HTTPAddr()}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err == nil || srv != nil || !strings.Contains(err.Error(), "--http-addr") {
+		t.Fatalf("Start on a taken port: %v, %v", srv, err)
 	}
 }

@@ -72,22 +72,28 @@ func WithWatchOptions(f func(*service.WatchOptions)) Option { return func(o *opt
 
 // Start builds everything from cfg, listens on both ports and serves in the background. Health reports
 // NOT_SERVING until KooPhone (or the simulator) has answered a probe.
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (s *Server, err error) {
-	s = &Server{cfg: cfg, log: log}
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	s := &Server{cfg: cfg, log: log}
 	for _, o := range opts {
 		o(&s.opts)
 	}
-	defer func() {
-		if err != nil {
-			s.closeAll()
-		}
-	}()
-	if err := s.startUpstream(); err != nil {
+	if err := s.start(ctx); err != nil {
+		s.closeAll()
+		s.wg.Wait()
 		return nil, err
+	}
+	return s, nil
+}
+
+// start builds and starts everything; on error, what it started is left for closeAll.
+func (s *Server) start(ctx context.Context) error {
+	cfg, log := s.cfg, s.log
+	if err := s.startUpstream(); err != nil {
+		return err
 	}
 	validator, err := service.NewValidator()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	watch := service.WatchOptions{
 		FirstInterval: cfg.WatchFirstInterval,
@@ -99,7 +105,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	}
 	s.services, err = service.New(service.Options{Upstream: s.up, Logger: log, Watch: watch})
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout)
@@ -122,14 +128,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 
 	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on --grpc-addr %s: %w", cfg.GRPCAddr, err)
+		return fmt.Errorf("listen on --grpc-addr %s: %w", cfg.GRPCAddr, err)
 	}
 	s.grpcAddr = grpcLis.Addr().String()
 	s.serve("grpc", func() error { return s.grpc.Serve(grpcLis) })
 
 	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
 	}
 	s.httpAddr = httpLis.Addr().String()
 	// The mirror calls the gRPC server over loopback, so REST callers meet the same interceptors.
@@ -137,11 +143,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
-		return nil, fmt.Errorf("connect the REST mirror to gRPC: %w", err)
+		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
 	gw, err := newGateway(ctx, s.gwConn)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -159,7 +165,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		s.probe(probeCtx)
 	}()
 	log.Info("serving", "grpc", s.grpcAddr, "http", s.httpAddr, "upstream", s.upstreamName())
-	return s, nil
+	return nil
 }
 
 // startUpstream creates the KooPhone client; without an endpoint it first starts the simulator on loopback and

@@ -566,3 +566,48 @@ func TestWatchTaskEveryKindOfTask(t *testing.T) {
 	}
 	e.t = t
 }
+
+// TestPrepareProgressIsNotCached: a phone prepared, backed up and prepared again is followed afresh, not answered
+// from a cached "ready" (which would make OpenSession ask for a device token too early).
+func TestPrepareProgressIsNotCached(t *testing.T) {
+	e := newEnv(t)
+	p := e.phone()
+	open := func() []*pb.OpenSessionResponse {
+		s, err := e.inst.OpenSession(e.ctx(), &pb.OpenSessionRequest{UserId: "erin", InstanceId: p, Assign: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, end := recvAll(s)
+		var all []*pb.OpenSessionResponse
+		for {
+			m := next(e, msgs)
+			all = append(all, m)
+			if m.GetSession() != nil {
+				break
+			}
+		}
+		if err := endOf(e, end); err != nil {
+			t.Fatal(err)
+		}
+		return all
+	}
+	first := open()
+	task, err := e.inst.BatchBackupInstances(e.ctx(), &pb.BatchBackupInstancesRequest{InstanceIds: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.inst.WatchTask(e.ctx(), &pb.WatchTaskRequest{TaskId: task.GetTaskId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, end := recvAll(s)
+	for m := <-msgs; !m.GetTerminal(); m = next(e, msgs) {
+	}
+	if err := endOf(e, end); err != nil {
+		t.Fatal(err)
+	}
+	second := open()
+	if len(second) < 3 || second[1].GetProgress().GetStatus() != pb.ProgressStatus_PROGRESS_STATUS_QUEUED {
+		t.Fatalf("second session (after %d messages the first time): %v", len(first), second)
+	}
+}

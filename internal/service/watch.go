@@ -62,10 +62,15 @@ func newWatchers(up Upstream, o WatchOptions) *watchers {
 		Rand:          o.Rand,
 		Classify:      classifyPollError,
 	}
+	// A finished task stays finished, so its last state may serve late watchers. A phone's preparation does not:
+	// "ready" ends with the next backup, and the same user and phone are prepared again later, so a cached
+	// "ready" (or a cached "not bound" error) would be a lie to the next watcher.
+	progressCfg := cfg
+	progressCfg.TerminalTTL, progressCfg.ErrorTTL = -1, -1
 	return &watchers{
 		up:       up,
 		tasks:    stream.NewLocal[*pb.WatchTaskResponse](cfg),
-		progress: stream.NewLocal[*pb.WatchPrepareProgressResponse](cfg),
+		progress: stream.NewLocal[*pb.WatchPrepareProgressResponse](progressCfg),
 	}
 }
 
