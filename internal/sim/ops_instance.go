@@ -107,7 +107,8 @@ func (s *Server) setVideoConfig(c *call) {
 	})
 }
 
-type statusResult struct {
+// instanceStatus is one phone's state in BatchQueryStatus' status_results and BatchPrepareInstances' status_list.
+type instanceStatus struct {
 	InstanceID string `json:"instance_id"`
 	Status     int    `json:"status"`
 }
@@ -123,9 +124,9 @@ func (s *Server) batchQueryStatus(c *call) {
 		if e != nil {
 			return nil, e
 		}
-		out := make([]statusResult, len(phones))
+		out := make([]instanceStatus, len(phones))
 		for i, p := range phones {
-			out[i] = statusResult{InstanceID: p.id, Status: s.dataStatus(p, c.now)}
+			out[i] = instanceStatus{InstanceID: p.id, Status: s.dataStatus(p, c.now)}
 		}
 		return map[string]any{"status_results": out}, nil
 	})
@@ -147,15 +148,11 @@ func (s *Server) batchReset(c *call) {
 		if e != nil {
 			return nil, e
 		}
-		return s.startTaskLocked("RM_"+s.hex(32), phones, c.now, func(p *phone) jobSpec {
-			op := &phoneOp{kind: opReset}
-			if p.fail {
-				return failedJob(op)
-			}
-			// The reset starts now: whatever was streaming or loaded on the phone is gone for good.
-			p.streaming, p.session = false, false
-			return jobSpec{out: &outSuccess, op: op}
-		}), nil
+		return s.startMaintenanceLocked(phones, c.now, func(*phone) *phoneOp { return &phoneOp{kind: opReset} },
+			func(p *phone) {
+				// The reset starts now: whatever was streaming or loaded on the phone is gone for good.
+				p.streaming, p.session = false, false
+			}), nil
 	})
 }
 
@@ -307,14 +304,10 @@ func (s *Server) unassignInstance(c *call) {
 		for i, p := range phones {
 			users[p] = pairs[i].UserID
 		}
-		return s.startTaskLocked("RM_"+s.hex(32), phones, c.now, func(p *phone) jobSpec {
-			// The assignment goes, and the user's data with it, when the job ends.
-			op := &phoneOp{kind: opUnassign, user: users[p]}
-			if p.fail {
-				return failedJob(op)
-			}
-			return jobSpec{out: &outSuccess, op: op}
-		}), nil
+		// The assignment goes, and the user's data with it, when the job ends.
+		return s.startMaintenanceLocked(phones, c.now, func(p *phone) *phoneOp {
+			return &phoneOp{kind: opUnassign, user: users[p]}
+		}, nil), nil
 	})
 }
 

@@ -8,11 +8,6 @@ type prepareRequest struct {
 	InstanceIDs []string `json:"instance_ids"`
 }
 
-type prepareStatus struct {
-	InstanceID string `json:"instance_id"`
-	Status     int    `json:"status"`
-}
-
 // batchPrepare is BatchPrepareInstances. Per phone: 2 not assigned to the user, 3 backing up, 4 resetting,
 // 5 rebooting, 0 already ready, else 1 (queued; a preparation starts unless one is under way). The seed's example
 // lists the same phone twice, so duplicates are fine.
@@ -35,9 +30,9 @@ func (s *Server) batchPrepare(c *call) {
 		if e != nil {
 			return nil, e
 		}
-		out := make([]prepareStatus, len(phones))
+		out := make([]instanceStatus, len(phones))
 		for i, p := range phones {
-			out[i] = prepareStatus{InstanceID: p.id, Status: s.prepareLocked(p, req.UserID, c)}
+			out[i] = instanceStatus{InstanceID: p.id, Status: s.prepareLocked(p, req.UserID, c)}
 		}
 		return map[string]any{"status_list": out}, nil
 	})
@@ -127,14 +122,8 @@ func (s *Server) batchBackup(c *call) {
 		if e != nil {
 			return nil, e
 		}
-		return s.startTaskLocked("RM_"+s.hex(32), phones, c.now, func(p *phone) jobSpec {
-			op := &phoneOp{kind: opBackup}
-			if p.fail {
-				return failedJob(op)
-			}
-			p.streaming = false // a phone being backed up cannot stream
-			return jobSpec{out: &outSuccess, op: op}
-		}), nil
+		return s.startMaintenanceLocked(phones, c.now, func(*phone) *phoneOp { return &phoneOp{kind: opBackup} },
+			func(p *phone) { p.streaming = false }), nil // a phone being backed up cannot stream
 	})
 }
 

@@ -105,3 +105,19 @@ func (s *Server) getTask(c *call) {
 		return map[string]any{"jobs": jobs}, nil
 	})
 }
+
+// startMaintenanceLocked starts an RM_ task (reset, unassign, backup): one job per phone, failing on FailInstances
+// phones and succeeding elsewhere. op describes each phone's job; begin, if any, applies the operation's immediate
+// effect to the phones whose job will succeed.
+func (s *Server) startMaintenanceLocked(phones []*phone, now time.Time, op func(*phone) *phoneOp, begin func(*phone)) taskData {
+	return s.startTaskLocked("RM_"+s.hex(32), phones, now, func(p *phone) jobSpec {
+		o := op(p)
+		if p.fail {
+			return failedJob(o)
+		}
+		if begin != nil {
+			begin(p)
+		}
+		return jobSpec{out: &outSuccess, op: o}
+	})
+}
