@@ -81,6 +81,16 @@ func startTask(e *env, phones ...string) *pb.AsyncCommandResponse {
 	return task
 }
 
+// watchTask opens WatchTask(id) and receives it in the background.
+func watchTask(e *env, id string) (<-chan *pb.WatchTaskResponse, <-chan error) {
+	e.t.Helper()
+	s, err := e.inst.WatchTask(e.ctx(), &pb.WatchTaskRequest{TaskId: id})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return recvAll(s)
+}
+
 // waitIdle waits until no watcher and no poller is left in the server's hubs.
 func waitIdle(e *env) {
 	e.t.Helper()
@@ -99,11 +109,7 @@ func TestWatchTaskLife(t *testing.T) {
 	e := newEnv(t)
 	p1, p2 := e.phone(), e.phone()
 	task := startTask(e, p1, p2)
-	s, err := e.inst.WatchTask(e.ctx(), &pb.WatchTaskRequest{TaskId: task.GetTaskId()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, end := recvAll(s)
+	msgs, end := watchTask(e, task.GetTaskId())
 	first := <-msgs
 	if first.GetTerminal() || first.GetRunningCount() != 2 || len(first.GetJobs()) != 2 || first.GetTaskId() != task.GetTaskId() {
 		t.Fatalf("first message: %v", first)
@@ -139,11 +145,7 @@ func TestWatchTaskUnknown(t *testing.T) {
 func TestWatchSurvivesTransientFaults(t *testing.T) {
 	e := newEnv(t)
 	task := startTask(e, e.phone())
-	s, err := e.inst.WatchTask(e.ctx(), &pb.WatchTaskRequest{TaskId: task.GetTaskId()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, end := recvAll(s)
+	msgs, end := watchTask(e, task.GetTaskId())
 	<-msgs
 	if err := e.sim.SetFaults([]sim.Fault{{Kind: "503", Ops: []string{"GetTask"}, Count: 5}}); err != nil {
 		t.Fatal(err)
@@ -281,11 +283,7 @@ func TestShutdownEndsStreamsAndFlipsHealth(t *testing.T) {
 		t.Fatalf("health before shutdown: %v %v", h, err)
 	}
 	task := startTask(e, e.phone())
-	s, err := e.inst.WatchTask(e.ctx(), &pb.WatchTaskRequest{TaskId: task.GetTaskId()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, end := recvAll(s)
+	msgs, end := watchTask(e, task.GetTaskId())
 	<-msgs
 	stopped := make(chan error, 1)
 	go func() {
@@ -548,11 +546,7 @@ func TestWatchTaskEveryKindOfTask(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			e.t = t
 			id := start()
-			s, err := e.inst.WatchTask(e.ctx(), &pb.WatchTaskRequest{TaskId: id})
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs, end := recvAll(s)
+			msgs, end := watchTask(e, id)
 			if first := <-msgs; first.GetTerminal() || first.GetRunningCount() != 1 {
 				t.Fatalf("%s %s first: %v", kind, id, first)
 			}
@@ -596,11 +590,7 @@ func TestPrepareProgressIsNotCached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := e.inst.WatchTask(e.ctx(), &pb.WatchTaskRequest{TaskId: task.GetTaskId()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, end := recvAll(s)
+	msgs, end := watchTask(e, task.GetTaskId())
 	for m := <-msgs; !m.GetTerminal(); m = next(e, msgs) {
 	}
 	if err := endOf(e, end); err != nil {
