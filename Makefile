@@ -15,7 +15,7 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test lint generate check-generated breaking tools grpcurl build bench smoke clean
+.PHONY: all run test test-deps lint generate check-generated breaking tools grpcurl build bench smoke clean
 
 all: build
 
@@ -24,8 +24,12 @@ run:
 	go run ./cmd/server
 
 ## test: lint (incl. stale gen/ check) and every test with the race detector
-test: lint
+test: lint test-deps
 	go test -race -count=1 -timeout 20m ./...
+
+## test-deps: install what the tests need beyond Go (Debian packages, npm), only when missing
+test-deps:
+	scripts/test-deps.sh
 
 ## build: compile the server and the standalone simulator into ./bin
 build:
