@@ -24,6 +24,7 @@ type IAMConfig struct {
 	Project    string       // project id (32 hex characters) or project name
 	HTTPClient *http.Client // optional; default built from NewTransport()
 	Clock      clock.Clock  // default clock.Real{}
+	OnRefresh  func(error)  // optional; told of every token fetch (nil error: a new token), for metrics
 }
 
 // String never prints the password, so that a logged configuration is safe.
@@ -75,7 +76,7 @@ type iamAuth struct {
 // calls need it), and refreshed once more when KooPhone says it is no longer valid.
 func NewIAMPassword(cfg IAMConfig) Authenticator {
 	cfg.Endpoint = strings.TrimRight(cfg.Endpoint, "/")
-	a := &iamAuth{cfg: cfg, hc: httpClient(cfg.HTTPClient), clock: cfg.Clock}
+	a := &iamAuth{cfg: cfg, hc: httpClient(cfg.HTTPClient, defaultMaxConnsPerHost), clock: cfg.Clock}
 	if a.clock == nil {
 		a.clock = clock.Real{}
 	}
@@ -167,6 +168,9 @@ func (a *iamAuth) startLocked() *iamFlight {
 	a.flight = f
 	go func() {
 		tok, err := a.fetch()
+		if a.cfg.OnRefresh != nil {
+			a.cfg.OnRefresh(err)
+		}
 		a.mu.Lock()
 		if err == nil {
 			a.tok = tok

@@ -32,9 +32,22 @@ type Config struct {
 	MaxResponseBytes int64         // default 8 MiB
 	Logger           *slog.Logger  // optional; debug level, never secrets
 	UserAgent        string        // default "koophone-gateway"
+
+	// The guard around every attempt, shared by all calls of this client.
+	Limiter         Limiter       // nil: NewLocalLimiter(Rates, Clock)
+	Rates           Rates         // the local limiter's rates; zero: unlimited
+	Budget          RetryBudget   // retries of all calls together; default 20% of calls, at least 3/s
+	Breaker         BreakerConfig // default: opens after 5 failures in a row, for 10s
+	MaxInFlight     int           // attempts in flight at once; more wait inside their deadline; default 256
+	MaxConnsPerHost int           // connections to KooPhone (default transport only); default 64
+	Observer        Observer      // metrics hooks; default NopObserver
 }
 
-const defaultMaxResponseBytes = 8 << 20
+const (
+	defaultMaxResponseBytes = 8 << 20
+	defaultMaxInFlight      = 256
+	defaultMaxConnsPerHost  = 64
+)
 
 // Client calls KooPhone. It is safe for concurrent use.
 type Client struct {
@@ -47,6 +60,12 @@ type Client struct {
 	log       *slog.Logger
 	userAgent string
 	identity  string
+
+	limiter  Limiter
+	budget   *retryBudget
+	breaker  *breaker
+	inFlight chan struct{} // a slot per attempt in flight
+	obs      Observer
 }
 
 // New checks cfg and returns a client.
@@ -64,10 +83,19 @@ func New(cfg Config) (*Client, error) {
 			return nil, err
 		}
 	}
+	if cfg.MaxConnsPerHost <= 0 {
+		cfg.MaxConnsPerHost = defaultMaxConnsPerHost
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = defaultMaxInFlight
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
+	}
 	c := &Client{
 		endpoint:  endpoint,
 		auth:      cfg.Auth,
-		hc:        httpClient(cfg.HTTPClient),
+		hc:        httpClient(cfg.HTTPClient, cfg.MaxConnsPerHost),
 		clock:     cfg.Clock,
 		retry:     cfg.Retry.withDefaults(),
 		maxBytes:  cfg.MaxResponseBytes,
@@ -83,6 +111,14 @@ func New(cfg Config) (*Client, error) {
 	if c.userAgent == "" {
 		c.userAgent = "koophone-gateway"
 	}
+	c.obs = cfg.Observer
+	c.limiter = cfg.Limiter
+	if c.limiter == nil {
+		c.limiter = NewLocalLimiter(cfg.Rates, c.clock)
+	}
+	c.budget = newRetryBudget(cfg.Budget, c.clock)
+	c.breaker = newBreaker(cfg.Breaker, c.obs)
+	c.inFlight = make(chan struct{}, cfg.MaxInFlight)
 	sum := sha256.Sum256([]byte(endpoint + "\x00" + cfg.Auth.Principal()))
 	c.identity = hex.EncodeToString(sum[:])[:32]
 	return c, nil
@@ -91,6 +127,9 @@ func New(cfg Config) (*Client, error) {
 // Identity is a stable, non-secret id of (endpoint, principal): two clients with the same value see the same
 // phones and tasks, so they can share pollers.
 func (c *Client) Identity() string { return c.identity }
+
+// BreakerState is the circuit breaker's state: BreakerClosed, BreakerHalfOpen or BreakerOpen.
+func (c *Client) BreakerState() string { return c.breaker.state() }
 
 // Close closes idle connections and stops the authenticator's background work (an IAM token request in flight).
 func (c *Client) Close() {
@@ -133,28 +172,43 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 		body = b
 	}
 	target := c.target(cl, id)
+	c.budget.call()
 	attempts, spent := 0, 0
 	authRetried := false
 	for {
 		attempts++
-		r := c.attempt(ctx, cl, target, id, body, attempts, out)
+		r := c.guardedAttempt(ctx, cl, target, id, body, attempts, out)
 		if r.err == nil {
 			return nil
 		}
 		e := r.err
 		e.Op, e.RequestID, e.Attempts = cl.op, id, attempts
-		if ctx.Err() != nil {
+		// A write that may have reached KooPhone and whose answer was lost: say so, and never send it again.
+		e.OutcomeUnknown = !cl.read && !r.notSent && outcomeUnknown(e)
+		if e.HTTPStatus == http.StatusTooManyRequests && e.RetryAfter > 0 {
+			c.limiter.HoldUntil(c.clock.Now().Add(e.RetryAfter)) // every caller holds back, not only this one
+		}
+		if ctx.Err() != nil || e.Kind == KindRateLimited || e.Kind == KindCircuitOpen {
 			return e
 		}
-		// A refused credential is refused before anything is done, so even a write may be sent once more.
-		if r.authRejected && !authRetried && c.auth.Reject(r.req) {
-			authRetried = true
-			continue
+		if r.authRejected {
+			// A refused credential is refused before anything is done, so even a write may be sent once more.
+			if !authRetried && c.auth.Reject(r.req) {
+				authRetried = true
+				continue
+			}
+			e.CredentialRefused = true
+			return e
 		}
 		spent++
 		if spent >= c.retry.MaxAttempts || !shouldRetry(cl.read, &r) {
 			return e
 		}
+		if !c.budget.allow() {
+			c.obs.Retry(cl.op, false)
+			return e // the shared retry budget is spent: an outage is not multiplied by our retries
+		}
+		c.obs.Retry(cl.op, true)
 		wait := max(c.retry.backoff(spent), e.RetryAfter)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return e // waiting would outlast the caller: answer now, RetryAfter tells when to come back
@@ -167,6 +221,61 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 			}
 		}
 	}
+}
+
+// outcomeUnknown reports a failure after which a write sent to KooPhone may or may not have taken effect: the
+// connection broke, the answer was unreadable, or a proxy said it lost KooPhone's answer.
+func outcomeUnknown(e *Error) bool {
+	switch e.Kind {
+	case KindTransport, KindDecode:
+		return true
+	case KindHTTP:
+		return e.HTTPStatus == http.StatusInternalServerError || e.HTTPStatus == http.StatusBadGateway ||
+			e.HTTPStatus == http.StatusGatewayTimeout
+	}
+	return false
+}
+
+// guardedAttempt sends one attempt through the guard: the breaker (fail fast while open), the rate limiter and
+// the in-flight bound (both waiting inside the caller's deadline). Whatever the guard refuses was never sent.
+func (c *Client) guardedAttempt(ctx context.Context, cl call, target, id string, body []byte, n int, out any) attemptResult {
+	refused := func(e *Error) attemptResult {
+		c.obs.Attempt(cl.op, resultClass(e), 0, n, 0)
+		return attemptResult{err: e, notSent: true}
+	}
+	if c.breaker.state() == BreakerOpen { // checked first, so an open breaker never waits for the limiter
+		_, e := c.breaker.allow()
+		if e != nil {
+			return refused(e)
+		}
+	}
+	start := c.clock.Now()
+	if err := c.limiter.Wait(ctx, !cl.read); err != nil {
+		var rl *RateLimitedError
+		if errors.As(err, &rl) {
+			c.obs.LimiterWait(!cl.read, c.clock.Now().Sub(start), true)
+			return refused(&Error{Kind: KindRateLimited, RetryAfter: rl.Wait, Message: rl.Error(), Err: err})
+		}
+		return attemptResult{err: &Error{Kind: KindTransport, Message: "waiting for the rate limit: " + err.Error(), Err: err}, notSent: true}
+	}
+	select {
+	case c.inFlight <- struct{}{}:
+	case <-ctx.Done():
+		return attemptResult{err: &Error{Kind: KindTransport, Message: "waiting for a free upstream slot: " + ctx.Err().Error(), Err: ctx.Err()}, notSent: true}
+	}
+	c.obs.LimiterWait(!cl.read, c.clock.Now().Sub(start), false)
+	c.obs.InFlight(1)
+	defer func() {
+		<-c.inFlight
+		c.obs.InFlight(-1)
+	}()
+	done, e := c.breaker.allow()
+	if e != nil {
+		return refused(e)
+	}
+	r := c.attempt(ctx, cl, target, id, body, n, out)
+	done(&r, ctx)
+	return r
 }
 
 func (c *Client) target(cl call, id string) string {
@@ -218,6 +327,7 @@ func (c *Client) attempt(ctx context.Context, cl call, target, id string, body [
 			r.err = &Error{Kind: KindTransport, Err: err}
 		}
 		c.logAttempt(ctx, cl, id, n, 0, start, r.err)
+		c.obs.Attempt(cl.op, resultClass(r.err), 0, n, time.Since(start))
 		return r
 	}
 	defer resp.Body.Close()
@@ -243,6 +353,7 @@ func (c *Client) attempt(ctx context.Context, cl call, target, id string, body [
 		r.authRejected = credentialRefused(resp.StatusCode, r.err.Code)
 	}
 	c.logAttempt(ctx, cl, id, n, resp.StatusCode, start, r.err)
+	c.obs.Attempt(cl.op, resultClass(r.err), resp.StatusCode, n, time.Since(start))
 	return r
 }
 

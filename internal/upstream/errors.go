@@ -22,6 +22,12 @@ const (
 	KindTransport
 	// KindAuth: the gateway could not obtain credentials (IAM refused or unreachable).
 	KindAuth
+	// KindRateLimited: the client's own rate limit toward KooPhone would have made the call wait past its
+	// deadline; nothing was sent. RetryAfter says when a slot frees up.
+	KindRateLimited
+	// KindCircuitOpen: KooPhone has been failing and the circuit breaker is open; nothing was sent. RetryAfter
+	// says when the breaker next probes.
+	KindCircuitOpen
 )
 
 func (k Kind) String() string {
@@ -36,6 +42,10 @@ func (k Kind) String() string {
 		return "transport"
 	case KindAuth:
 		return "auth"
+	case KindRateLimited:
+		return "rate_limited"
+	case KindCircuitOpen:
+		return "circuit_open"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -51,6 +61,13 @@ type Error struct {
 	RetryAfter time.Duration // from a Retry-After header, 0 when absent
 	Attempts   int           // how many times the request was sent
 	Err        error         // the underlying cause (transport or decode error), if any
+
+	// OutcomeUnknown: a write reached KooPhone (or may have) and its answer was lost or unreadable, so whether
+	// it took effect is unknown. Sending it again could do it twice (order phones twice).
+	OutcomeUnknown bool
+	// CredentialRefused: KooPhone or IAM refused the gateway's own credential, after a fresh one was tried where
+	// that is possible. It is the gateway's problem, not the caller's.
+	CredentialRefused bool
 }
 
 func (e *Error) Error() string {
@@ -91,6 +108,18 @@ func (e *Error) detail() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// CredentialRefused reports whether err says the gateway's own KooPhone credential is refused.
+func CredentialRefused(err error) bool {
+	e, ok := AsError(err)
+	if !ok {
+		return false
+	}
+	if e.CredentialRefused {
+		return true
+	}
+	return e.Kind == KindAuth && (e.HTTPStatus == 400 || e.HTTPStatus == 401 || e.HTTPStatus == 403)
+}
 
 // AsError returns the *Error inside err, if there is one.
 func AsError(err error) (*Error, bool) {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 // NewTransport returns the transport the client uses unless it is given an *http.Client. One transport is meant to
@@ -19,7 +21,7 @@ func NewTransport() *http.Transport {
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
-		MaxConnsPerHost:       0, // no cap: the callers' deadlines bound the load, a cap would only queue it
+		MaxConnsPerHost:       defaultMaxConnsPerHost, // beyond it requests queue: 1,000 callers must not open 1,000 connections
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
@@ -31,12 +33,19 @@ func NewTransport() *http.Transport {
 // httpClient returns a copy of hc (or a new client on NewTransport) that never follows redirects: net/http keeps
 // custom headers such as X-Auth-Token on a redirect to another host, which would hand our token to whoever
 // answers with a 3xx. A redirect is returned as the response, and so becomes a KindHTTP error.
-func httpClient(hc *http.Client) *http.Client {
+//
+// The default transport holds at most maxConns connections to KooPhone (more requests queue for one inside
+// their deadline), and is wrapped by otelhttp so that each attempt is a span of the caller's trace.
+func httpClient(hc *http.Client, maxConns int) *http.Client {
 	var c http.Client
 	if hc != nil {
 		c = *hc
 	} else {
-		c.Transport = NewTransport()
+		t := NewTransport()
+		t.MaxConnsPerHost = maxConns
+		c.Transport = otelhttp.NewTransport(t, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			return "koophone " + r.Method
+		}))
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &c
