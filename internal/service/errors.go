@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -24,8 +25,38 @@ const (
 	ReasonUnavailable = "UPSTREAM_UNAVAILABLE"  // no answer: dial, reset, timeout
 	ReasonHTTP        = "UPSTREAM_HTTP_ERROR"   // an HTTP error status without a KooPhone envelope
 	ReasonBadResponse = "UPSTREAM_BAD_RESPONSE" // an answer that could not be decoded
-	ReasonAuth        = "UPSTREAM_AUTH_FAILED"  // the gateway could not obtain KooPhone credentials
+	ReasonAuth        = "UPSTREAM_AUTH_FAILED"  // the gateway's own KooPhone credential is refused or unobtainable
+
+	// ReasonOutcomeUnknown: a write reached KooPhone (or may have) and its answer was lost. Code UNKNOWN, which
+	// no retry policy retries blindly; reconcile with request_id before sending it again.
+	ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
+	// ReasonRateLimited: the gateway's own rate limit toward KooPhone; RetryInfo says when to come back.
+	ReasonRateLimited = "RATE_LIMITED"
+	// ReasonTooManyWatches: this replica polls as many things as it may; watch something already watched, or
+	// retry later (on another replica).
+	ReasonTooManyWatches = "TOO_MANY_WATCHES"
 )
+
+// maxUpstreamText bounds what of KooPhone's own text goes into a status and its details: a 5 MB error message
+// would otherwise exceed the caller's header limit and lose the status itself.
+const maxUpstreamText = 512
+
+// truncate cuts s to at most n bytes on a UTF-8 boundary (and replaces invalid bytes), marking the cut.
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	if n < len(mark) {
+		return ""
+	}
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
 
 // codeRule is how one KooPhone error code maps to gRPC, with an English summary of the seed's description.
 type codeRule struct {
@@ -74,7 +105,7 @@ var codeTable = map[string]codeRule{
 	"5004":  {codes.InvalidArgument, "query end time is before start time", false},
 	"5005":  {codes.FailedPrecondition, "not every instance is running", false},
 	"6000":  {codes.InvalidArgument, "invalid request parameters", false},
-	"6001":  {codes.Unauthenticated, "authentication failed", false},
+	"6001":  {codes.Unavailable, "KooPhone refused the gateway's credentials", false}, // never the caller's UNAUTHENTICATED
 	"6002":  {codes.PermissionDenied, "no permission", false},
 	"62005": {codes.AlreadyExists, "the app package already exists", false},
 	"62006": {codes.InvalidArgument, "the app size must be a number", false},
@@ -148,6 +179,7 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.Internal, "internal error")
 	}
 	code, message, reason := classify(ue)
+	message = truncate(message, maxUpstreamText)
 	if rule, ok := codeTable[koophoneCodeNumber(ue.Code)]; ok && rule.gatewayBug {
 		log.ErrorContext(ctx, "KooPhone says the gateway sent a malformed request: this is a gateway bug",
 			"op", ue.Op, "code", ue.Code, "upstream_message", ue.Message, "request_id", ue.RequestID)
@@ -158,8 +190,8 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 		Domain: ErrorDomain,
 		Metadata: map[string]string{
 			"operation":        ue.Op,
-			"upstream_code":    ue.Code,
-			"upstream_message": ue.Message,
+			"upstream_code":    truncate(ue.Code, 64),
+			"upstream_message": truncate(ue.Message, maxUpstreamText),
 			"http_status":      strconv.Itoa(ue.HTTPStatus),
 			"request_id":       ue.RequestID,
 		},
@@ -170,9 +202,37 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 	return withDetails(st, details...)
 }
 
-// classify picks the gRPC code, the status message and the ErrorInfo reason of an upstream error.
+// gatewayCredentialRefused reports an answer that refuses the gateway's credential even when the client did not
+// flag it: KOOPHONE.API.6001, or a 401 from the API gateway or without a code. (KooPhone's own 401s, 1001 and
+// 1003, refuse a phone or the API, and keep their rows.)
+func gatewayCredentialRefused(ue *upstream.Error) bool {
+	if koophoneCodeNumber(ue.Code) == "6001" {
+		return true
+	}
+	return ue.HTTPStatus == 401 && (ue.Code == "" || strings.HasPrefix(strings.ToUpper(ue.Code), "APIG"))
+}
+
+// classify picks the gRPC code, the status message and the ErrorInfo reason of an upstream error. The gateway's
+// own troubles come first: a refused credential, an unknown outcome, the guard's refusals.
 func classify(ue *upstream.Error) (codes.Code, string, string) {
+	switch {
+	case upstream.CredentialRefused(ue) || gatewayCredentialRefused(ue):
+		// Not the caller's UNAUTHENTICATED: the caller's credentials are fine, the gateway's are not.
+		return codes.Unavailable, "the gateway's KooPhone credentials were refused", ReasonAuth
+	case ue.OutcomeUnknown:
+		switch {
+		case errors.Is(ue, context.DeadlineExceeded):
+			return codes.DeadlineExceeded, "deadline exceeded after KooPhone " + ue.Op + " was sent: its outcome is unknown", ReasonOutcomeUnknown
+		case errors.Is(ue, context.Canceled):
+			return codes.Canceled, "canceled after KooPhone " + ue.Op + " was sent: its outcome is unknown", ReasonOutcomeUnknown
+		}
+		return codes.Unknown, "KooPhone " + ue.Op + " was sent but its answer was lost: the outcome is unknown; check before sending it again", ReasonOutcomeUnknown
+	}
 	switch ue.Kind {
+	case upstream.KindRateLimited:
+		return codes.ResourceExhausted, "the gateway's rate limit toward KooPhone is reached; retry after the delay in RetryInfo", ReasonRateLimited
+	case upstream.KindCircuitOpen:
+		return codes.Unavailable, "KooPhone is failing and the gateway is not calling it for now; retry after the delay in RetryInfo", ReasonUnavailable
 	case upstream.KindTransport:
 		switch {
 		case errors.Is(ue, context.DeadlineExceeded):
@@ -182,9 +242,6 @@ func classify(ue *upstream.Error) (codes.Code, string, string) {
 		}
 		return codes.Unavailable, "KooPhone " + ue.Op + " could not be reached", ReasonUnavailable
 	case upstream.KindAuth:
-		if ue.HTTPStatus == 400 || ue.HTTPStatus == 401 || ue.HTTPStatus == 403 {
-			return codes.Unauthenticated, "the gateway's KooPhone credentials were refused", ReasonAuth
-		}
 		return codes.Unavailable, "the gateway could not obtain KooPhone credentials", ReasonAuth
 	case upstream.KindDecode:
 		code := codes.Internal

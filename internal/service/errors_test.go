@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -28,7 +29,6 @@ func TestToStatus(t *testing.T) {
 	}
 	digest := map[codes.Code][]string{
 		codes.InvalidArgument:    {"1000", "1002", "1005", "3001", "3002", "3003", "3006", "3007", "3008", "5002", "5004", "6000", "62006", "0003"},
-		codes.Unauthenticated:    {"6001"},
 		codes.PermissionDenied:   {"1001", "1003", "1012", "6002", "2002"},
 		codes.NotFound:           {"0000", "0004", "1323", "2001", "2210", "3009", "4001"},
 		codes.FailedPrecondition: {"1004", "2004", "2005", "2006", "5001", "5005", "62010"},
@@ -56,9 +56,16 @@ func TestToStatus(t *testing.T) {
 		row{"mixed-case prefix", api("KooPhone.API.4001", 400), codes.NotFound, "KooPhone.API.4001"},
 		row{"unknown code", api("KOOPHONE.API.77777", 200), codes.Internal, "KOOPHONE.API.77777"},
 		row{"unknown code with 400", api("CPS.0191", 400), codes.Internal, "CPS.0191"},
-		row{"API gateway 401", api("APIGW.0301", 401), codes.Unauthenticated, "APIGW.0301"},
+		row{"KooPhone refuses our credential", api("KOOPHONE.API.6001", 401), codes.Unavailable, ReasonAuth},
+		row{"API gateway 401", api("APIGW.0301", 401), codes.Unavailable, ReasonAuth},
+		row{"credential refused after a fresh one", &upstream.Error{Op: "GetTask", Kind: upstream.KindAPI, Code: "KOOPHONE.API.1003", HTTPStatus: 401, CredentialRefused: true}, codes.Unavailable, ReasonAuth},
+		row{"rate limited", &upstream.Error{Op: "GetTask", Kind: upstream.KindRateLimited, RetryAfter: time.Second}, codes.ResourceExhausted, ReasonRateLimited},
+		row{"breaker open", &upstream.Error{Op: "GetTask", Kind: upstream.KindCircuitOpen, RetryAfter: time.Second}, codes.Unavailable, ReasonUnavailable},
+		row{"write lost after sending", &upstream.Error{Op: "CreateInstance", Kind: upstream.KindTransport, OutcomeUnknown: true, Err: io.ErrUnexpectedEOF}, codes.Unknown, ReasonOutcomeUnknown},
+		row{"write answer truncated", &upstream.Error{Op: "CreateInstance", Kind: upstream.KindDecode, HTTPStatus: 200, OutcomeUnknown: true}, codes.Unknown, ReasonOutcomeUnknown},
+		row{"write deadline after sending", &upstream.Error{Op: "CreateInstance", Kind: upstream.KindTransport, OutcomeUnknown: true, Err: context.DeadlineExceeded}, codes.DeadlineExceeded, ReasonOutcomeUnknown},
 		row{"API gateway 429", api("APIGW.0308", 429), codes.ResourceExhausted, "APIGW.0308"},
-		row{"HTTP 401", kind(upstream.KindHTTP, 401, nil), codes.Unauthenticated, ReasonHTTP},
+		row{"HTTP 401", kind(upstream.KindHTTP, 401, nil), codes.Unavailable, ReasonAuth},
 		row{"HTTP 403", kind(upstream.KindHTTP, 403, nil), codes.PermissionDenied, ReasonHTTP},
 		row{"HTTP 429", kind(upstream.KindHTTP, 429, nil), codes.ResourceExhausted, ReasonHTTP},
 		row{"HTTP 500", kind(upstream.KindHTTP, 500, nil), codes.Internal, ReasonHTTP},
@@ -70,7 +77,7 @@ func TestToStatus(t *testing.T) {
 		row{"connection refused", kind(upstream.KindTransport, 0, errors.New("connect: connection refused")), codes.Unavailable, ReasonUnavailable},
 		row{"deadline", kind(upstream.KindTransport, 0, context.DeadlineExceeded), codes.DeadlineExceeded, ReasonUnavailable},
 		row{"canceled", kind(upstream.KindTransport, 0, context.Canceled), codes.Canceled, ReasonUnavailable},
-		row{"IAM refused", kind(upstream.KindAuth, 401, nil), codes.Unauthenticated, ReasonAuth},
+		row{"IAM refused", kind(upstream.KindAuth, 401, nil), codes.Unavailable, ReasonAuth},
 		row{"IAM unreachable", kind(upstream.KindAuth, 0, errors.New("dial")), codes.Unavailable, ReasonAuth},
 		row{"bare deadline", context.DeadlineExceeded, codes.DeadlineExceeded, ""},
 		row{"wrapped deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), codes.DeadlineExceeded, ""},
@@ -133,4 +140,44 @@ func TestGatewayBugsAreLoggedLoudly(t *testing.T) {
 	if !strings.Contains(buf.String(), "level=ERROR") || !strings.Contains(buf.String(), "gateway bug") {
 		t.Fatalf("log: %q", buf.String())
 	}
+}
+
+// A huge upstream message must not become a huge status: it is cut to 512 bytes on a UTF-8 boundary, in the
+// message and in ErrorInfo, and KooPhone's code survives.
+func TestToStatusTruncatesUpstreamText(t *testing.T) {
+	huge := strings.Repeat("错", 2<<20) // 6 MB of 3-byte runes
+	err := &upstream.Error{Op: "GetTask", Kind: upstream.KindAPI, Code: "KOOPHONE.API.77777", HTTPStatus: 500, Message: huge}
+	st := status.Convert(ToStatus(context.Background(), slog.New(slog.DiscardHandler), err))
+	if len(st.Message()) > maxUpstreamText || !utf8.ValidString(st.Message()) {
+		t.Fatalf("message: %d bytes, valid UTF-8 %v", len(st.Message()), utf8.ValidString(st.Message()))
+	}
+	for _, d := range st.Details() {
+		if i, ok := d.(*errdetails.ErrorInfo); ok {
+			m := i.GetMetadata()["upstream_message"]
+			if len(m) > maxUpstreamText || !utf8.ValidString(m) || i.GetMetadata()["upstream_code"] != "KOOPHONE.API.77777" {
+				t.Fatalf("ErrorInfo: %d bytes, code %q", len(m), i.GetMetadata()["upstream_code"])
+			}
+			return
+		}
+	}
+	t.Fatal("no ErrorInfo")
+}
+
+func FuzzTruncate(f *testing.F) {
+	f.Add("héllo wörld", 5)
+	f.Add("\xff\xfe", 1)
+	f.Fuzz(func(t *testing.T, s string, n int) {
+		n = abs(n % 600)
+		got := truncate(s, n)
+		if len(got) > n || !utf8.ValidString(got) {
+			t.Fatalf("truncate(%q, %d) = %q", s, n, got)
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }

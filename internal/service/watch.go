@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
@@ -40,6 +41,8 @@ type WatchOptions struct {
 	MaxInterval   time.Duration
 	TerminalTTL   time.Duration
 	PollTimeout   time.Duration  // one GetTask/ShowProgress call; it runs on Clock
+	StepTimeout   time.Duration  // each other upstream call a stream makes (AsyncCommand, prepare, assign, token); default 30s
+	MaxPollers    int            // things polled at once per hub on this replica; 0: no cap
 	Clock         clock.Clock    // tests drive polling with a fake clock
 	Rand          func() float64 // tests make jitter deterministic
 }
@@ -48,6 +51,7 @@ type WatchOptions struct {
 // once per change and shared read-only by every watcher.
 type watchers struct {
 	up       Upstream
+	stepTime time.Duration // deadline of each upstream call a stream makes besides its polls
 	tasks    stream.Hub[*pb.WatchTaskResponse]
 	progress stream.Hub[*pb.WatchPrepareProgressResponse]
 }
@@ -61,14 +65,20 @@ func newWatchers(up Upstream, o WatchOptions) *watchers {
 		PollTimeout:   o.PollTimeout,
 		Rand:          o.Rand,
 		Classify:      classifyPollError,
+		MaxPollers:    o.MaxPollers,
 	}
 	// A finished task stays finished, so its last state may serve late watchers. A phone's preparation does not:
 	// "ready" ends with the next backup, and the same user and phone are prepared again later, so a cached
 	// "ready" (or a cached "not bound" error) would be a lie to the next watcher.
 	progressCfg := cfg
 	progressCfg.TerminalTTL, progressCfg.ErrorTTL = -1, -1
+	stepTime := o.StepTimeout
+	if stepTime <= 0 {
+		stepTime = 30 * time.Second
+	}
 	return &watchers{
 		up:       up,
+		stepTime: stepTime,
 		tasks:    stream.NewLocal[*pb.WatchTaskResponse](cfg),
 		progress: stream.NewLocal[*pb.WatchPrepareProgressResponse](progressCfg),
 	}
@@ -77,6 +87,14 @@ func newWatchers(up Upstream, o WatchOptions) *watchers {
 func (w *watchers) close() {
 	w.tasks.Close()
 	w.progress.Close()
+}
+
+// step runs one upstream call of a stream under the step timeout: a stream has no deadline of its own, and a
+// KooPhone that sends headers and half a body must not hold it forever.
+func step[T any](w *watchers, ctx context.Context, call func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.stepTime)
+	defer cancel()
+	return call(ctx)
 }
 
 // classifyPollError retries what may pass (KooPhone unreachable, overloaded, throttling with Retry-After) and
@@ -175,6 +193,10 @@ func (b base) watchError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, io.EOF):
 		return nil
+	case errors.Is(err, stream.ErrTooManyPollers):
+		return withDetails(status.New(codes.ResourceExhausted, "this replica watches as many things as it may; retry later"),
+			&errdetails.ErrorInfo{Reason: ReasonTooManyWatches, Domain: ErrorDomain},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, stream.ErrClosed):
 		return withDetails(status.New(codes.Unavailable, "the server is shutting down; reconnect to continue watching"),
 			&errdetails.ErrorInfo{Reason: ReasonShuttingDown, Domain: ErrorDomain})
@@ -207,7 +229,9 @@ func (s *InstanceService) WatchPrepareProgress(req *pb.WatchPrepareProgressReque
 // RunAsyncCommand starts a command and streams its jobs, each tagged with its phone, to the end.
 func (s *InstanceService) RunAsyncCommand(req *pb.RunAsyncCommandRequest, srv grpc.ServerStreamingServer[pb.RunAsyncCommandResponse]) error {
 	ctx := srv.Context()
-	task, err := s.up.AsyncCommand(ctx, upstream.CommandRequest{Command: req.GetCommand(), InstanceIDs: req.GetInstanceIds()})
+	task, err := step(s.watch, ctx, func(ctx context.Context) (*upstream.Task, error) {
+		return s.up.AsyncCommand(ctx, upstream.CommandRequest{Command: req.GetCommand(), InstanceIDs: req.GetInstanceIds()})
+	})
 	if err != nil {
 		return s.fail(ctx, err)
 	}
@@ -252,7 +276,9 @@ func (s *InstanceService) OpenSession(req *pb.OpenSessionRequest, srv grpc.Serve
 	}
 	assigned := false
 	if prepared.GetStatus() == pb.PrepareStatus_PREPARE_STATUS_WAITING_FOR_ASSIGNMENT && req.GetAssign() {
-		err := s.up.AssignInstance(ctx, upstream.UserInstancesRequest{UserInstances: []upstream.UserInstance{{UserID: user, InstanceID: phone}}})
+		_, err := step(s.watch, ctx, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.up.AssignInstance(ctx, upstream.UserInstancesRequest{UserInstances: []upstream.UserInstance{{UserID: user, InstanceID: phone}}})
+		})
 		if err != nil {
 			return s.fail(ctx, err)
 		}
@@ -293,7 +319,7 @@ func (s *InstanceService) OpenSession(req *pb.OpenSessionRequest, srv grpc.Serve
 	if last.GetStatus() != pb.ProgressStatus_PROGRESS_STATUS_READY {
 		return sessionError(codes.FailedPrecondition, ReasonPrepareFailed, "preparing instance "+phone+" failed")
 	}
-	token, err := s.up.GetDeviceToken(ctx, phone)
+	token, err := step(s.watch, ctx, func(ctx context.Context) (*upstream.DeviceToken, error) { return s.up.GetDeviceToken(ctx, phone) })
 	if err != nil {
 		return s.fail(ctx, err)
 	}
@@ -302,7 +328,9 @@ func (s *InstanceService) OpenSession(req *pb.OpenSessionRequest, srv grpc.Serve
 
 // prepareOne asks KooPhone to prepare one phone and returns that phone's state.
 func (s *InstanceService) prepareOne(ctx context.Context, user, phone string) (*pb.PrepareStatusResult, error) {
-	res, err := s.up.BatchPrepareInstances(ctx, upstream.PrepareRequest{UserID: user, InstanceIDs: []string{phone}})
+	res, err := step(s.watch, ctx, func(ctx context.Context) (*upstream.PrepareResult, error) {
+		return s.up.BatchPrepareInstances(ctx, upstream.PrepareRequest{UserID: user, InstanceIDs: []string{phone}})
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,9 @@ var (
 	ErrRetryBudget = errors.New("stream: retry budget exhausted")
 	// ErrPollPanic is wrapped when Source.Poll panicked; the panic ends that key's watchers, not the process.
 	ErrPollPanic = errors.New("stream: poll panicked")
+	// ErrTooManyPollers is returned by Watch when a new key would need a poller and Config.MaxPollers are
+	// already running. Watchers of keys already polled still join.
+	ErrTooManyPollers = errors.New("stream: too many things watched at once on this replica")
 )
 
 // Key names one watched thing. Identity separates upstream accounts (e.g. a hash of endpoint and principal) so
@@ -101,6 +104,8 @@ type Config struct {
 	// MaxOutage: the watch fails when the next retry would start more than this after the last successful poll
 	// (or the poller's start); default 1m, negative: no limit.
 	MaxOutage time.Duration
+
+	MaxPollers int // pollers running at once (distinct keys); 0 or less: no cap
 
 	TerminalTTL time.Duration // how long a terminal result serves late joiners; default 1m, negative: not cached
 	ErrorTTL    time.Duration // how long a failure serves late joiners; default 5s, negative: not cached
@@ -184,6 +189,10 @@ func (h *Local[T]) Watch(ctx context.Context, key Key, src Source[T]) (Subscript
 		// Expired but its goroutine has not removed it yet: checking here keeps expiry exact.
 		h.removeLocked(p)
 		p = nil
+	}
+	if p == nil && h.cfg.MaxPollers > 0 && h.stats.pollers.Load() >= int64(h.cfg.MaxPollers) {
+		h.mu.Unlock()
+		return nil, ErrTooManyPollers
 	}
 	if p == nil {
 		p = newPoller(h, key, src)
