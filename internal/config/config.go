@@ -50,6 +50,25 @@ type Config struct {
 	WatchFirstInterval time.Duration
 	WatchMaxInterval   time.Duration
 	WatchTerminalTTL   time.Duration
+	WatchPollTimeout   time.Duration
+	WatchStepTimeout   time.Duration
+	WatchMaxPollers    int
+
+	// Operating it: metrics, the guard toward KooPhone, shutdown.
+	MetricsAddr           string // optional second listener for /metrics
+	UpstreamReadRate      float64
+	UpstreamReadBurst     int
+	UpstreamWriteRate     float64
+	UpstreamWriteBurst    int
+	UpstreamMaxConns      int
+	UpstreamMaxInFlight   int
+	UpstreamRetryBudget   float64
+	UpstreamRetryMin      float64
+	BreakerFailures       int
+	BreakerOpenFor        time.Duration
+	ShutdownDrainDelay    time.Duration
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -82,10 +101,41 @@ func (c *Config) settings() []setting {
 			return err
 		}
 	}
+	// positive and ratio refuse the values that cannot work (KOOPHONE_MAX_RECV_BYTES=0 fails every call).
+	positive := func(p *int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err == nil && n <= 0 {
+				err = errors.New("must be at least 1")
+			}
+			*p = n
+			return err
+		}
+	}
+	posDur := func(p *time.Duration) func(string) error {
+		return func(v string) error {
+			d, err := time.ParseDuration(v)
+			if err == nil && d <= 0 {
+				err = errors.New("must be positive")
+			}
+			*p = d
+			return err
+		}
+	}
+	float := func(p *float64, lo, hi float64) func(string) error {
+		return func(v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil && (f < lo || f > hi || f != f) {
+				err = fmt.Errorf("must be between %g and %g", lo, hi)
+			}
+			*p = f
+			return err
+		}
+	}
 	return []setting{
 		{flag: "grpc-addr", env: "KOOPHONE_GRPC_ADDR", def: "127.0.0.1:9090", help: "gRPC listen address", set: str(&c.GRPCAddr)},
 		{flag: "http-addr", env: "KOOPHONE_HTTP_ADDR", def: "127.0.0.1:8080", help: "REST/JSON mirror, /healthz and /readyz listen address", set: str(&c.HTTPAddr)},
-		{flag: "shutdown-grace", env: "KOOPHONE_SHUTDOWN_GRACE", def: "10s", help: "how long in-flight calls may finish after SIGINT/SIGTERM", set: dur(&c.ShutdownGrace)},
+		{flag: "shutdown-grace", env: "KOOPHONE_SHUTDOWN_GRACE", def: "10s", help: "how long in-flight calls may finish after SIGINT/SIGTERM", set: posDur(&c.ShutdownGrace)},
 		{flag: "log-level", env: "KOOPHONE_LOG_LEVEL", def: "info", help: "debug, info, warn or error", set: func(v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{flag: "log-format", env: "KOOPHONE_LOG_FORMAT", def: "text", help: "text or json", set: func(v string) error {
 			if v != "text" && v != "json" {
@@ -94,9 +144,12 @@ func (c *Config) settings() []setting {
 			c.LogFormat = v
 			return nil
 		}},
-		{flag: "max-recv-bytes", env: "KOOPHONE_MAX_RECV_BYTES", def: "4194304", help: "largest gRPC request accepted, in bytes", set: num(&c.MaxRecvBytes)},
+		{flag: "max-recv-bytes", env: "KOOPHONE_MAX_RECV_BYTES", def: "4194304", help: "largest gRPC request accepted, in bytes", set: positive(&c.MaxRecvBytes)},
 		{flag: "max-concurrent-streams", env: "KOOPHONE_MAX_CONCURRENT_STREAMS", def: "10000", help: "HTTP/2 streams per gRPC connection (watchers hold one each)", set: func(v string) error {
 			n, err := strconv.ParseUint(v, 10, 32)
+			if err == nil && n == 0 {
+				err = errors.New("must be at least 1")
+			}
 			c.MaxConcurrentStreams = uint32(n)
 			return err
 		}},
@@ -108,7 +161,7 @@ func (c *Config) settings() []setting {
 			c.HTTPMaxBodyBytes = n
 			return err
 		}},
-		{flag: "default-call-timeout", env: "KOOPHONE_DEFAULT_CALL_TIMEOUT", def: "30s", help: "deadline given to unary calls that arrive without one", set: dur(&c.DefaultCallTimeout)},
+		{flag: "default-call-timeout", env: "KOOPHONE_DEFAULT_CALL_TIMEOUT", def: "30s", help: "deadline given to unary calls that arrive without one", set: posDur(&c.DefaultCallTimeout)},
 		{flag: "endpoint", env: "KOOPHONE_ENDPOINT", help: "KooPhone base URL, e.g. https://koophone.myhuaweicloud.com; empty runs the embedded simulator", set: str(&c.Endpoint)},
 		{env: "KOOPHONE_AUTH_TOKEN", secret: true, help: "static project-scoped IAM token (X-Auth-Token)", set: str(&c.AuthToken)},
 		{flag: "iam-endpoint", env: "KOOPHONE_IAM_ENDPOINT", help: "IAM base URL for the password flow, e.g. https://iam.cn-north-4.myhuaweicloud.com", set: str(&c.IAMEndpoint)},
@@ -122,9 +175,26 @@ func (c *Config) settings() []setting {
 		{flag: "sim-fleet", env: "KOOPHONE_SIM_FLEET", def: "20", help: "embedded simulator: number of phones", set: num(&c.SimFleet)},
 		{flag: "sim-job-duration", env: "KOOPHONE_SIM_JOB_DURATION", def: "2s", help: "embedded simulator: how long async jobs run", set: dur(&c.SimJobDuration)},
 		{flag: "sim-prepare-step", env: "KOOPHONE_SIM_PREPARE_STEP", def: "1s", help: "embedded simulator: one step of the prepare queue", set: dur(&c.SimPrepareStep)},
-		{flag: "watch-first-interval", env: "KOOPHONE_WATCH_FIRST_INTERVAL", def: "500ms", help: "streams: first upstream poll interval, and the interval after a change", set: dur(&c.WatchFirstInterval)},
-		{flag: "watch-max-interval", env: "KOOPHONE_WATCH_MAX_INTERVAL", def: "10s", help: "streams: longest poll interval while nothing changes", set: dur(&c.WatchMaxInterval)},
+		{flag: "watch-first-interval", env: "KOOPHONE_WATCH_FIRST_INTERVAL", def: "500ms", help: "streams: first upstream poll interval, and the interval after a change", set: posDur(&c.WatchFirstInterval)},
+		{flag: "watch-max-interval", env: "KOOPHONE_WATCH_MAX_INTERVAL", def: "10s", help: "streams: longest poll interval while nothing changes", set: posDur(&c.WatchMaxInterval)},
 		{flag: "watch-terminal-ttl", env: "KOOPHONE_WATCH_TERMINAL_TTL", def: "1m", help: "streams: how long a finished task's last state is served without polling", set: dur(&c.WatchTerminalTTL)},
+		{flag: "watch-poll-timeout", env: "KOOPHONE_WATCH_POLL_TIMEOUT", def: "10s", help: "streams: deadline of one upstream poll (GetTask, ShowProgress)", set: posDur(&c.WatchPollTimeout)},
+		{flag: "watch-step-timeout", env: "KOOPHONE_WATCH_STEP_TIMEOUT", def: "30s", help: "streams: deadline of each other upstream call a stream makes (AsyncCommand, prepare, assign, device token)", set: posDur(&c.WatchStepTimeout)},
+		{flag: "watch-max-pollers", env: "KOOPHONE_WATCH_MAX_POLLERS", def: "10000", help: "streams: distinct things polled at once per kind on this replica; beyond it a new watch gets RESOURCE_EXHAUSTED", set: positive(&c.WatchMaxPollers)},
+		{flag: "metrics-addr", env: "KOOPHONE_METRICS_ADDR", help: "optional extra listen address serving only /metrics (it is always on the HTTP port too)", set: str(&c.MetricsAddr)},
+		{flag: "upstream-read-rate", env: "KOOPHONE_UPSTREAM_READ_RATE", def: "50", help: "KooPhone reads sent per second at most (0: unlimited)", set: float(&c.UpstreamReadRate, 0, 1e6)},
+		{flag: "upstream-read-burst", env: "KOOPHONE_UPSTREAM_READ_BURST", def: "100", help: "KooPhone reads sent at once above the rate", set: positive(&c.UpstreamReadBurst)},
+		{flag: "upstream-write-rate", env: "KOOPHONE_UPSTREAM_WRITE_RATE", def: "20", help: "KooPhone writes sent per second at most (0: unlimited)", set: float(&c.UpstreamWriteRate, 0, 1e6)},
+		{flag: "upstream-write-burst", env: "KOOPHONE_UPSTREAM_WRITE_BURST", def: "40", help: "KooPhone writes sent at once above the rate", set: positive(&c.UpstreamWriteBurst)},
+		{flag: "upstream-max-conns", env: "KOOPHONE_UPSTREAM_MAX_CONNS", def: "64", help: "connections to KooPhone at most (HTTP/2 multiplexes over fewer)", set: positive(&c.UpstreamMaxConns)},
+		{flag: "upstream-max-in-flight", env: "KOOPHONE_UPSTREAM_MAX_IN_FLIGHT", def: "256", help: "KooPhone requests in flight at most; more wait inside their deadline", set: positive(&c.UpstreamMaxInFlight)},
+		{flag: "upstream-retry-budget", env: "KOOPHONE_UPSTREAM_RETRY_BUDGET", def: "0.2", help: "retries of reads allowed per call, over all calls (0.2: at most 20% more requests)", set: float(&c.UpstreamRetryBudget, 0, 10)},
+		{flag: "upstream-retry-min", env: "KOOPHONE_UPSTREAM_RETRY_MIN", def: "3", help: "retries per second always allowed, whatever the budget", set: float(&c.UpstreamRetryMin, 0, 1e6)},
+		{flag: "breaker-failures", env: "KOOPHONE_BREAKER_FAILURES", def: "5", help: "consecutive KooPhone failures (no answer, 5xx) that open the circuit breaker", set: positive(&c.BreakerFailures)},
+		{flag: "breaker-open-for", env: "KOOPHONE_BREAKER_OPEN_FOR", def: "10s", help: "how long the open breaker fails calls fast before probing KooPhone again", set: posDur(&c.BreakerOpenFor)},
+		{flag: "shutdown-drain-delay", env: "KOOPHONE_SHUTDOWN_DRAIN_DELAY", def: "0s", help: "after SIGTERM, how long health says NOT_SERVING while calls are still taken, so load balancers notice (5s behind Kubernetes)", set: dur(&c.ShutdownDrainDelay)},
+		{flag: "max-connection-age", env: "KOOPHONE_MAX_CONNECTION_AGE", def: "30m", help: "gRPC connections are asked to reconnect after this long, so clients rebalance across replicas", set: posDur(&c.MaxConnectionAge)},
+		{flag: "max-connection-age-grace", env: "KOOPHONE_MAX_CONNECTION_AGE_GRACE", def: "1m", help: "how long calls on an aged connection may finish before it is closed (watch streams then reconnect)", set: posDur(&c.MaxConnectionAgeGrace)},
 	}
 }
 

@@ -1,0 +1,51 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// Every value that cannot work is refused at start, and the error names the setting.
+func TestOutOfRangeValuesAreRefusedByName(t *testing.T) {
+	cases := map[string]string{
+		"KOOPHONE_MAX_RECV_BYTES":           "0",
+		"KOOPHONE_MAX_CONCURRENT_STREAMS":   "0",
+		"KOOPHONE_SHUTDOWN_GRACE":           "0s",
+		"KOOPHONE_DEFAULT_CALL_TIMEOUT":     "0s",
+		"KOOPHONE_WATCH_POLL_TIMEOUT":       "-1s",
+		"KOOPHONE_WATCH_STEP_TIMEOUT":       "0s",
+		"KOOPHONE_WATCH_MAX_POLLERS":        "0",
+		"KOOPHONE_UPSTREAM_READ_RATE":       "-1",
+		"KOOPHONE_UPSTREAM_WRITE_RATE":      "NaN",
+		"KOOPHONE_UPSTREAM_READ_BURST":      "0",
+		"KOOPHONE_UPSTREAM_WRITE_BURST":     "-3",
+		"KOOPHONE_UPSTREAM_MAX_CONNS":       "0",
+		"KOOPHONE_UPSTREAM_MAX_IN_FLIGHT":   "0",
+		"KOOPHONE_UPSTREAM_RETRY_BUDGET":    "11",
+		"KOOPHONE_UPSTREAM_RETRY_MIN":       "-1",
+		"KOOPHONE_BREAKER_FAILURES":         "0",
+		"KOOPHONE_BREAKER_OPEN_FOR":         "0s",
+		"KOOPHONE_SHUTDOWN_DRAIN_DELAY":     "-1s",
+		"KOOPHONE_MAX_CONNECTION_AGE":       "0s",
+		"KOOPHONE_MAX_CONNECTION_AGE_GRACE": "soon",
+	}
+	for name, v := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(nil, env(map[string]string{name: v}), &strings.Builder{})
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Fatalf("%s=%s: err = %v, want an error naming the setting", name, v, err)
+			}
+		})
+	}
+}
+
+func TestOperatingDefaults(t *testing.T) {
+	c, err := Load(nil, env(nil), &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UpstreamReadRate != 50 || c.UpstreamWriteRate != 20 || c.UpstreamMaxConns != 64 || c.UpstreamMaxInFlight != 256 ||
+		c.UpstreamRetryBudget != 0.2 || c.BreakerFailures != 5 || c.WatchMaxPollers != 10000 || c.MaxConnectionAge == 0 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}

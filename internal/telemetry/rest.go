@@ -1,0 +1,101 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type restMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newRESTMetrics() *restMetrics {
+	return &restMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "http", Name: "requests_total",
+			Help: "REST mirror requests, by method, route pattern (never the path itself: it holds ids) and HTTP status."},
+			[]string{"method", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "http", Name: "request_duration_seconds",
+			Help: "REST mirror request durations, by method and route pattern.", Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}},
+			[]string{"method", "route"}),
+	}
+}
+
+func (m *restMetrics) register(reg prometheus.Registerer) error {
+	return errors.Join(reg.Register(m.requests), reg.Register(m.duration))
+}
+
+// routeKey holds a *string the gateway's route middleware fills in with the matched pattern.
+type routeKey struct{}
+
+// HTTPMiddleware counts and times each request of next by route. fixed names routes served outside the
+// grpc-gateway mux (health, metrics); other requests take the pattern RouteMiddleware records, or "unmatched".
+func (t *Telemetry) HTTPMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route := new(string)
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), routeKey{}, route)))
+		name := *route
+		if name == "" {
+			name = r.Pattern // a route of the server's own mux (health, metrics)
+		}
+		if name == "" || name == "/" {
+			name = "unmatched"
+		}
+		method := r.Method
+		switch method {
+		case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodHead, http.MethodOptions:
+		default:
+			method = "other" // a client may send any method name: keep the label bounded
+		}
+		t.rest.requests.WithLabelValues(method, name, strconv.Itoa(rec.code)).Inc()
+		t.rest.duration.WithLabelValues(method, name).Observe(time.Since(start).Seconds())
+	})
+}
+
+// RouteMiddleware is a grpc-gateway middleware that records the matched route pattern for HTTPMiddleware.
+func RouteMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if p, ok := runtime.HTTPPattern(r.Context()); ok {
+			if route, ok := r.Context().Value(routeKey{}).(*string); ok {
+				*route = p.String()
+			}
+		}
+		next(w, r, params)
+	}
+}
+
+// statusRecorder remembers the status written; it passes Flush on, which the streaming routes need.
+type statusRecorder struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.code, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
