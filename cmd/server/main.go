@@ -41,7 +41,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	<-ctx.Done()
 	stopSignals()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	// The drain delay comes first (health NOT_SERVING, calls still taken), then the grace period.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownDrainDelay+cfg.ShutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Error("shutdown", "err", err)

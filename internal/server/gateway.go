@@ -18,13 +18,13 @@ import (
 // newGateway returns the REST/JSON mirror: grpc-gateway handlers that call the gRPC server through conn (so every
 // REST call goes through the same interceptors as a gRPC call), with snake_case JSON, unknown fields rejected,
 // X-Request-Id forwarded both ways, and errors as JSON google.rpc.Status.
-func newGateway(ctx context.Context, conn *grpc.ClientConn) (*runtime.ServeMux, error) {
+func newGateway(ctx context.Context, conn *grpc.ClientConn, opts ...runtime.ServeMuxOption) (*runtime.ServeMux, error) {
 	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		// DiscardUnknown false: a misspelt field is an error, not a silently ignored setting.
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}}
-	mux := runtime.NewServeMux(
+	mux := runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
 			if textproto.CanonicalMIMEHeaderKey(key) == "X-Request-Id" {
@@ -39,7 +39,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn) (*runtime.ServeMux, 
 			return "", false // other gRPC metadata stays internal
 		}),
 		runtime.WithRoutingErrorHandler(routingError),
-	)
+	}, opts...)...)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		pb.RegisterInstanceServiceHandler,
 		pb.RegisterOrderServiceHandler,

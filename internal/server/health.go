@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
 // Readiness probing. The gateway is ready once KooPhone has answered a cheap read (BatchShowSku, which has no side
@@ -43,6 +44,7 @@ func (s *Server) probe(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		ue, _ := upstream.AsError(err)
 		switch {
 		case err == nil:
 			failures = 0
@@ -51,6 +53,17 @@ func (s *Server) probe(ctx context.Context) {
 				s.setServing(true)
 				s.log.Info("KooPhone answered: serving")
 			}
+		case upstream.CredentialRefused(err):
+			// Every call would fail the same way: no replica with a refused credential should get traffic.
+			failures = 0
+			if ready {
+				ready = false
+				s.setServing(false)
+			}
+			s.log.Error("KooPhone refuses the gateway's credential: NOT_SERVING", "err", err)
+		case ue != nil && ue.Kind == upstream.KindCircuitOpen:
+			// KooPhone itself is failing, for every replica alike: taking this one out of the load balancer
+			// would only turn fast UNAVAILABLE answers into connection errors. /readyz shows the breaker.
 		case ready:
 			failures++
 			s.log.Warn("readiness probe failed", "err", err, "failures", failures)
@@ -74,11 +87,12 @@ func (s *Server) probe(ctx context.Context) {
 // readyz answers 200 while health says SERVING, 503 otherwise.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	res, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+	breaker := "upstream circuit breaker: " + s.up.BreakerState() + "\n"
 	if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		http.Error(w, "not ready\n"+breaker, http.StatusServiceUnavailable)
 		return
 	}
-	_, _ = w.Write([]byte("ready\n"))
+	_, _ = w.Write([]byte("ready\n" + breaker))
 }
 
 // healthService is grpc's health server plus an end for Watch streams at shutdown: without it, a load balancer's

@@ -12,6 +12,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -37,6 +38,9 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 //  5. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
 func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		if isHealthCall(fields) {
+			lvl = logging.LevelDebug // load balancers check every few seconds: not worth an INFO line each
+		}
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
@@ -72,6 +76,16 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		},
 	}
 	return unary, stream
+}
+
+// isHealthCall reports a call of the health service, from the logging middleware's fields.
+func isHealthCall(fields []any) bool {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if fields[i] == "grpc.service" && fields[i+1] == healthpb.Health_ServiceDesc.ServiceName {
+			return true
+		}
+	}
+	return false
 }
 
 func validate(v *service.Validator, req any) error {

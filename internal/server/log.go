@@ -5,18 +5,19 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/koophone-gateway/koophone-gateway/internal/telemetry"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
 // NewLogger returns the server's logger: text or JSON on w, at level, with the call's request id added to every
-// line logged with a call's context (interceptors, services, the upstream client alike).
+// line logged with a call's context, and the trace and span ids where the call is traced (interceptors, services, the upstream client alike).
 func NewLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if format == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(requestIDHandler{h})
+	return slog.New(telemetry.LogHandler(requestIDHandler{h}))
 }
 
 // requestIDHandler adds request_id from the context to each record.

@@ -10,9 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -23,6 +27,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
+	"github.com/koophone-gateway/koophone-gateway/internal/telemetry"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -48,6 +53,9 @@ type Server struct {
 	health   *healthService
 	gwConn   *grpc.ClientConn
 	http     *http.Server
+	metrics  *http.Server // the optional /metrics-only listener
+	tel      *telemetry.Telemetry
+	active   atomic.Int64 // gRPC calls in progress, for the count of calls cut at shutdown
 
 	grpcAddr, httpAddr string
 	stopProbe          context.CancelFunc
@@ -60,9 +68,14 @@ type Server struct {
 type Option func(*options)
 
 type options struct {
-	sim   func(*sim.Config)
-	watch func(*service.WatchOptions)
+	sim      func(*sim.Config)
+	watch    func(*service.WatchOptions)
+	upstream func(*upstream.Config)
+	simConn  func(net.Conn, http.ConnState) // tests count the connections to the simulator
 }
+
+// WithUpstreamConfig lets f adjust the KooPhone client's configuration (clock, breaker, limits) before it is built.
+func WithUpstreamConfig(f func(*upstream.Config)) Option { return func(o *options) { o.upstream = f } }
 
 // WithSimConfig lets f adjust the embedded simulator's configuration before it starts.
 func WithSimConfig(f func(*sim.Config)) Option { return func(o *options) { o.sim = f } }
@@ -88,6 +101,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 // start builds and starts everything; on error, what it started is left for closeAll.
 func (s *Server) start(ctx context.Context) error {
 	cfg, log := s.cfg, s.log
+	tel, err := telemetry.New(ctx, os.Getenv)
+	if err != nil {
+		return err
+	}
+	s.tel = tel
 	if err := s.startUpstream(); err != nil {
 		return err
 	}
@@ -99,6 +117,9 @@ func (s *Server) start(ctx context.Context) error {
 		FirstInterval: cfg.WatchFirstInterval,
 		MaxInterval:   cfg.WatchMaxInterval,
 		TerminalTTL:   cfg.WatchTerminalTTL,
+		PollTimeout:   cfg.WatchPollTimeout,
+		StepTimeout:   cfg.WatchStepTimeout,
+		MaxPollers:    cfg.WatchMaxPollers,
 	}
 	if s.opts.watch != nil {
 		s.opts.watch(&watch)
@@ -108,13 +129,23 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 
+	if err := s.registerHubs(); err != nil {
+		return err
+	}
+
 	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout)
+	// Telemetry sits right after the request id: it sees every call, including those later steps refuse.
+	unary = slices.Insert(unary, 1, s.tel.GRPC.UnaryServerInterceptor(), s.countUnary)
+	stream = slices.Insert(stream, 1, s.tel.GRPC.StreamServerInterceptor(), s.countStream)
 	s.grpc = grpc.NewServer(
+		grpc.StatsHandler(s.tel.ServerHandler()),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		// MaxConnectionAge makes long-lived clients reconnect now and then, so they spread over new replicas.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second,
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace}),
 		// Let clients ping every 10s even without calls, so long-idle watchers behind NATs keep their connection.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
@@ -125,6 +156,7 @@ func (s *Server) start(ctx context.Context) error {
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	s.tel.GRPC.InitializeMetrics(s.grpc)
 
 	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
@@ -141,21 +173,28 @@ func (s *Server) start(ctx context.Context) error {
 	// The mirror calls the gRPC server over loopback, so REST callers meet the same interceptors.
 	s.gwConn, err = grpc.NewClient(loopback(s.grpcAddr),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(s.tel.ClientHandler()), // the REST call and its gRPC hop are one trace
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
-	gw, err := newGateway(ctx, s.gwConn)
+	gw, err := newGateway(ctx, s.gwConn, runtime.WithMiddlewares(telemetry.RouteMiddleware))
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.tel.Handler())
 	mux.Handle("/", limitBody(cfg.HTTPMaxBodyBytes, gw))
 	// No WriteTimeout: it would cut long watch streams; each stream is bounded by its caller and by shutdown.
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.http = &http.Server{Handler: s.instrumentHTTP(mux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	s.serve("http", func() error { return s.http.Serve(httpLis) })
+	if cfg.MetricsAddr != "" {
+		if err := s.startMetrics(); err != nil {
+			return err
+		}
+	}
 
 	probeCtx, cancel := context.WithCancel(context.Background())
 	s.stopProbe = cancel
@@ -188,18 +227,19 @@ func (s *Server) startUpstream() error {
 		if err != nil {
 			return fmt.Errorf("listen for the embedded simulator: %w", err)
 		}
-		s.simHTTP = &http.Server{Handler: s.sim, ReadHeaderTimeout: 10 * time.Second}
+		s.simHTTP = &http.Server{Handler: s.sim, ReadHeaderTimeout: 10 * time.Second, ConnState: s.opts.simConn}
 		s.serve("sim", func() error { return s.simHTTP.Serve(lis) })
 		endpoint = "http://" + lis.Addr().String()
 		creds := s.sim.Credentials()
 		s.log.Warn("no KOOPHONE_ENDPOINT set: running on the embedded KooPhone simulator, not the real service",
 			"simulator", endpoint, "phones", simCfg.FleetSize)
 		auth = upstream.NewIAMPassword(upstream.IAMConfig{
-			Endpoint: endpoint,
-			Domain:   creds.Domain,
-			User:     creds.User,
-			Password: creds.Password,
-			Project:  creds.ProjectName,
+			Endpoint:  endpoint,
+			Domain:    creds.Domain,
+			User:      creds.User,
+			Password:  creds.Password,
+			Project:   creds.ProjectName,
+			OnRefresh: s.tel.Upstream.TokenRefresh,
 		})
 	} else {
 		switch {
@@ -209,20 +249,26 @@ func (s *Server) startUpstream() error {
 			auth = upstream.NewAKSK(cfg.AK, cfg.SK, cfg.ProjectID)
 		default:
 			auth = upstream.NewIAMPassword(upstream.IAMConfig{
-				Endpoint: cfg.IAMEndpoint,
-				Domain:   cfg.IAMDomain,
-				User:     cfg.IAMUser,
-				Password: cfg.IAMPassword,
-				Project:  cfg.Project,
+				Endpoint:  cfg.IAMEndpoint,
+				Domain:    cfg.IAMDomain,
+				User:      cfg.IAMUser,
+				Password:  cfg.IAMPassword,
+				Project:   cfg.Project,
+				OnRefresh: s.tel.Upstream.TokenRefresh,
 			})
 		}
 	}
-	up, err := upstream.New(upstream.Config{
+	upCfg := upstream.Config{
 		Endpoint:  endpoint,
 		Auth:      auth,
 		Logger:    s.log.With("component", "upstream"),
 		UserAgent: "koophone-gateway",
-	})
+	}
+	s.guard(&upCfg)
+	if s.opts.upstream != nil {
+		s.opts.upstream(&upCfg)
+	}
+	up, err := upstream.New(upCfg)
 	if err != nil {
 		return fmt.Errorf("KooPhone client: %w", err)
 	}
@@ -264,6 +310,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.log.Info("shutting down")
 		s.setServing(false)
+		s.drain(ctx)
 		s.health.stop()
 		s.stopProbe()
 		s.services.Close()
@@ -275,11 +322,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-stopped:
 		case <-ctx.Done():
+			// Calls still running now are cut: say how many, loudly, and make the exit code say so too.
+			cut := s.active.Load()
 			s.grpc.Stop()
 			<-stopped
+			if cut > 0 {
+				s.log.Warn("shutdown grace period ended: calls cut", "calls", cut)
+				s.shutdownErr = fmt.Errorf("%d calls cut at the end of the shutdown grace period", cut)
+			}
 		}
 		if err := s.http.Shutdown(ctx); err != nil {
-			s.shutdownErr = fmt.Errorf("REST mirror shutdown: %w", err)
+			s.shutdownErr = errors.Join(s.shutdownErr, fmt.Errorf("REST mirror shutdown: %w", err))
 			_ = s.http.Close()
 		}
 		s.closeAll()
@@ -311,6 +364,14 @@ func (s *Server) closeAll() {
 	}
 	if s.simHTTP != nil {
 		_ = s.simHTTP.Close()
+	}
+	if s.metrics != nil {
+		_ = s.metrics.Close()
+	}
+	if s.tel != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.tel.Shutdown(ctx) // flushes the last spans
+		cancel()
 	}
 }
 

@@ -1,0 +1,97 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"google.golang.org/grpc"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/stream"
+	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
+)
+
+// Wiring of the operating concerns: the guard toward KooPhone, metrics, tracing of the REST mirror, the count of
+// calls in progress and the drain at shutdown. The logic lives in internal/telemetry and internal/upstream.
+
+// guard puts the configured limits, breaker and metrics hooks on the KooPhone client's configuration.
+func (s *Server) guard(c *upstream.Config) {
+	cfg := s.cfg
+	c.Observer = s.tel.Upstream
+	c.Rates = upstream.Rates{
+		ReadPerSec: cfg.UpstreamReadRate, ReadBurst: cfg.UpstreamReadBurst,
+		WritePerSec: cfg.UpstreamWriteRate, WriteBurst: cfg.UpstreamWriteBurst,
+	}
+	c.Budget = upstream.RetryBudget{Ratio: cfg.UpstreamRetryBudget, MinPerSec: cfg.UpstreamRetryMin}
+	if cfg.UpstreamRetryBudget == 0 {
+		c.Budget.Ratio = math.SmallestNonzeroFloat64 // 0 configured: only the per-second minimum (0 in Config means the default)
+	}
+	c.Breaker = upstream.BreakerConfig{Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor}
+	c.MaxConnsPerHost = cfg.UpstreamMaxConns
+	c.MaxInFlight = cfg.UpstreamMaxInFlight
+}
+
+type streamStats = stream.Stats
+
+// registerHubs exports the watch hubs' counters.
+func (s *Server) registerHubs() error {
+	if err := s.tel.RegisterHub("task", func() streamStats { t, _ := s.services.WatchStats(); return t }); err != nil {
+		return err
+	}
+	return s.tel.RegisterHub("prepare", func() streamStats { _, p := s.services.WatchStats(); return p })
+}
+
+// instrumentHTTP traces and counts every request of the HTTP port except the probes and scrapes, which
+// arrive every few seconds and say nothing about callers.
+func (s *Server) instrumentHTTP(h http.Handler) http.Handler {
+	traced := otelhttp.NewHandler(s.tel.HTTPMiddleware(h), "rest",
+		otelhttp.WithTracerProvider(s.tel.Tracer),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "REST " + r.Method }),
+	)
+	return traced
+}
+
+func isProbe(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/metrics"
+}
+
+// startMetrics serves /metrics alone on --metrics-addr, for scrapers kept off the API port.
+func (s *Server) startMetrics() error {
+	lis, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --metrics-addr %s: %w", s.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.tel.Handler())
+	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.serve("metrics", func() error { return s.metrics.Serve(lis) })
+	return nil
+}
+
+func (s *Server) countUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	return h(ctx, req)
+}
+
+func (s *Server) countStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	return h(srv, ss)
+}
+
+// drain keeps taking calls for the drain delay after health turned NOT_SERVING, so load balancers and
+// Kubernetes endpoints stop routing here before the listeners close.
+func (s *Server) drain(ctx context.Context) {
+	if s.cfg.ShutdownDrainDelay <= 0 {
+		return
+	}
+	s.log.Info("draining: NOT_SERVING, still taking calls", "delay", s.cfg.ShutdownDrainDelay)
+	clock.Sleep(clock.Real{}, s.cfg.ShutdownDrainDelay, ctx.Done())
+}
