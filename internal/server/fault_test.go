@@ -184,16 +184,28 @@ func TestFaultStatuses(t *testing.T) {
 			func(ctx context.Context) error { _, err := e.inst.ListInstances(ctx, listReq); return err },
 			result{codes.Unavailable, service.ReasonHTTP}, 3, 5 * time.Second},
 		{"read with malformed 200 is INTERNAL", sim.Fault{Kind: sim.FaultMalformed}, "BatchShowSku",
-			func(ctx context.Context) error { _, err := e.order.BatchShowSku(ctx, &pb.BatchShowSkuRequest{}); return err },
+			func(ctx context.Context) error {
+				_, err := e.order.BatchShowSku(ctx, &pb.BatchShowSkuRequest{})
+				return err
+			},
 			result{codes.Internal, service.ReasonBadResponse}, 1, 5 * time.Second},
 		{"read hung past the deadline", sim.Fault{Kind: sim.FaultLatency, Latency: time.Hour}, "GetTask",
-			func(ctx context.Context) error { _, err := e.inst.GetTask(ctx, &pb.GetTaskRequest{TaskId: "t-1"}); return err },
+			func(ctx context.Context) error {
+				_, err := e.inst.GetTask(ctx, &pb.GetTaskRequest{TaskId: "t-1"})
+				return err
+			},
 			result{codes.DeadlineExceeded, ""}, 1, 300 * time.Millisecond}, // the client's own deadline answers first
 		{"write cut off after sending is OUTCOME_UNKNOWN", sim.Fault{Kind: sim.FaultDrop}, "CreateInstance",
-			func(ctx context.Context) error { _, err := e.order.CreateInstance(ctx, createReq(goodSku, 1)); return err },
+			func(ctx context.Context) error {
+				_, err := e.order.CreateInstance(ctx, createReq(goodSku, 1))
+				return err
+			},
 			result{codes.Unknown, service.ReasonOutcomeUnknown}, 1, 5 * time.Second},
 		{"write answered with a truncated 200 is OUTCOME_UNKNOWN", sim.Fault{Kind: sim.FaultTruncated}, "CreateInstance",
-			func(ctx context.Context) error { _, err := e.order.CreateInstance(ctx, createReq(goodSku, 1)); return err },
+			func(ctx context.Context) error {
+				_, err := e.order.CreateInstance(ctx, createReq(goodSku, 1))
+				return err
+			},
 			result{codes.Unknown, service.ReasonOutcomeUnknown}, 1, 5 * time.Second},
 		{"write behind a 502 proxy page is OUTCOME_UNKNOWN", sim.Fault{Kind: sim.Fault502}, "BatchReset",
 			func(ctx context.Context) error {

@@ -69,10 +69,14 @@ func (s *Server) startMetrics() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.tel.Handler())
+	s.metricsAddr = lis.Addr().String()
 	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.serve("metrics", func() error { return s.metrics.Serve(lis) })
 	return nil
 }
+
+// MetricsAddr is the address of the /metrics-only listener, "" without --metrics-addr.
+func (s *Server) MetricsAddr() string { return s.metricsAddr }
 
 func (s *Server) countUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	s.active.Add(1)

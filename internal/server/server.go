@@ -58,6 +58,7 @@ type Server struct {
 	active   atomic.Int64 // gRPC calls in progress, for the count of calls cut at shutdown
 
 	grpcAddr, httpAddr string
+	metricsAddr        string
 	stopProbe          context.CancelFunc
 	wg                 sync.WaitGroup // serving and probing goroutines
 	shutdownOnce       sync.Once
