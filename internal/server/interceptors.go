@@ -53,7 +53,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		logging.UnaryServerInterceptor(logger, logOpts...),
 		recovery.UnaryServerInterceptor(recoverOpts...),
 		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := validate(v, req); err != nil {
+			if err := validate(ctx, log, v, req); err != nil {
 				return nil, err
 			}
 			return h(ctx, req)
@@ -72,7 +72,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		logging.StreamServerInterceptor(logger, logOpts...),
 		recovery.StreamServerInterceptor(recoverOpts...),
 		func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			return h(srv, &validatingStream{ServerStream: ss, v: v})
+			return h(srv, &validatingStream{ServerStream: ss, v: v, log: log})
 		},
 	}
 	return unary, stream
@@ -88,10 +88,13 @@ func isHealthCall(fields []any) bool {
 	return false
 }
 
-func validate(v *service.Validator, req any) error {
+func validate(ctx context.Context, log *slog.Logger, v *service.Validator, req any) error {
 	msg, ok := req.(proto.Message)
 	if !ok {
 		return status.Errorf(codes.Internal, "unexpected request type %T", req)
+	}
+	if err := malformed(ctx, log, msg); err != nil {
+		return err
 	}
 	return v.Validate(msg)
 }
@@ -99,14 +102,15 @@ func validate(v *service.Validator, req any) error {
 // validatingStream validates each message a server-streaming handler receives (its one request).
 type validatingStream struct {
 	grpc.ServerStream
-	v *service.Validator
+	v   *service.Validator
+	log *slog.Logger
 }
 
 func (s *validatingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return validate(s.v, m)
+	return validate(s.Context(), s.log, s.v, m)
 }
 
 // requestID returns ctx carrying the call's request id, and the id.

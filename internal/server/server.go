@@ -140,6 +140,7 @@ func (s *Server) start(ctx context.Context) error {
 	stream = slices.Insert(stream, 1, s.tel.GRPC.StreamServerInterceptor(), s.countStream)
 	s.grpc = grpc.NewServer(
 		grpc.StatsHandler(s.tel.ServerHandler()),
+		newMarkingCodec(), // malformed requests become INVALID_ARGUMENT in validation
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
