@@ -15,9 +15,12 @@ import (
 // rawCodec sends bytes as they are, so a test can send a message that is not valid protobuf.
 type rawCodec struct{}
 
-func (rawCodec) Marshal(v any) ([]byte, error)      { return v.([]byte), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error { *(v.(*[]byte)) = append([]byte(nil), data...); return nil }
-func (rawCodec) Name() string                       { return "proto" }
+func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
 
 var _ encoding.Codec = rawCodec{}
 
