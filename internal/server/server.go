@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -44,6 +44,7 @@ type Server struct {
 	up      *upstream.Client
 
 	services *service.Services
+	sec      *security
 	grpc     *grpc.Server
 	health   *healthService
 	gwConn   *grpc.ClientConn
@@ -108,8 +109,12 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 
-	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout)
-	s.grpc = grpc.NewServer(
+	s.sec, err = newSecurity(cfg, log, clock.Real{})
+	if err != nil {
+		return err
+	}
+	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout, s.sec.guard)
+	s.grpc = grpc.NewServer(append(s.sec.grpcOptions(cfg),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
@@ -117,45 +122,56 @@ func (s *Server) start(ctx context.Context) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		// Let clients ping every 10s even without calls, so long-idle watchers behind NATs keep their connection.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	pb.RegisterInstanceServiceServer(s.grpc, s.services.Instance)
 	pb.RegisterOrderServiceServer(s.grpc, s.services.Order)
 	pb.RegisterAppServiceServer(s.grpc, s.services.App)
 	s.health = newHealthService()
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	if s.sec.reflection(cfg) {
+		reflection.Register(s.grpc)
+	}
 
-	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
+	grpcLis, err := listen(cfg, "grpc-addr", cfg.GRPCAddr)
 	if err != nil {
-		return fmt.Errorf("listen on --grpc-addr %s: %w", cfg.GRPCAddr, err)
+		return err
 	}
 	s.grpcAddr = grpcLis.Addr().String()
 	s.serve("grpc", func() error { return s.grpc.Serve(grpcLis) })
 
-	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+	httpLis, err := listen(cfg, "http-addr", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
 	s.httpAddr = httpLis.Addr().String()
 	// The mirror calls the gRPC server over loopback, so REST callers meet the same interceptors.
 	s.gwConn, err = grpc.NewClient(loopback(s.grpcAddr),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(s.sec.mirrorCreds()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
-	gw, err := newGateway(ctx, s.gwConn)
+	gw, err := newGateway(ctx, s.gwConn, s.sec.guard)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("/", limitBody(cfg.HTTPMaxBodyBytes, gw))
+	api, err := restHandler(cfg, limitBody(cfg.HTTPMaxBodyBytes, gw))
+	if err != nil {
+		return err
+	}
+	mux.Handle("/", api)
 	// No WriteTimeout: it would cut long watch streams; each stream is bounded by its caller and by shutdown.
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	s.serve("http", func() error { return s.http.Serve(httpLis) })
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout, IdleTimeout: 2 * time.Minute}
+	if s.sec.tls != nil {
+		s.http.TLSConfig = s.sec.tls.Config()
+		s.serve("http", func() error { return s.http.ServeTLS(httpLis, "", "") })
+	} else {
+		s.serve("http", func() error { return s.http.Serve(httpLis) })
+	}
 
 	probeCtx, cancel := context.WithCancel(context.Background())
 	s.stopProbe = cancel
@@ -164,7 +180,8 @@ func (s *Server) start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.probe(probeCtx)
 	}()
-	log.Info("serving", "grpc", s.grpcAddr, "http", s.httpAddr, "upstream", s.upstreamName())
+	log.Info("serving", "grpc", s.grpcAddr, "http", s.httpAddr, "upstream", s.upstreamName(),
+		"tls", s.sec.tls != nil, "authentication", s.sec.guard.Enabled())
 	return nil
 }
 
@@ -311,6 +328,9 @@ func (s *Server) closeAll() {
 	}
 	if s.simHTTP != nil {
 		_ = s.simHTTP.Close()
+	}
+	if s.sec != nil {
+		_ = s.sec.auditClose()
 	}
 }
 
