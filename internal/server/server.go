@@ -123,7 +123,7 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 
-	s.sec, err = newSecurity(cfg, log, clock.Real{})
+	s.sec, err = newSecurity(cfg, log, s.opts.clockOrReal())
 	if err != nil {
 		return err
 	}
