@@ -127,3 +127,26 @@ func TestBodyDeadlineCutsStalledBody(t *testing.T) {
 		t.Fatal("the connection stayed open")
 	}
 }
+
+// Headers are untrusted: no Content-Type, Origin or Host value makes the guard panic or let a non-JSON body by.
+func FuzzGuardHeaders(f *testing.F) {
+	f.Add("text/plain", "http://evil.example", "x")
+	f.Add("application/json; charset=utf-8", "", "gateway.internal")
+	g, err := Wrap(Config{Hosts: []string{"gateway.internal"}, CORSOrigins: []string{"https://console.example"}},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mt := strings.ToLower(strings.TrimSpace(strings.SplitN(r.Header.Get("Content-Type"), ";", 2)[0]))
+			if r.ContentLength != 0 && mt != "application/json" {
+				panic("a non-JSON body got through: " + r.Header.Get("Content-Type"))
+			}
+		}))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, ct, origin, host string) {
+		req := httptest.NewRequest(http.MethodPost, "/v1/instances/batch-reset", strings.NewReader("{}"))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Origin", origin)
+		req.Host = host
+		g.ServeHTTP(httptest.NewRecorder(), req)
+	})
+}
