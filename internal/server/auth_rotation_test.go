@@ -129,3 +129,31 @@ func TestHeaderListCap(t *testing.T) {
 		t.Errorf("a normal call after: %v", err)
 	}
 }
+
+// A rewritten policy, and a rewritten client CA file, take effect on the next call without a restart.
+func TestPolicyAndClientCARotation(t *testing.T) {
+	e := newSecureEnv(t, secureOpts{mtls: true, keys: map[string]string{"k": "ci"}, policy: `statements:
+  - {effect: allow, principals: [ci], actions: ["koophone:cloudphoneResource:query*"]}
+`})
+	order := pb.NewOrderServiceClient(e.dial())
+	if _, err := order.BatchShowSku(e.bearer("k"), &pb.BatchShowSkuRequest{}); err != nil {
+		t.Fatalf("before: %v", err)
+	}
+	authtest.WriteFile(t, e.dir, "policy.yaml", []byte(`statements:
+  - {effect: deny, principals: [ci], actions: ["koophone:cloudphoneResource:queryInstanceSku"]}
+`))
+	if _, err := order.BatchShowSku(e.bearer("k"), &pb.BatchShowSkuRequest{}); denial(err) == nil {
+		t.Errorf("after the policy changed: %v", err)
+	}
+
+	newCA := authtest.NewCA(t)
+	svc := newCA.Client(t, "ci").TLS(t)
+	if _, err := pb.NewOrderServiceClient(e.dial(svc)).BatchShowSku(e.bearer(""), &pb.BatchShowSkuRequest{}); status.Code(err) != codes.Unavailable && status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a certificate from a CA not yet trusted: %v", err)
+	}
+	authtest.WriteFile(t, e.dir, "ca.crt", newCA.PEM)
+	_, err := pb.NewOrderServiceClient(e.dial(svc)).BatchShowSku(e.bearer(""), &pb.BatchShowSkuRequest{})
+	if info := denial(err); info == nil || info.GetMetadata()["principal"] != "ci" {
+		t.Errorf("a certificate from the new CA: %v, want it authenticated as ci (and denied by the policy)", err)
+	}
+}
