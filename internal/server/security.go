@@ -59,6 +59,10 @@ func newSecurity(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*securi
 			"reaches these ports can buy, reset and delete phones and run commands on them",
 			"grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr)
 	}
+	if sec.guard.Enabled() && sec.tls == nil && (!config.IsLoopback(cfg.GRPCAddr) || !config.IsLoopback(cfg.HTTPAddr)) {
+		log.Warn("callers' API keys travel in clear text on a non-loopback listener: set --tls-cert-file and --tls-key-file",
+			"grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr)
+	}
 	if u, err := url.Parse(cfg.Endpoint); err == nil && u.Scheme == "http" && !config.IsLoopback(hostPort(u)) {
 		log.Warn("KooPhone endpoint is plain HTTP on a non-loopback host: credentials and tokens travel unencrypted",
 			"endpoint", u.Redacted())
