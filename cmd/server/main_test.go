@@ -90,3 +90,34 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 		t.Fatalf("exit %d, output %q", c, logs.String())
 	}
 }
+
+// Listening on every interface without caller authentication is refused at start, with an error naming the
+// settings that fix it.
+func TestRefusesOpenGatewayOnTheNetwork(t *testing.T) {
+	var logs syncBuffer
+	c := run(context.Background(), []string{"--grpc-addr=0.0.0.0:0", "--http-addr=127.0.0.1:0"}, func(string) string { return "" }, &logs, func() {})
+	if c != 2 || !strings.Contains(logs.String(), "KOOPHONE_AUTH_KEYS_FILE") || !strings.Contains(logs.String(), "--insecure-no-auth") {
+		t.Fatalf("exit %d, output %q", c, logs.String())
+	}
+}
+
+// KOOPHONE_INSECURE_NO_AUTH=true overrides the refusal and says loudly what it means.
+func TestInsecureNoAuthWarns(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	code := make(chan int, 1)
+	env := map[string]string{"KOOPHONE_INSECURE_NO_AUTH": "true", "KOOPHONE_AUDIT_LOG": "off"}
+	go func() {
+		code <- run(ctx, []string{"--grpc-addr=0.0.0.0:0", "--http-addr=127.0.0.1:0"}, func(k string) string { return env[k] }, &logs, func() {})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "serving") && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d: %s", c, logs.String())
+	}
+	if !regexp.MustCompile(`level=WARN msg="INSECURE: no caller authentication`).MatchString(logs.String()) {
+		t.Fatalf("no loud warning in:\n%s", logs.String())
+	}
+}

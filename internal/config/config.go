@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -69,12 +70,31 @@ type Config struct {
 	ShutdownDrainDelay    time.Duration
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
+
+	// Callers: TLS, authentication, authorization, audit.
+	TLSCertFile     string
+	TLSKeyFile      string
+	TLSClientCAFile string // mTLS: client certificates verified against these CAs
+	AuthKeysFile    string
+	AuthPolicyFile  string
+	InsecureNoAuth  bool
+	Reflection      string // "auto" (on only without authentication), "on" or "off"
+	AuditLog        string // "stderr", "stdout", "off" or a file path
+
+	// REST mirror and listener hardening.
+	CORSOrigins           []string
+	HTTPAllowedHosts      []string
+	HTTPReadHeaderTimeout time.Duration
+	HTTPBodyTimeout       time.Duration
+	MaxConnections        int    // per listener
+	GRPCMaxHeaderBytes    uint32 // grpc.MaxHeaderListSize
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
 type setting struct {
 	flag, env, help string
 	secret          bool // environment or NAME_FILE only
+	boolean         bool // a flag that may stand alone (--insecure-no-auth)
 	set             func(string) error
 	def             string
 }
@@ -107,6 +127,27 @@ func (c *Config) settings() []setting {
 			n, err := strconv.Atoi(v)
 			if err == nil && n <= 0 {
 				err = errors.New("must be at least 1")
+			}
+			*p = n
+			return err
+		}
+	}
+	list := func(p *[]string) func(string) error {
+		return func(v string) error {
+			*p = nil
+			for _, item := range strings.Split(v, ",") {
+				if item = strings.TrimSpace(item); item != "" {
+					*p = append(*p, item)
+				}
+			}
+			return nil
+		}
+	}
+	within := func(p *int, lo, hi int) func(string) error {
+		return func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err == nil && (n < lo || n > hi) {
+				err = fmt.Errorf("must be between %d and %d", lo, hi)
 			}
 			*p = n
 			return err
@@ -195,6 +236,35 @@ func (c *Config) settings() []setting {
 		{flag: "shutdown-drain-delay", env: "KOOPHONE_SHUTDOWN_DRAIN_DELAY", def: "0s", help: "after SIGTERM, how long health says NOT_SERVING while calls are still taken, so load balancers notice (5s behind Kubernetes)", set: dur(&c.ShutdownDrainDelay)},
 		{flag: "max-connection-age", env: "KOOPHONE_MAX_CONNECTION_AGE", def: "30m", help: "gRPC connections are asked to reconnect after this long, so clients rebalance across replicas", set: posDur(&c.MaxConnectionAge)},
 		{flag: "max-connection-age-grace", env: "KOOPHONE_MAX_CONNECTION_AGE_GRACE", def: "1m", help: "how long calls on an aged connection may finish before it is closed (watch streams then reconnect)", set: posDur(&c.MaxConnectionAgeGrace)},
+		{flag: "tls-cert-file", env: "KOOPHONE_TLS_CERT_FILE", help: "TLS certificate (PEM) for both listeners; reloaded when the file changes", set: str(&c.TLSCertFile)},
+		{flag: "tls-key-file", env: "KOOPHONE_TLS_KEY_FILE", help: "TLS private key (PEM) for --tls-cert-file; reloaded when the file changes", set: str(&c.TLSKeyFile)},
+		{flag: "tls-client-ca", env: "KOOPHONE_TLS_CLIENT_CA_FILE", help: "CA certificates (PEM) for client certificates (mTLS): a verified certificate's SAN or CN authenticates its caller", set: str(&c.TLSClientCAFile)},
+		{flag: "auth-keys-file", env: "KOOPHONE_AUTH_KEYS_FILE", help: "API keys file (YAML or JSON: SHA-256 of each key, principal, groups, expiry); reloaded when it changes", set: str(&c.AuthKeysFile)},
+		{flag: "auth-policy-file", env: "KOOPHONE_AUTH_POLICY_FILE", help: "policy file granting KooPhone IAM actions to principals and groups; reloaded when it changes; empty: authenticated callers may do everything", set: str(&c.AuthPolicyFile)},
+		{flag: "insecure-no-auth", env: "KOOPHONE_INSECURE_NO_AUTH", boolean: true, def: "false", help: "serve a non-loopback address without authentication (anyone who reaches the port can buy, reset and delete phones)", set: func(v string) error {
+			b, err := strconv.ParseBool(v)
+			c.InsecureNoAuth = b
+			return err
+		}},
+		{flag: "reflection", env: "KOOPHONE_REFLECTION", def: "auto", help: "gRPC reflection: auto (on only without authentication), on or off", set: func(v string) error {
+			if v != "auto" && v != "on" && v != "off" {
+				return errors.New(`must be "auto", "on" or "off"`)
+			}
+			c.Reflection = v
+			return nil
+		}},
+		{flag: "audit-log", env: "KOOPHONE_AUDIT_LOG", def: "stderr", help: "where the audit log (one line per write call) goes: stderr, stdout, off, or a file path (appended)", set: str(&c.AuditLog)},
+		{flag: "cors-origins", env: "KOOPHONE_CORS_ORIGINS", help: "comma-separated browser origins allowed to call the REST mirror (CORS); empty: none, cross-origin writes refused", set: list(&c.CORSOrigins)},
+		{flag: "http-allowed-hosts", env: "KOOPHONE_HTTP_ALLOWED_HOSTS", help: "comma-separated Host names the REST mirror answers (421 otherwise); empty: any", set: list(&c.HTTPAllowedHosts)},
+		{flag: "http-read-header-timeout", env: "KOOPHONE_HTTP_READ_HEADER_TIMEOUT", def: "10s", help: "REST: how long a client may take to send request headers", set: posDur(&c.HTTPReadHeaderTimeout)},
+		{flag: "http-body-timeout", env: "KOOPHONE_HTTP_BODY_TIMEOUT", def: "30s", help: "REST: how long a client may take to send a whole request body", set: posDur(&c.HTTPBodyTimeout)},
+		{flag: "max-connections", env: "KOOPHONE_MAX_CONNECTIONS", def: "4096", help: "open connections accepted per listener (gRPC and REST each); more wait for one to close", set: within(&c.MaxConnections, 1, 1_000_000)},
+		{flag: "grpc-max-header-bytes", env: "KOOPHONE_GRPC_MAX_HEADER_BYTES", def: "65536", help: "largest gRPC header (metadata) list accepted, in bytes", set: func(v string) error {
+			n := 0
+			err := within(&n, 1024, 16<<20)(v)
+			c.GRPCMaxHeaderBytes = uint32(n)
+			return err
+		}},
 	}
 }
 
@@ -210,7 +280,12 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	fs.Usage = func() { usage(out, fs, ss) }
 	flagVals := map[string]*string{}
 	for _, s := range ss {
-		if s.flag != "" {
+		switch {
+		case s.boolean:
+			v := new(string)
+			fs.Var(boolFlag{v}, s.flag, s.help)
+			flagVals[s.flag] = v
+		case s.flag != "":
 			flagVals[s.flag] = fs.String(s.flag, "", s.help)
 		}
 	}
@@ -320,8 +395,61 @@ func (c *Config) check() error {
 	if c.SimFleet < 1 && c.Endpoint == "" {
 		return errors.New("--sim-fleet must be at least 1")
 	}
+	return c.checkCallers()
+}
+
+// checkCallers rejects caller settings that cannot work, and refuses an open gateway on a network.
+func (c *Config) checkCallers() error {
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("TLS needs both --tls-cert-file and --tls-key-file (KOOPHONE_TLS_CERT_FILE, KOOPHONE_TLS_KEY_FILE)")
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		return errors.New("--tls-client-ca needs TLS: set --tls-cert-file and --tls-key-file too")
+	}
+	if c.AuthPolicyFile != "" && !c.Authenticated() {
+		return errors.New("--auth-policy-file needs authentication: set --auth-keys-file or --tls-client-ca too")
+	}
+	if c.Authenticated() || c.InsecureNoAuth {
+		return nil
+	}
+	for _, l := range []struct{ flag, addr string }{{"--grpc-addr", c.GRPCAddr}, {"--http-addr", c.HTTPAddr}} {
+		if !IsLoopback(l.addr) {
+			return fmt.Errorf("%s %s is not a loopback address and no caller authentication is configured: set --auth-keys-file "+
+				"(KOOPHONE_AUTH_KEYS_FILE) or --tls-client-ca (KOOPHONE_TLS_CLIENT_CA_FILE), or accept an open gateway with "+
+				"--insecure-no-auth (KOOPHONE_INSECURE_NO_AUTH=true)", l.flag, l.addr)
+		}
+	}
 	return nil
 }
+
+// Authenticated reports whether callers must authenticate (API keys or client certificates).
+func (c *Config) Authenticated() bool { return c.AuthKeysFile != "" || c.TLSClientCAFile != "" }
+
+// IsLoopback reports whether a listen address (host:port) accepts loopback connections only. An empty or
+// unspecified host listens everywhere; a name other than localhost may resolve anywhere.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// boolFlag is a string flag that may stand alone: --name means --name=true.
+type boolFlag struct{ v *string }
+
+func (b boolFlag) String() string {
+	if b.v == nil {
+		return ""
+	}
+	return *b.v
+}
+func (b boolFlag) Set(v string) error { *b.v = v; return nil }
+func (b boolFlag) IsBoolFlag() bool   { return true }
 
 // Simulated reports whether the server runs on the embedded simulator.
 func (c *Config) Simulated() bool { return c.Endpoint == "" }

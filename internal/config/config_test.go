@@ -26,7 +26,7 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagBeatsEnvBeatsDefault(t *testing.T) {
 	c, err := Load([]string{"--grpc-addr=:7000"}, env(map[string]string{
-		"KOOPHONE_GRPC_ADDR": ":6000", "KOOPHONE_HTTP_ADDR": ":6001",
+		"KOOPHONE_GRPC_ADDR": ":6000", "KOOPHONE_HTTP_ADDR": ":6001", "KOOPHONE_INSECURE_NO_AUTH": "true",
 	}), &strings.Builder{})
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	cfg, err := config.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=200"},
+	cfg, err := config.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=200", "--audit-log=off"},
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)

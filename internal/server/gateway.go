@@ -13,12 +13,13 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 )
 
 // newGateway returns the REST/JSON mirror: grpc-gateway handlers that call the gRPC server through conn (so every
 // REST call goes through the same interceptors as a gRPC call), with snake_case JSON, unknown fields rejected,
 // X-Request-Id forwarded both ways, and errors as JSON google.rpc.Status.
-func newGateway(ctx context.Context, conn *grpc.ClientConn, opts ...runtime.ServeMuxOption) (*runtime.ServeMux, error) {
+func newGateway(ctx context.Context, conn *grpc.ClientConn, guard *auth.Guard, opts ...runtime.ServeMuxOption) (*runtime.ServeMux, error) {
 	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		// DiscardUnknown false: a misspelt field is an error, not a silently ignored setting.
@@ -26,12 +27,16 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, opts ...runtime.Serv
 	}}
 	mux := runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
-		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
+		// No HTTP header may pose as the metadata the mirror vouches for (the caller's address and certificate).
+		runtime.WithIncomingHeaderMatcher(auth.MirrorHeaderMatcher(func(key string) (string, bool) {
 			if textproto.CanonicalMIMEHeaderKey(key) == "X-Request-Id" {
 				return RequestIDHeader, true
 			}
 			return runtime.DefaultHeaderMatcher(key)
-		}),
+		})),
+		// The caller's address and verified certificate, vouched for by the mirror; its Authorization header
+		// travels as grpc-gateway forwards it, so the gRPC side authenticates REST and gRPC callers alike.
+		runtime.WithMetadata(guard.MirrorMetadata),
 		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
 			if key == RequestIDHeader {
 				return "X-Request-Id", true

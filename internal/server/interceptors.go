@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
@@ -34,24 +35,32 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 //     the response headers;
 //  2. logging: one line per call with code and duration, never payloads (they can hold device tokens);
 //  3. recovery: a panic becomes INTERNAL and a log line with the stack, never a crash;
-//  4. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
-//  5. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
-func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+//  4. authentication, audit, authorization (KooPhone services only; health and reflection stay open): the caller
+//     is named before anything looks at the request, denials are audited too, and validation errors never tell
+//     an unauthorised caller anything;
+//  5. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
+//  6. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
+func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration, guard *auth.Guard) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		if isHealthCall(fields) {
 			lvl = logging.LevelDebug // load balancers check every few seconds: not worth an INFO line each
 		}
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	// The call log names the principal and, for REST calls, the real client (read when the call ends).
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithFieldsFromContext(auth.LogFields)}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})}
 	unary := []grpc.UnaryServerInterceptor{
 		unaryRequestID,
+		guard.CallInfoUnary(),
 		logging.UnaryServerInterceptor(logger, logOpts...),
 		recovery.UnaryServerInterceptor(recoverOpts...),
+	}
+	unary = append(unary, guard.Unary()...)
+	unary = append(unary,
 		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := validate(ctx, log, v, req); err != nil {
 				return nil, err
@@ -66,15 +75,19 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 			}
 			return h(ctx, req)
 		},
-	}
+	)
 	stream := []grpc.StreamServerInterceptor{
 		streamRequestID,
+		guard.CallInfoStream(),
 		logging.StreamServerInterceptor(logger, logOpts...),
 		recovery.StreamServerInterceptor(recoverOpts...),
+	}
+	stream = append(stream, guard.Stream()...)
+	stream = append(stream,
 		func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return h(srv, &validatingStream{ServerStream: ss, v: v, log: log})
 		},
-	}
+	)
 	return unary, stream
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
@@ -24,7 +25,11 @@ func runUnary(t *testing.T, log *slog.Logger, ctx context.Context, req any, h gr
 	if err != nil {
 		t.Fatal(err)
 	}
-	unary, _ := interceptors(log, v, time.Minute)
+	guard, err := auth.New(auth.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unary, _ := interceptors(log, v, time.Minute, guard)
 	info := &grpc.UnaryServerInfo{FullMethod: "/koophone.v1.InstanceService/GetTask"}
 	for i := len(unary) - 1; i >= 0; i-- {
 		ic, next := unary[i], h

@@ -18,7 +18,6 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
@@ -50,6 +49,7 @@ type Server struct {
 	up      *upstream.Client
 
 	services *service.Services
+	sec      *security
 	grpc     *grpc.Server
 	health   *healthService
 	gwConn   *grpc.ClientConn
@@ -148,12 +148,16 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.registerHubs(); err != nil {
 		return err
 	}
+	s.sec, err = newSecurity(cfg, log, s.opts.clockOrReal())
+	if err != nil {
+		return err
+	}
 
-	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout)
+	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout, s.sec.guard)
 	// Telemetry sits right after the request id: it sees every call, including those later steps refuse.
 	unary = slices.Insert(unary, 1, s.tel.GRPC.UnaryServerInterceptor(), s.countUnary)
 	stream = slices.Insert(stream, 1, s.tel.GRPC.StreamServerInterceptor(), s.countStream)
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(s.sec.grpcOptions(cfg),
 		grpc.StatsHandler(s.tel.ServerHandler()),
 		newMarkingCodec(), // malformed requests become INVALID_ARGUMENT in validation
 		grpc.ChainUnaryInterceptor(unary...),
@@ -165,37 +169,39 @@ func (s *Server) start(ctx context.Context) error {
 			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace}),
 		// Let clients ping every 10s even without calls, so long-idle watchers behind NATs keep their connection.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	pb.RegisterInstanceServiceServer(s.grpc, s.services.Instance)
 	pb.RegisterOrderServiceServer(s.grpc, s.services.Order)
 	pb.RegisterAppServiceServer(s.grpc, s.services.App)
 	s.health = newHealthService()
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	if s.sec.reflection(cfg) {
+		reflection.Register(s.grpc)
+	}
 	s.tel.GRPC.InitializeMetrics(s.grpc)
 
-	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
+	grpcLis, err := listen(cfg, "grpc-addr", cfg.GRPCAddr)
 	if err != nil {
-		return fmt.Errorf("listen on --grpc-addr %s: %w", cfg.GRPCAddr, err)
+		return err
 	}
 	s.grpcAddr = grpcLis.Addr().String()
 	s.serve("grpc", func() error { return s.grpc.Serve(grpcLis) })
 
-	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+	httpLis, err := listen(cfg, "http-addr", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
 	s.httpAddr = httpLis.Addr().String()
 	// The mirror calls the gRPC server over loopback, so REST callers meet the same interceptors.
 	s.gwConn, err = grpc.NewClient(loopback(s.grpcAddr),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(s.sec.mirrorCreds()),
 		grpc.WithStatsHandler(s.tel.ClientHandler()), // the REST call and its gRPC hop are one trace
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
-	gw, err := newGateway(ctx, s.gwConn, runtime.WithMiddlewares(telemetry.RouteMiddleware))
+	gw, err := newGateway(ctx, s.gwConn, s.sec.guard, runtime.WithMiddlewares(telemetry.RouteMiddleware))
 	if err != nil {
 		return err
 	}
@@ -203,10 +209,19 @@ func (s *Server) start(ctx context.Context) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.tel.Handler())
-	mux.Handle("/", limitBody(cfg.HTTPMaxBodyBytes, gw))
+	api, err := restHandler(cfg, limitBody(cfg.HTTPMaxBodyBytes, gw))
+	if err != nil {
+		return err
+	}
+	mux.Handle("/", api)
 	// No WriteTimeout: it would cut long watch streams; each stream is bounded by its caller and by shutdown.
-	s.http = &http.Server{Handler: s.instrumentHTTP(mux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	s.serve("http", func() error { return s.http.Serve(httpLis) })
+	s.http = &http.Server{Handler: s.instrumentHTTP(mux), ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout, IdleTimeout: 2 * time.Minute}
+	if s.sec.tls != nil {
+		s.http.TLSConfig = s.sec.tls.Config()
+		s.serve("http", func() error { return s.http.ServeTLS(httpLis, "", "") })
+	} else {
+		s.serve("http", func() error { return s.http.Serve(httpLis) })
+	}
 	if cfg.MetricsAddr != "" {
 		if err := s.startMetrics(); err != nil {
 			return err
@@ -220,7 +235,8 @@ func (s *Server) start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.probe(probeCtx)
 	}()
-	log.Info("serving", "grpc", s.grpcAddr, "http", s.httpAddr, "upstream", s.upstreamName())
+	log.Info("serving", "grpc", s.grpcAddr, "http", s.httpAddr, "upstream", s.upstreamName(),
+		"tls", s.sec.tls != nil, "authentication", s.sec.guard.Enabled())
 	return nil
 }
 
@@ -395,6 +411,9 @@ func (s *Server) closeAll() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.tel.Shutdown(ctx) // flushes the last spans
 		cancel()
+	}
+	if s.sec != nil {
+		_ = s.sec.auditClose()
 	}
 }
 

@@ -258,6 +258,26 @@ func validationCases() []validationCase {
 		{"stop streaming empty", &pb.StopInstancesStreamingRequest{}, "instance_id", "string.min_len"},
 		{"release session 33", &pb.ReleaseInstancesSessionRequest{InstanceId: long(33)}, "instance_id", "string.max_len"},
 
+		// Identifiers: only the characters KooPhone's ids use; the seed's own examples pass.
+		{"seed ids ok", &pb.AssignInstanceRequest{UserInstances: []*pb.UserInstance{{UserId: "1008600000104285462", InstanceId: "5srn5hL8"}}}, "", ""},
+		{"id list NUL", &pb.BatchResetRequest{InstanceIds: []string{"ok", "a\x00b"}}, "instance_ids[1]", "string.pattern"},
+		{"id list escape", &pb.SyncCommandRequest{Command: "id", InstanceIds: []string{"\x1b[2J"}}, "instance_ids[0]", "string.pattern"},
+		{"id list bidi", &pb.BatchRebootInstanceRequest{InstanceIds: []string{"abc\u202edef"}}, "instance_ids[0]", "string.pattern"},
+		{"id list traversal", &pb.BatchBackupInstancesRequest{InstanceIds: []string{"../x"}}, "instance_ids[0]", "string.pattern"},
+		{"id list shell", &pb.DeleteInstanceRequest{InstanceIds: []string{"$(reboot)"}}, "instance_ids[0]", "string.pattern"},
+		{"install id list slash", install(func(r *pb.InstallAppRequest) { r.InstanceIdList = []string{"a/b"} }), "instance_id_list[0]", "string.pattern"},
+		{"assign user escape", &pb.AssignInstanceRequest{UserInstances: []*pb.UserInstance{{UserId: "u\x1b]0;x\x07", InstanceId: "p"}}}, "user_instances[0].user_id", "string.pattern"},
+		{"assign phone NUL", &pb.AssignInstanceRequest{UserInstances: []*pb.UserInstance{{UserId: "u", InstanceId: "p\x00"}}}, "user_instances[0].instance_id", "string.pattern"},
+		{"prepare user newline", &pb.BatchPrepareInstancesRequest{UserId: "u\nx", InstanceIds: []string{"a"}}, "user_id", "string.pattern"},
+		{"progress phone space", &pb.ShowProgressRequest{UserId: "u", InstanceId: "a b"}, "instance_id", "string.pattern"},
+		{"watch progress user NUL", &pb.WatchPrepareProgressRequest{UserId: "a\x00b", InstanceId: "c"}, "user_id", "string.pattern"},
+		{"user email ok", &pb.ShowProgressRequest{UserId: "ann.lee@example.com", InstanceId: "a44uhlf7"}, "", ""},
+		{"list name seed ok", list(func(r *pb.ListInstancesRequest) { r.InstanceName = "CCTEST-00001" }), "", ""},
+		{"list name shell", list(func(r *pb.ListInstancesRequest) { r.InstanceName = "x;reboot" }), "instance_name", "string.pattern"},
+		{"list phone escape", list(func(r *pb.ListInstancesRequest) { r.InstanceId = "\x1b" }), "instance_id", "string.pattern"},
+		{"create prefix space", create(func(r *pb.CreateInstanceRequest) { r.InstanceNamePrefix = "a b" }), "instance_name_prefix", "string.pattern"},
+		{"create prefix seed ok", create(func(r *pb.CreateInstanceRequest) { r.InstanceNamePrefix = "koophone" }), "", ""},
+
 		// BatchShowSku: only type 0.
 		{"sku type empty", &pb.BatchShowSkuRequest{}, "", ""},
 		{"sku type 0", &pb.BatchShowSkuRequest{Type: "0"}, "", ""},

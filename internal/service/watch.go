@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -148,9 +149,14 @@ func taskSnapshot(taskID string, details []upstream.JobDetail) *pb.WatchTaskResp
 	return m
 }
 
+// progressKey names one (user, phone) pair. The user id's length comes first, so no two pairs share a key whatever
+// characters the ids hold (a separator alone, such as NUL, could also occur inside an id).
+func progressKey(userID, instanceID string) string {
+	return strconv.Itoa(len(userID)) + ":" + userID + "/" + instanceID
+}
+
 func (w *watchers) watchProgress(ctx context.Context, userID, instanceID string) (stream.Subscription[*pb.WatchPrepareProgressResponse], error) {
-	// A NUL cannot occur in either id (the contract limits them to printable text), so the key is unambiguous.
-	key := stream.Key{Identity: w.up.Identity(), Kind: kindPrepare, ID: userID + "\x00" + instanceID}
+	key := stream.Key{Identity: w.up.Identity(), Kind: kindPrepare, ID: progressKey(userID, instanceID)}
 	return w.progress.Watch(ctx, key, stream.Source[*pb.WatchPrepareProgressResponse]{
 		Poll: func(ctx context.Context) (*pb.WatchPrepareProgressResponse, error) {
 			res, err := w.up.ShowProgress(ctx, upstream.ProgressRequest{UserID: userID, InstanceID: instanceID})

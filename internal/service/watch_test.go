@@ -66,3 +66,21 @@ var errTest = &testError{}
 type testError struct{}
 
 func (*testError) Error() string { return "test" }
+
+// Two different (user, phone) pairs never share a prepare-progress key, even when an id holds the separator or NUL.
+func TestProgressKeyUnambiguous(t *testing.T) {
+	pairs := [][2]string{
+		{"a\x00b", "c"}, {"a", "b\x00c"},
+		{"a/b", "c"}, {"a", "b/c"},
+		{"1:a", "b"}, {"1", "a/b"},
+		{"", "x"}, {"x", ""},
+	}
+	seen := map[string][2]string{}
+	for _, p := range pairs {
+		k := progressKey(p[0], p[1])
+		if other, ok := seen[k]; ok {
+			t.Errorf("pairs %q and %q share key %q", other, p, k)
+		}
+		seen[k] = p
+	}
+}

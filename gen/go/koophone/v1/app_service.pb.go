@@ -44,7 +44,7 @@ type InstallAppRequest struct {
 	ContentMd5 string `protobuf:"bytes,8,opt,name=content_md5,json=contentMd5,proto3" json:"content_md5,omitempty"`
 	// The APK's https download URL on OBS, at most 2000 characters.
 	InstallPackageUrl string `protobuf:"bytes,9,opt,name=install_package_url,json=installPackageUrl,proto3" json:"install_package_url,omitempty"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIdList []string `protobuf:"bytes,10,rep,name=instance_id_list,json=instanceIdList,proto3" json:"instance_id_list,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -209,7 +209,7 @@ var File_koophone_v1_app_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_app_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkoophone/v1/app_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\x93\a\n" +
+	"\x1dkoophone/v1/app_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\xa5\a\n" +
 	"\x11InstallAppRequest\x12&\n" +
 	"\ffast_install\x18\x01 \x01(\bH\x00R\vfastInstall\x88\x01\x01\x12*\n" +
 	"\vobject_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\n" +
@@ -227,9 +227,9 @@ const file_koophone_v1_app_service_proto_rawDesc = "" +
 	"\vcontent_md5\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\n" +
 	"contentMd5\x12\x8c\x01\n" +
 	"\x13install_package_url\x18\t \x01(\tB\\\xbaHY\xba\x01N\n" +
-	"\x19install_package_url.https\x12\x14must be an https URL\x1a\x1bthis.startsWith('https://')r\x06\x18\xd0\x0f\x88\x01\x01R\x11installPackageUrl\x12<\n" +
+	"\x19install_package_url.https\x12\x14must be an https URL\x1a\x1bthis.startsWith('https://')r\x06\x18\xd0\x0f\x88\x01\x01R\x11installPackageUrl\x12N\n" +
 	"\x10instance_id_list\x18\n" +
-	" \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\x0einstanceIdListB\x0f\n" +
+	" \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\x0einstanceIdListB\x0f\n" +
 	"\r_fast_install\"]\n" +
 	"\x12InstallAppResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +

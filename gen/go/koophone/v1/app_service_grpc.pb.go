@@ -30,6 +30,7 @@ const (
 type AppServiceClient interface {
 	// Installs an APK from an OBS URL on up to 100 phones, as a task (KooPhone InstallApp); follow it with
 	// InstanceService.GetTask or InstanceService.WatchTask.
+	// IAM action: koophone:cloudphoneResource:instanceAppInstall.
 	InstallApp(ctx context.Context, in *InstallAppRequest, opts ...grpc.CallOption) (*InstallAppResponse, error)
 }
 
@@ -59,6 +60,7 @@ func (c *appServiceClient) InstallApp(ctx context.Context, in *InstallAppRequest
 type AppServiceServer interface {
 	// Installs an APK from an OBS URL on up to 100 phones, as a task (KooPhone InstallApp); follow it with
 	// InstanceService.GetTask or InstanceService.WatchTask.
+	// IAM action: koophone:cloudphoneResource:instanceAppInstall.
 	InstallApp(context.Context, *InstallAppRequest) (*InstallAppResponse, error)
 	mustEmbedUnimplementedAppServiceServer()
 }

@@ -820,9 +820,9 @@ func (x *Job) GetInstanceId() string {
 // UserInstance binds a user to a phone.
 type UserInstance struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The user's id, at most 32 characters.
+	// The user's id: 1 to 32 letters, digits or `_ . @ -`.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The phone's instance id, at most 32 characters.
+	// The phone's instance id: 1 to 32 letters, digits, `_` or `-`.
 	InstanceId    string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -892,10 +892,10 @@ const file_koophone_v1_common_proto_rawDesc = "" +
 	"\vexecute_msg\x18\x06 \x01(\tR\n" +
 	"executeMsg\x12\x1f\n" +
 	"\vinstance_id\x18\a \x01(\tR\n" +
-	"instanceId\"^\n" +
-	"\fUserInstance\x12\"\n" +
-	"\auser_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x06userId\x12*\n" +
-	"\vinstance_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\n" +
+	"instanceId\"\x84\x01\n" +
+	"\fUserInstance\x126\n" +
+	"\auser_id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x01\x18 2\x12^[A-Za-z0-9_.@-]*$R\x06userId\x12<\n" +
+	"\vinstance_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
 	"instanceId*p\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +

@@ -29,7 +29,7 @@ type SyncCommandRequest struct {
 	// The adb shell command, at most 1024 bytes, of letters, digits, spaces and `_ . / : -` only (KooPhone's
 	// charset plus the space its own example uses): no shell operators, quotes or newlines.
 	Command string `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIds   []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -221,7 +221,7 @@ type AsyncCommandRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The adb shell command, at most 1024 bytes, of letters, digits, spaces and `_ . / : -` only.
 	Command string `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIds   []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -431,7 +431,7 @@ func (x *GetTaskResponse) GetJobs() []*Job {
 // SetVideoConfigRequest sets video parameters on phones.
 type SetVideoConfigRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIds []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	// Exactly six settings: one for each of the network types MOBILE_NETWORK, WIFI and WIRED combined with each of
 	// the encodings H264 and H265.
@@ -707,7 +707,7 @@ func (*SetVideoConfigResponse) Descriptor() ([]byte, []int) {
 // BatchQueryStatusRequest names phones.
 type BatchQueryStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -864,7 +864,7 @@ func (x *StatusResult) GetRawStatus() int32 {
 // BatchResetRequest names phones to reset.
 type BatchResetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1576,9 +1576,9 @@ type ListInstancesRequest struct {
 	PageNo int32 `protobuf:"varint,1,opt,name=page_no,json=pageNo,proto3" json:"page_no,omitempty"`
 	// The page size, 1 to 1000 (KooPhone may answer with fewer per page; the response says how many).
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// Only this phone (at most 32 characters).
+	// Only this phone (at most 32 letters, digits, `_` or `-`).
 	InstanceId string `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	// Only phones with this name (at most 64 characters).
+	// Only phones with this name (at most 64 letters, digits or `_ . -`).
 	InstanceName string `protobuf:"bytes,4,opt,name=instance_name,json=instanceName,proto3" json:"instance_name,omitempty"`
 	// Only phones created at or after this UTC time, formatted "YYYY-MM-DD HH:MM:SS".
 	QueryStartTime string `protobuf:"bytes,5,opt,name=query_start_time,json=queryStartTime,proto3" json:"query_start_time,omitempty"`
@@ -2026,7 +2026,7 @@ func (x *Instance) GetRestoreTime() string {
 // BatchRebootInstanceRequest names phones to reboot.
 type BatchRebootInstanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each; all must be running.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each; all must be running.
 	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2109,9 +2109,9 @@ func (*BatchRebootInstanceResponse) Descriptor() ([]byte, []int) {
 // BatchPrepareInstancesRequest prepares a user's phones for streaming.
 type BatchPrepareInstancesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The user, at most 32 characters; the phones must be assigned to this user.
+	// The user: 1 to 32 letters, digits or `_ . @ -`; the phones must be assigned to this user.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIds   []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2276,9 +2276,9 @@ func (x *PrepareStatusResult) GetRawStatus() int32 {
 // ShowProgressRequest names a user's phone.
 type ShowProgressRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The user, at most 32 characters.
+	// The user: 1 to 32 letters, digits or `_ . @ -`.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The phone, at most 32 characters.
+	// The phone: 1 to 32 letters, digits, `_` or `-`.
 	InstanceId    string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2395,7 +2395,7 @@ func (x *ShowProgressResponse) GetWaitingCount() int32 {
 // BatchBackupInstancesRequest names phones to back up.
 type BatchBackupInstancesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2496,7 +2496,7 @@ func (x *BatchBackupInstancesResponse) GetCmdJobs() []*CmdJob {
 // StopInstancesStreamingRequest names a phone.
 type StopInstancesStreamingRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The phone, at most 32 characters.
+	// The phone: 1 to 32 letters, digits, `_` or `-`.
 	InstanceId    string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2579,7 +2579,7 @@ func (*StopInstancesStreamingResponse) Descriptor() ([]byte, []int) {
 // ReleaseInstancesSessionRequest names a phone.
 type ReleaseInstancesSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The phone, at most 32 characters.
+	// The phone: 1 to 32 letters, digits, `_` or `-`.
 	InstanceId    string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2799,9 +2799,9 @@ func (x *WatchTaskResponse) GetFailedCount() int32 {
 // WatchPrepareProgressRequest names a user's phone to follow.
 type WatchPrepareProgressRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The user, at most 32 characters.
+	// The user: 1 to 32 letters, digits or `_ . @ -`.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The phone, at most 32 characters.
+	// The phone: 1 to 32 letters, digits, `_` or `-`.
 	InstanceId    string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2929,7 +2929,7 @@ type RunAsyncCommandRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The adb shell command, at most 1024 bytes, of letters, digits, spaces and `_ . / : -` only.
 	Command string `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each.
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIds   []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3082,7 +3082,7 @@ func (x *RunAsyncCommandResponse) GetFailedCount() int32 {
 // OpenSessionRequest gets a user's phone ready to stream.
 type OpenSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The user, at most 32 characters.
+	// The user: 1 to 32 letters, digits or `_ . @ -`.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The phone: 1 to 32 letters, digits, `_` or `-` (it travels in the URL path).
 	InstanceId string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
@@ -3262,11 +3262,11 @@ var File_koophone_v1_instance_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\n" +
-	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\x8d\x02\n" +
+	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\x9f\x02\n" +
 	"\x12SyncCommandRequest\x12\xbf\x01\n" +
 	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
-	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x125\n" +
-	"\finstance_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"R\n" +
+	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x12G\n" +
+	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"R\n" +
 	"\x13SyncCommandResponse\x12;\n" +
 	"\vcmd_results\x18\x01 \x03(\v2\x1a.koophone.v1.CommandResultR\n" +
 	"cmdResults\"\xdc\x01\n" +
@@ -3280,11 +3280,11 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\x12\x1b\n" +
 	"\terror_msg\x18\x05 \x01(\tR\berrorMsg\x12\x1f\n" +
 	"\vexecute_msg\x18\x06 \x01(\tR\n" +
-	"executeMsg\"\x8e\x02\n" +
+	"executeMsg\"\xa0\x02\n" +
 	"\x13AsyncCommandRequest\x12\xbf\x01\n" +
 	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
-	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x125\n" +
-	"\finstance_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"_\n" +
+	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x12G\n" +
+	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"_\n" +
 	"\x14AsyncCommandResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\x94\x01\n" +
@@ -3293,9 +3293,9 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\x0ftask_id.charset\x12&may hold only letters, digits, _ and -\x1a this.matches('^[A-Za-z0-9_-]*$')r\x05\x10\x01\x18\x80\x01R\x06taskId\"P\n" +
 	"\x0fGetTaskResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12$\n" +
-	"\x04jobs\x18\x02 \x03(\v2\x10.koophone.v1.JobR\x04jobs\"\xee\x02\n" +
-	"\x15SetVideoConfigRequest\x125\n" +
-	"\finstance_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\x12\x9d\x02\n" +
+	"\x04jobs\x18\x02 \x03(\v2\x10.koophone.v1.JobR\x04jobs\"\x80\x03\n" +
+	"\x15SetVideoConfigRequest\x12G\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x12\x9d\x02\n" +
 	"\x11instance_settings\x18\x02 \x03(\v2\x1c.koophone.v1.InstanceSettingB\xd1\x01\xbaH\xcd\x01\xba\x01\xc9\x01\n" +
 	"\"instance_settings.all_combinations\x12Qmust hold each network_type x encoding_type combination exactly once (6 settings)\x1aPthis.size() == 6 && this.map(s, s.network_type + '/' + s.encoding_type).unique()R\x10instanceSettings\"\xe3\x01\n" +
 	"\x0fInstanceSetting\x12E\n" +
@@ -3310,9 +3310,9 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\tcode_rate\x18\x01 \x01(\x05BT\xbaHQ\xba\x01G\n" +
 	"\x19code_rate.multiple_of_100\x12\x19must be a multiple of 100\x1a\x0fthis % 100 == 0\x1a\x05\x18\x90N(dR\bcodeRate\x12\x1b\n" +
 	"\x03fps\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x040\x1e0<R\x03fps\"\x18\n" +
-	"\x16SetVideoConfigResponse\"P\n" +
-	"\x17BatchQueryStatusRequest\x125\n" +
-	"\finstance_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"\\\n" +
+	"\x16SetVideoConfigResponse\"b\n" +
+	"\x17BatchQueryStatusRequest\x12G\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"\\\n" +
 	"\x18BatchQueryStatusResponse\x12@\n" +
 	"\x0estatus_results\x18\x01 \x03(\v2\x19.koophone.v1.StatusResultR\rstatusResults\"\x82\x01\n" +
 	"\fStatusResult\x12\x1f\n" +
@@ -3320,9 +3320,9 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"instanceId\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.koophone.v1.InstanceStateR\x06status\x12\x1d\n" +
 	"\n" +
-	"raw_status\x18\x03 \x01(\x05R\trawStatus\"J\n" +
-	"\x11BatchResetRequest\x125\n" +
-	"\finstance_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"]\n" +
+	"raw_status\x18\x03 \x01(\x05R\trawStatus\"\\\n" +
+	"\x11BatchResetRequest\x12G\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"]\n" +
 	"\x12BatchResetResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xc5\x01\n" +
@@ -3363,14 +3363,14 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\xbaH\a\x92\x01\x04\b\x01\x10dR\ruserInstances\"c\n" +
 	"\x18UnassignInstanceResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xa0\x05\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xc5\x05\n" +
 	"\x14ListInstancesRequest\x12 \n" +
 	"\apage_no\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x01R\x06pageNo\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\bpageSize\x12(\n" +
-	"\vinstance_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 R\n" +
-	"instanceId\x12,\n" +
-	"\rinstance_name\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\finstanceName\x12\xcf\x01\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\bpageSize\x12:\n" +
+	"\vinstance_id\x18\x03 \x01(\tB\x19\xbaH\x16r\x14\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
+	"instanceId\x12?\n" +
+	"\rinstance_name\x18\x04 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$R\finstanceName\x12\xcf\x01\n" +
 	"\x10query_start_time\x18\x05 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x9c\x01\n" +
 	"\x11query_time.format\x120must be a UTC time formatted YYYY-MM-DD HH:MM:SS\x1aUthis == '' || this.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$')R\x0equeryStartTime\x12\xcb\x01\n" +
 	"\x0equery_end_time\x18\x06 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x9c\x01\n" +
@@ -3416,13 +3416,13 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"backupTime\x12B\n" +
 	"\x0erestore_status\x18\x19 \x01(\x0e2\x1b.koophone.v1.TransferStatusR\rrestoreStatus\x12,\n" +
 	"\x12raw_restore_status\x18\x1a \x01(\x05R\x10rawRestoreStatus\x12!\n" +
-	"\frestore_time\x18\x1b \x01(\tR\vrestoreTime\"S\n" +
-	"\x1aBatchRebootInstanceRequest\x125\n" +
-	"\finstance_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"\x1d\n" +
-	"\x1bBatchRebootInstanceResponse\"y\n" +
-	"\x1cBatchPrepareInstancesRequest\x12\"\n" +
-	"\auser_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x06userId\x125\n" +
-	"\finstance_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"b\n" +
+	"\frestore_time\x18\x1b \x01(\tR\vrestoreTime\"e\n" +
+	"\x1aBatchRebootInstanceRequest\x12G\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"\x1d\n" +
+	"\x1bBatchRebootInstanceResponse\"\x9f\x01\n" +
+	"\x1cBatchPrepareInstancesRequest\x126\n" +
+	"\auser_id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x01\x18 2\x12^[A-Za-z0-9_.@-]*$R\x06userId\x12G\n" +
+	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"b\n" +
 	"\x1dBatchPrepareInstancesResponse\x12A\n" +
 	"\vstatus_list\x18\x01 \x03(\v2 .koophone.v1.PrepareStatusResultR\n" +
 	"statusList\"\x89\x01\n" +
@@ -3431,27 +3431,27 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"instanceId\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.koophone.v1.PrepareStatusR\x06status\x12\x1d\n" +
 	"\n" +
-	"raw_status\x18\x03 \x01(\x05R\trawStatus\"e\n" +
-	"\x13ShowProgressRequest\x12\"\n" +
-	"\auser_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x06userId\x12*\n" +
-	"\vinstance_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\n" +
+	"raw_status\x18\x03 \x01(\x05R\trawStatus\"\x8b\x01\n" +
+	"\x13ShowProgressRequest\x126\n" +
+	"\auser_id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x01\x18 2\x12^[A-Za-z0-9_.@-]*$R\x06userId\x12<\n" +
+	"\vinstance_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
 	"instanceId\"\x8f\x01\n" +
 	"\x14ShowProgressResponse\x123\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1b.koophone.v1.ProgressStatusR\x06status\x12\x1d\n" +
 	"\n" +
 	"raw_status\x18\x02 \x01(\x05R\trawStatus\x12#\n" +
-	"\rwaiting_count\x18\x03 \x01(\x05R\fwaitingCount\"T\n" +
-	"\x1bBatchBackupInstancesRequest\x125\n" +
-	"\finstance_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"g\n" +
+	"\rwaiting_count\x18\x03 \x01(\x05R\fwaitingCount\"f\n" +
+	"\x1bBatchBackupInstancesRequest\x12G\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"g\n" +
 	"\x1cBatchBackupInstancesResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"K\n" +
-	"\x1dStopInstancesStreamingRequest\x12*\n" +
-	"\vinstance_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"]\n" +
+	"\x1dStopInstancesStreamingRequest\x12<\n" +
+	"\vinstance_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
 	"instanceId\" \n" +
-	"\x1eStopInstancesStreamingResponse\"L\n" +
-	"\x1eReleaseInstancesSessionRequest\x12*\n" +
-	"\vinstance_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\n" +
+	"\x1eStopInstancesStreamingResponse\"^\n" +
+	"\x1eReleaseInstancesSessionRequest\x12<\n" +
+	"\vinstance_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
 	"instanceId\"!\n" +
 	"\x1fReleaseInstancesSessionResponse\"\x96\x01\n" +
 	"\x10WatchTaskRequest\x12\x81\x01\n" +
@@ -3463,21 +3463,21 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\bterminal\x18\x03 \x01(\bR\bterminal\x12#\n" +
 	"\rrunning_count\x18\x04 \x01(\x05R\frunningCount\x12'\n" +
 	"\x0fsucceeded_count\x18\x05 \x01(\x05R\x0esucceededCount\x12!\n" +
-	"\ffailed_count\x18\x06 \x01(\x05R\vfailedCount\"m\n" +
-	"\x1bWatchPrepareProgressRequest\x12\"\n" +
-	"\auser_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x06userId\x12*\n" +
-	"\vinstance_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\n" +
+	"\ffailed_count\x18\x06 \x01(\x05R\vfailedCount\"\x93\x01\n" +
+	"\x1bWatchPrepareProgressRequest\x126\n" +
+	"\auser_id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x01\x18 2\x12^[A-Za-z0-9_.@-]*$R\x06userId\x12<\n" +
+	"\vinstance_id\x18\x02 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
 	"instanceId\"\xb3\x01\n" +
 	"\x1cWatchPrepareProgressResponse\x123\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1b.koophone.v1.ProgressStatusR\x06status\x12\x1d\n" +
 	"\n" +
 	"raw_status\x18\x02 \x01(\x05R\trawStatus\x12#\n" +
 	"\rwaiting_count\x18\x03 \x01(\x05R\fwaitingCount\x12\x1a\n" +
-	"\bterminal\x18\x04 \x01(\bR\bterminal\"\x91\x02\n" +
+	"\bterminal\x18\x04 \x01(\bR\bterminal\"\xa3\x02\n" +
 	"\x16RunAsyncCommandRequest\x12\xbf\x01\n" +
 	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
-	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x125\n" +
-	"\finstance_ids\x18\x02 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"\x95\x02\n" +
+	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x12G\n" +
+	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"\x95\x02\n" +
 	"\x17RunAsyncCommandResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\x12$\n" +
@@ -3485,9 +3485,9 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\bterminal\x18\x04 \x01(\bR\bterminal\x12#\n" +
 	"\rrunning_count\x18\x05 \x01(\x05R\frunningCount\x12'\n" +
 	"\x0fsucceeded_count\x18\x06 \x01(\x05R\x0esucceededCount\x12!\n" +
-	"\ffailed_count\x18\a \x01(\x05R\vfailedCount\"\xfe\x01\n" +
-	"\x12OpenSessionRequest\x12\"\n" +
-	"\auser_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18 R\x06userId\x12\xab\x01\n" +
+	"\ffailed_count\x18\a \x01(\x05R\vfailedCount\"\x92\x02\n" +
+	"\x12OpenSessionRequest\x126\n" +
+	"\auser_id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x01\x18 2\x12^[A-Za-z0-9_.@-]*$R\x06userId\x12\xab\x01\n" +
 	"\vinstance_id\x18\x02 \x01(\tB\x89\x01\xbaH\x85\x01\xba\x01|\n" +
 	"\x13instance_id.charset\x12Cmay hold only letters, digits, _ and - (it travels in the URL path)\x1a this.matches('^[A-Za-z0-9_-]*$')r\x04\x10\x01\x18 R\n" +
 	"instanceId\x12\x16\n" +

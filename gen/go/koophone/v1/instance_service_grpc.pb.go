@@ -57,59 +57,79 @@ const (
 type InstanceServiceClient interface {
 	// Runs an adb shell command on up to 100 phones and waits for the output (KooPhone SyncCommand). Use
 	// AsyncCommand or RunAsyncCommand for anything slow. Per-phone failures are data in cmd_results, not RPC errors.
+	// IAM action: koophone:cloudphoneResource:syncInvokeInstance.
 	SyncCommand(ctx context.Context, in *SyncCommandRequest, opts ...grpc.CallOption) (*SyncCommandResponse, error)
 	// Starts an adb shell command on up to 100 phones and returns at once with a task (KooPhone AsyncCommand);
 	// follow it with GetTask or WatchTask.
+	// IAM action: koophone:cloudphoneResource:asyncInvokeInstance.
 	AsyncCommand(ctx context.Context, in *AsyncCommandRequest, opts ...grpc.CallOption) (*AsyncCommandResponse, error)
 	// Reads the jobs of an asynchronous task: commands, resets, unassignments, backups and app installs
 	// (KooPhone GetTask). Unknown task: NOT_FOUND.
+	// IAM action: koophone:cloudphoneResource:queryExecuteJob.
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*GetTaskResponse, error)
 	// Sets, for up to 100 phones, the bit rate and frame rate of each definition for every network × encoding
 	// combination (KooPhone SetVideoConfig).
+	// IAM action: koophone:cloudphoneResource:setVideo.
 	SetVideoConfig(ctx context.Context, in *SetVideoConfigRequest, opts ...grpc.CallOption) (*SetVideoConfigResponse, error)
 	// Reads the state of up to 100 phones (KooPhone BatchQueryStatus).
+	// IAM action: koophone:cloudphoneResource:queryBatchShowInstance.
 	BatchQueryStatus(ctx context.Context, in *BatchQueryStatusRequest, opts ...grpc.CallOption) (*BatchQueryStatusResponse, error)
 	// Resets up to 100 phones to their initial state, as a task (KooPhone BatchReset).
+	// IAM action: koophone:cloudphoneResource:batchResetInstance.
 	BatchReset(ctx context.Context, in *BatchResetRequest, opts ...grpc.CallOption) (*BatchResetResponse, error)
 	// Returns what a user's app needs to stream a prepared phone: the signalling address, ICE servers and the
 	// device token to present there (KooPhone GetDeviceToken). The phone must be ready (see ShowProgress).
+	// IAM action: koophone:cloudphoneResource:executeInstanceAuthToken.
 	GetDeviceToken(ctx context.Context, in *GetDeviceTokenRequest, opts ...grpc.CallOption) (*GetDeviceTokenResponse, error)
 	// Assigns phones to users, up to 100 pairs (KooPhone AssignInstance).
+	// IAM action: koophone:cloudphoneResource:instanceAssign.
 	AssignInstance(ctx context.Context, in *AssignInstanceRequest, opts ...grpc.CallOption) (*AssignInstanceResponse, error)
 	// Removes phones from users, as a task; this erases the user's data on the phone (KooPhone UnassignInstance).
+	// IAM action: koophone:cloudphoneResource:instanceUnassign.
 	UnassignInstance(ctx context.Context, in *UnassignInstanceRequest, opts ...grpc.CallOption) (*UnassignInstanceResponse, error)
 	// Lists the tenant's phones, page by page, with optional filters (KooPhone ListInstances).
+	// IAM action: koophone:cloudphoneResource:queryInstanceBatch.
 	ListInstances(ctx context.Context, in *ListInstancesRequest, opts ...grpc.CallOption) (*ListInstancesResponse, error)
 	// Reboots up to 100 phones; every one must be running (KooPhone BatchRebootInstance).
+	// IAM action: koophone:cloudphoneResource:instanceReboot.
 	BatchRebootInstance(ctx context.Context, in *BatchRebootInstanceRequest, opts ...grpc.CallOption) (*BatchRebootInstanceResponse, error)
 	// Prepares up to 100 of a user's phones for streaming (KooPhone BatchPrepareInstances); follow each with
 	// ShowProgress or WatchPrepareProgress, or use OpenSession for the whole flow.
+	// IAM action: koophone:cloudphoneResource:instancePrepare.
 	BatchPrepareInstances(ctx context.Context, in *BatchPrepareInstancesRequest, opts ...grpc.CallOption) (*BatchPrepareInstancesResponse, error)
 	// Reads a phone's preparation progress (KooPhone ShowProgress).
+	// IAM action: koophone:cloudphoneResource:getInstancePrepareProgress.
 	ShowProgress(ctx context.Context, in *ShowProgressRequest, opts ...grpc.CallOption) (*ShowProgressResponse, error)
 	// Backs up up to 100 phones' data to OBS and releases the physical phones, as a task
 	// (KooPhone BatchBackupInstances). The phones' data must have been restored (prepared) first.
+	// IAM action: koophone:cloudphoneResource:instanceBackup.
 	BatchBackupInstances(ctx context.Context, in *BatchBackupInstancesRequest, opts ...grpc.CallOption) (*BatchBackupInstancesResponse, error)
 	// Stops a phone's stream; no effect on a phone that is not streaming (KooPhone StopInstancesStreaming).
+	// IAM action: koophone:cloudphoneResource:stopInstancesStreaming.
 	StopInstancesStreaming(ctx context.Context, in *StopInstancesStreamingRequest, opts ...grpc.CallOption) (*StopInstancesStreamingResponse, error)
 	// Releases the session that outlives a stopped stream (KooPhone ReleaseInstancesSession).
+	// IAM action: koophone:cloudphoneResource:releaseInstancesSession.
 	ReleaseInstancesSession(ctx context.Context, in *ReleaseInstancesSessionRequest, opts ...grpc.CallOption) (*ReleaseInstancesSessionResponse, error)
 	// Streams an asynchronous task until every job has ended: the current jobs at once, a message whenever a job
 	// changes, then a final message with terminal set; then the stream ends with OK. Works for every task id
 	// (AsyncCommand, BatchReset, UnassignInstance, BatchBackupInstances, InstallApp). Unknown task: NOT_FOUND.
 	// Over REST the messages arrive as newline-delimited JSON.
+	// IAM action: koophone:cloudphoneResource:queryExecuteJob.
 	WatchTask(ctx context.Context, in *WatchTaskRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTaskResponse], error)
 	// Streams a phone's preparation progress until it is ready or has failed: the current progress at once, every
 	// change, then a final message with terminal set; then the stream ends with OK.
+	// IAM action: koophone:cloudphoneResource:getInstancePrepareProgress.
 	WatchPrepareProgress(ctx context.Context, in *WatchPrepareProgressRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPrepareProgressResponse], error)
 	// Starts an adb shell command on up to 100 phones (as AsyncCommand) and follows it to the end in the same call:
 	// the first message carries the task id and its cmd_jobs, the next ones the jobs (with their phones) whenever
 	// they change, the last one has terminal set. If the stream breaks after the first message, the task goes on:
 	// follow it with WatchTask(task_id).
+	// IAM actions: koophone:cloudphoneResource:asyncInvokeInstance, koophone:cloudphoneResource:queryExecuteJob.
 	RunAsyncCommand(ctx context.Context, in *RunAsyncCommandRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RunAsyncCommandResponse], error)
 	// Gets a phone ready to stream to a user in one call: optionally assigns it, prepares it
 	// (BatchPrepareInstances), streams its progress (ShowProgress) and ends with the GetDeviceToken answer once it
 	// is ready. Preparation failure ends the stream with FAILED_PRECONDITION.
+	// IAM actions: koophone:cloudphoneResource:instancePrepare, koophone:cloudphoneResource:getInstancePrepareProgress, koophone:cloudphoneResource:executeInstanceAuthToken; with assign also koophone:cloudphoneResource:instanceAssign.
 	OpenSession(ctx context.Context, in *OpenSessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[OpenSessionResponse], error)
 }
 
@@ -373,59 +393,79 @@ type InstanceService_OpenSessionClient = grpc.ServerStreamingClient[OpenSessionR
 type InstanceServiceServer interface {
 	// Runs an adb shell command on up to 100 phones and waits for the output (KooPhone SyncCommand). Use
 	// AsyncCommand or RunAsyncCommand for anything slow. Per-phone failures are data in cmd_results, not RPC errors.
+	// IAM action: koophone:cloudphoneResource:syncInvokeInstance.
 	SyncCommand(context.Context, *SyncCommandRequest) (*SyncCommandResponse, error)
 	// Starts an adb shell command on up to 100 phones and returns at once with a task (KooPhone AsyncCommand);
 	// follow it with GetTask or WatchTask.
+	// IAM action: koophone:cloudphoneResource:asyncInvokeInstance.
 	AsyncCommand(context.Context, *AsyncCommandRequest) (*AsyncCommandResponse, error)
 	// Reads the jobs of an asynchronous task: commands, resets, unassignments, backups and app installs
 	// (KooPhone GetTask). Unknown task: NOT_FOUND.
+	// IAM action: koophone:cloudphoneResource:queryExecuteJob.
 	GetTask(context.Context, *GetTaskRequest) (*GetTaskResponse, error)
 	// Sets, for up to 100 phones, the bit rate and frame rate of each definition for every network × encoding
 	// combination (KooPhone SetVideoConfig).
+	// IAM action: koophone:cloudphoneResource:setVideo.
 	SetVideoConfig(context.Context, *SetVideoConfigRequest) (*SetVideoConfigResponse, error)
 	// Reads the state of up to 100 phones (KooPhone BatchQueryStatus).
+	// IAM action: koophone:cloudphoneResource:queryBatchShowInstance.
 	BatchQueryStatus(context.Context, *BatchQueryStatusRequest) (*BatchQueryStatusResponse, error)
 	// Resets up to 100 phones to their initial state, as a task (KooPhone BatchReset).
+	// IAM action: koophone:cloudphoneResource:batchResetInstance.
 	BatchReset(context.Context, *BatchResetRequest) (*BatchResetResponse, error)
 	// Returns what a user's app needs to stream a prepared phone: the signalling address, ICE servers and the
 	// device token to present there (KooPhone GetDeviceToken). The phone must be ready (see ShowProgress).
+	// IAM action: koophone:cloudphoneResource:executeInstanceAuthToken.
 	GetDeviceToken(context.Context, *GetDeviceTokenRequest) (*GetDeviceTokenResponse, error)
 	// Assigns phones to users, up to 100 pairs (KooPhone AssignInstance).
+	// IAM action: koophone:cloudphoneResource:instanceAssign.
 	AssignInstance(context.Context, *AssignInstanceRequest) (*AssignInstanceResponse, error)
 	// Removes phones from users, as a task; this erases the user's data on the phone (KooPhone UnassignInstance).
+	// IAM action: koophone:cloudphoneResource:instanceUnassign.
 	UnassignInstance(context.Context, *UnassignInstanceRequest) (*UnassignInstanceResponse, error)
 	// Lists the tenant's phones, page by page, with optional filters (KooPhone ListInstances).
+	// IAM action: koophone:cloudphoneResource:queryInstanceBatch.
 	ListInstances(context.Context, *ListInstancesRequest) (*ListInstancesResponse, error)
 	// Reboots up to 100 phones; every one must be running (KooPhone BatchRebootInstance).
+	// IAM action: koophone:cloudphoneResource:instanceReboot.
 	BatchRebootInstance(context.Context, *BatchRebootInstanceRequest) (*BatchRebootInstanceResponse, error)
 	// Prepares up to 100 of a user's phones for streaming (KooPhone BatchPrepareInstances); follow each with
 	// ShowProgress or WatchPrepareProgress, or use OpenSession for the whole flow.
+	// IAM action: koophone:cloudphoneResource:instancePrepare.
 	BatchPrepareInstances(context.Context, *BatchPrepareInstancesRequest) (*BatchPrepareInstancesResponse, error)
 	// Reads a phone's preparation progress (KooPhone ShowProgress).
+	// IAM action: koophone:cloudphoneResource:getInstancePrepareProgress.
 	ShowProgress(context.Context, *ShowProgressRequest) (*ShowProgressResponse, error)
 	// Backs up up to 100 phones' data to OBS and releases the physical phones, as a task
 	// (KooPhone BatchBackupInstances). The phones' data must have been restored (prepared) first.
+	// IAM action: koophone:cloudphoneResource:instanceBackup.
 	BatchBackupInstances(context.Context, *BatchBackupInstancesRequest) (*BatchBackupInstancesResponse, error)
 	// Stops a phone's stream; no effect on a phone that is not streaming (KooPhone StopInstancesStreaming).
+	// IAM action: koophone:cloudphoneResource:stopInstancesStreaming.
 	StopInstancesStreaming(context.Context, *StopInstancesStreamingRequest) (*StopInstancesStreamingResponse, error)
 	// Releases the session that outlives a stopped stream (KooPhone ReleaseInstancesSession).
+	// IAM action: koophone:cloudphoneResource:releaseInstancesSession.
 	ReleaseInstancesSession(context.Context, *ReleaseInstancesSessionRequest) (*ReleaseInstancesSessionResponse, error)
 	// Streams an asynchronous task until every job has ended: the current jobs at once, a message whenever a job
 	// changes, then a final message with terminal set; then the stream ends with OK. Works for every task id
 	// (AsyncCommand, BatchReset, UnassignInstance, BatchBackupInstances, InstallApp). Unknown task: NOT_FOUND.
 	// Over REST the messages arrive as newline-delimited JSON.
+	// IAM action: koophone:cloudphoneResource:queryExecuteJob.
 	WatchTask(*WatchTaskRequest, grpc.ServerStreamingServer[WatchTaskResponse]) error
 	// Streams a phone's preparation progress until it is ready or has failed: the current progress at once, every
 	// change, then a final message with terminal set; then the stream ends with OK.
+	// IAM action: koophone:cloudphoneResource:getInstancePrepareProgress.
 	WatchPrepareProgress(*WatchPrepareProgressRequest, grpc.ServerStreamingServer[WatchPrepareProgressResponse]) error
 	// Starts an adb shell command on up to 100 phones (as AsyncCommand) and follows it to the end in the same call:
 	// the first message carries the task id and its cmd_jobs, the next ones the jobs (with their phones) whenever
 	// they change, the last one has terminal set. If the stream breaks after the first message, the task goes on:
 	// follow it with WatchTask(task_id).
+	// IAM actions: koophone:cloudphoneResource:asyncInvokeInstance, koophone:cloudphoneResource:queryExecuteJob.
 	RunAsyncCommand(*RunAsyncCommandRequest, grpc.ServerStreamingServer[RunAsyncCommandResponse]) error
 	// Gets a phone ready to stream to a user in one call: optionally assigns it, prepares it
 	// (BatchPrepareInstances), streams its progress (ShowProgress) and ends with the GetDeviceToken answer once it
 	// is ready. Preparation failure ends the stream with FAILED_PRECONDITION.
+	// IAM actions: koophone:cloudphoneResource:instancePrepare, koophone:cloudphoneResource:getInstancePrepareProgress, koophone:cloudphoneResource:executeInstanceAuthToken; with assign also koophone:cloudphoneResource:instanceAssign.
 	OpenSession(*OpenSessionRequest, grpc.ServerStreamingServer[OpenSessionResponse]) error
 	mustEmbedUnimplementedInstanceServiceServer()
 }

@@ -729,7 +729,7 @@ type CreateInstanceRequest struct {
 	BandSkuId string `protobuf:"bytes,3,opt,name=band_sku_id,json=bandSkuId,proto3" json:"band_sku_id,omitempty"`
 	// The region id (BatchShowSku's region_id), at most 64 characters.
 	RegionId string `protobuf:"bytes,4,opt,name=region_id,json=regionId,proto3" json:"region_id,omitempty"`
-	// The new phones' name prefix, 1 to 14 characters; phones are named "<prefix>-00001" and on.
+	// The new phones' name prefix, 1 to 14 letters, digits or `_ . -`; phones are named "<prefix>-00001" and on.
 	InstanceNamePrefix string `protobuf:"bytes,5,opt,name=instance_name_prefix,json=instanceNamePrefix,proto3" json:"instance_name_prefix,omitempty"`
 	// Bandwidth per phone in Mbit/s, more than 0 (one of the SKU's band_size choices).
 	BandSize float64 `protobuf:"fixed64,6,opt,name=band_size,json=bandSize,proto3" json:"band_size,omitempty"`
@@ -1031,7 +1031,7 @@ func (x *InstanceInfo) GetInstanceName() string {
 // DeleteInstanceRequest names phones to unsubscribe.
 type DeleteInstanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The phones, 1 to 100 instance ids of at most 32 characters each (KooPhone's instanceIdList); yearly/monthly
+	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each (KooPhone's instanceIdList); yearly/monthly
 	// phones only.
 	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1166,13 +1166,13 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"scene_desc\x18\x05 \x01(\tR\tsceneDesc\x12\"\n" +
 	"\rscene_desc_en\x18\x06 \x01(\tR\vsceneDescEn\x12\x12\n" +
 	"\x04tags\x18\a \x01(\tR\x04tags\x12\x17\n" +
-	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\xc0\x03\n" +
+	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\xd3\x03\n" +
 	"\x15CreateInstanceRequest\x12$\n" +
 	"\x02os\x18\x01 \x01(\tB\x14\xbaH\x11r\x0fR\x05AOSP9R\x06AOSP11R\x02os\x121\n" +
 	"\x0finstance_sku_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\rinstanceSkuId\x12)\n" +
 	"\vband_sku_id\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\tbandSkuId\x12&\n" +
-	"\tregion_id\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\bregionId\x12;\n" +
-	"\x14instance_name_prefix\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x0eR\x12instanceNamePrefix\x124\n" +
+	"\tregion_id\x18\x04 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\bregionId\x12N\n" +
+	"\x14instance_name_prefix\x18\x05 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18\x0e2\x11^[A-Za-z0-9_.-]*$R\x12instanceNamePrefix\x124\n" +
 	"\tband_size\x18\x06 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00j\xf8@!\x00\x00\x00\x00\x00\x00\x00\x00R\bbandSize\x12 \n" +
 	"\x05count\x18\a \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xdc\v(\x01R\x05count\x12C\n" +
@@ -1194,9 +1194,9 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"\fInstanceInfo\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12#\n" +
-	"\rinstance_name\x18\x02 \x01(\tR\finstanceName\"N\n" +
-	"\x15DeleteInstanceRequest\x125\n" +
-	"\finstance_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"\x18\n" +
+	"\rinstance_name\x18\x02 \x01(\tR\finstanceName\"`\n" +
+	"\x15DeleteInstanceRequest\x12G\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"\x18\n" +
 	"\x16DeleteInstanceResponse*O\n" +
 	"\fChargingMode\x12\x1d\n" +
 	"\x19CHARGING_MODE_UNSPECIFIED\x10\x00\x12 \n" +

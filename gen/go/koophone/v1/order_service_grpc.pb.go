@@ -34,11 +34,14 @@ const (
 // again.
 type OrderServiceClient interface {
 	// Lists the phone specifications on sale in each region, and the bandwidth SKU (KooPhone BatchShowSku).
+	// IAM action: koophone:cloudphoneResource:queryInstanceSku.
 	BatchShowSku(ctx context.Context, in *BatchShowSkuRequest, opts ...grpc.CallOption) (*BatchShowSkuResponse, error)
 	// Orders yearly/monthly phones (KooPhone CreateInstance). With is_auto_pay the order is paid from the account's
 	// balance and the phones appear in ListInstances; without it the order waits for payment in the console.
+	// IAM action: koophone:cloudphoneResource:instanceCreate.
 	CreateInstance(ctx context.Context, in *CreateInstanceRequest, opts ...grpc.CallOption) (*CreateInstanceResponse, error)
 	// Unsubscribes yearly/monthly phones; on-demand phones cannot be deleted (KooPhone DeleteInstance).
+	// IAM action: koophone:cloudphoneResource:instanceDelete.
 	DeleteInstance(ctx context.Context, in *DeleteInstanceRequest, opts ...grpc.CallOption) (*DeleteInstanceResponse, error)
 }
 
@@ -90,11 +93,14 @@ func (c *orderServiceClient) DeleteInstance(ctx context.Context, in *DeleteInsta
 // again.
 type OrderServiceServer interface {
 	// Lists the phone specifications on sale in each region, and the bandwidth SKU (KooPhone BatchShowSku).
+	// IAM action: koophone:cloudphoneResource:queryInstanceSku.
 	BatchShowSku(context.Context, *BatchShowSkuRequest) (*BatchShowSkuResponse, error)
 	// Orders yearly/monthly phones (KooPhone CreateInstance). With is_auto_pay the order is paid from the account's
 	// balance and the phones appear in ListInstances; without it the order waits for payment in the console.
+	// IAM action: koophone:cloudphoneResource:instanceCreate.
 	CreateInstance(context.Context, *CreateInstanceRequest) (*CreateInstanceResponse, error)
 	// Unsubscribes yearly/monthly phones; on-demand phones cannot be deleted (KooPhone DeleteInstance).
+	// IAM action: koophone:cloudphoneResource:instanceDelete.
 	DeleteInstance(context.Context, *DeleteInstanceRequest) (*DeleteInstanceResponse, error)
 	mustEmbedUnimplementedOrderServiceServer()
 }

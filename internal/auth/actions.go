@@ -1,0 +1,92 @@
+// Package auth decides who may call the gateway and what they may do. Authentication names the caller (a bearer
+// API key from a keys file, a verified mTLS client certificate, or the identity the REST mirror forwards for its
+// own callers); authorization checks the caller against a policy of KooPhone's own IAM action names; every write
+// gets an audit line. Both transports go through the same interceptors: the REST mirror forwards its callers'
+// credentials and the gRPC side decides.
+package auth
+
+import (
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+)
+
+// The KooPhone IAM action names (from KooPhone's "permissions and actions" table), one per upstream operation.
+const (
+	ActionSyncCommand     = "koophone:cloudphoneResource:syncInvokeInstance"
+	ActionAsyncCommand    = "koophone:cloudphoneResource:asyncInvokeInstance"
+	ActionQueryJob        = "koophone:cloudphoneResource:queryExecuteJob"
+	ActionSetVideo        = "koophone:cloudphoneResource:setVideo"
+	ActionQueryStatus     = "koophone:cloudphoneResource:queryBatchShowInstance"
+	ActionReset           = "koophone:cloudphoneResource:batchResetInstance"
+	ActionDeviceToken     = "koophone:cloudphoneResource:executeInstanceAuthToken"
+	ActionAssign          = "koophone:cloudphoneResource:instanceAssign"
+	ActionUnassign        = "koophone:cloudphoneResource:instanceUnassign"
+	ActionList            = "koophone:cloudphoneResource:queryInstanceBatch"
+	ActionReboot          = "koophone:cloudphoneResource:instanceReboot"
+	ActionQuerySku        = "koophone:cloudphoneResource:queryInstanceSku"
+	ActionCreate          = "koophone:cloudphoneResource:instanceCreate"
+	ActionDelete          = "koophone:cloudphoneResource:instanceDelete"
+	ActionPrepare         = "koophone:cloudphoneResource:instancePrepare"
+	ActionPrepareProgress = "koophone:cloudphoneResource:getInstancePrepareProgress"
+	ActionBackup          = "koophone:cloudphoneResource:instanceBackup"
+	ActionStopStreaming   = "koophone:cloudphoneResource:stopInstancesStreaming"
+	ActionReleaseSession  = "koophone:cloudphoneResource:releaseInstancesSession"
+	ActionInstallApp      = "koophone:cloudphoneResource:instanceAppInstall"
+)
+
+// Rule is what one RPC needs: the actions of every KooPhone operation it performs, whether it changes anything
+// (writes get an audit line), and actions that depend on the request (OpenSession's assign).
+type Rule struct {
+	Actions []string
+	Write   bool
+	// Extra returns further actions the request asks for; nil when none.
+	Extra func(req proto.Message) []string
+}
+
+const (
+	instanceSvc = "/koophone.v1.InstanceService/"
+	orderSvc    = "/koophone.v1.OrderService/"
+	appSvc      = "/koophone.v1.AppService/"
+)
+
+func read(actions ...string) Rule  { return Rule{Actions: actions} }
+func write(actions ...string) Rule { return Rule{Actions: actions, Write: true} }
+
+// Rules is the one table of RPC → KooPhone actions, by full gRPC method name. An RPC missing here is denied to
+// everyone once a policy is configured (fail closed), and a test checks every RPC of the contract is listed.
+var Rules = map[string]Rule{
+	instanceSvc + "SyncCommand":             write(ActionSyncCommand),
+	instanceSvc + "AsyncCommand":            write(ActionAsyncCommand),
+	instanceSvc + "GetTask":                 read(ActionQueryJob),
+	instanceSvc + "SetVideoConfig":          write(ActionSetVideo),
+	instanceSvc + "BatchQueryStatus":        read(ActionQueryStatus),
+	instanceSvc + "BatchReset":              write(ActionReset),
+	instanceSvc + "GetDeviceToken":          write(ActionDeviceToken),
+	instanceSvc + "AssignInstance":          write(ActionAssign),
+	instanceSvc + "UnassignInstance":        write(ActionUnassign),
+	instanceSvc + "ListInstances":           read(ActionList),
+	instanceSvc + "BatchRebootInstance":     write(ActionReboot),
+	instanceSvc + "BatchPrepareInstances":   write(ActionPrepare),
+	instanceSvc + "ShowProgress":            read(ActionPrepareProgress),
+	instanceSvc + "BatchBackupInstances":    write(ActionBackup),
+	instanceSvc + "StopInstancesStreaming":  write(ActionStopStreaming),
+	instanceSvc + "ReleaseInstancesSession": write(ActionReleaseSession),
+	instanceSvc + "WatchTask":               read(ActionQueryJob),
+	instanceSvc + "WatchPrepareProgress":    read(ActionPrepareProgress),
+	instanceSvc + "RunAsyncCommand":         write(ActionAsyncCommand, ActionQueryJob),
+	instanceSvc + "OpenSession": {
+		Actions: []string{ActionPrepare, ActionPrepareProgress, ActionDeviceToken},
+		Write:   true,
+		Extra: func(req proto.Message) []string {
+			if r, ok := req.(*pb.OpenSessionRequest); ok && r.GetAssign() {
+				return []string{ActionAssign}
+			}
+			return nil
+		},
+	},
+	orderSvc + "BatchShowSku":   read(ActionQuerySku),
+	orderSvc + "CreateInstance": write(ActionCreate),
+	orderSvc + "DeleteInstance": write(ActionDelete),
+	appSvc + "InstallApp":       write(ActionInstallApp),
+}

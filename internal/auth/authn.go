@@ -1,0 +1,152 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/x509"
+	"errors"
+	"strings"
+
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/service"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Name   string
+	Groups []string
+	Method string // "api-key", "mtls", or "none" when authentication is off
+}
+
+// Anonymous is every caller when authentication is off.
+const Anonymous = "anonymous"
+
+// Metadata the REST mirror adds to its calls. The gRPC side believes the client-* values only when the call also
+// carries the mirror's secret (random per process, never logged), so a direct gRPC caller cannot claim a
+// certificate identity or an address; the mirror keeps its own callers from sending these keys as headers.
+const (
+	mdMirror     = "x-koophone-mirror"
+	mdClientAddr = "x-koophone-client-addr"
+	mdClientCert = "x-koophone-client-cert"
+	mdPrefix     = "x-koophone-"
+)
+
+type principalKey struct{}
+
+// PrincipalFrom returns the caller authenticated for ctx's call.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// authenticate names the caller of ctx's call: a bearer API key if one is presented (a wrong one fails even when
+// a certificate would do), else a verified client certificate (the mirror's caller's, when the mirror forwards
+// it; the peer's own on a direct gRPC connection).
+func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
+	info := callInfoFrom(ctx)
+	if !g.enabled {
+		p := Principal{Name: Anonymous, Method: "none"}
+		info.setPrincipal(p.Name)
+		return context.WithValue(ctx, principalKey{}, p), nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	var p Principal
+	switch {
+	case len(md.Get("authorization")) > 0:
+		if g.keys == nil {
+			return nil, unauthenticated("INVALID_CREDENTIALS", "API keys are not enabled on this gateway: authenticate with a client certificate")
+		}
+		key, err := grpcauth.AuthFromMD(ctx, "bearer")
+		if err != nil {
+			return nil, unauthenticated("INVALID_CREDENTIALS", "the authorization header must be \"Bearer <API key>\"")
+		}
+		e, err := g.keys.Get().lookup(key, g.clock.Now())
+		if err != nil {
+			return nil, unauthenticated("INVALID_CREDENTIALS", err.Error())
+		}
+		p = Principal{Name: e.Principal, Groups: e.Groups, Method: "api-key"}
+	default:
+		name, err := g.certIdentity(ctx, md)
+		if err != nil {
+			return nil, err
+		}
+		p = Principal{Name: name, Method: "mtls"}
+	}
+	info.setPrincipal(p.Name)
+	return context.WithValue(ctx, principalKey{}, p), nil
+}
+
+// certIdentity is the identity of the verified client certificate behind the call, or UNAUTHENTICATED.
+func (g *Guard) certIdentity(ctx context.Context, md metadata.MD) (string, error) {
+	missing := unauthenticated("MISSING_CREDENTIALS", "no credentials: send \"authorization: Bearer <API key>\" or a client certificate")
+	if !g.mtls {
+		if g.keys != nil {
+			missing = unauthenticated("MISSING_CREDENTIALS", "no credentials: send \"authorization: Bearer <API key>\"")
+		}
+		return "", missing
+	}
+	if g.fromMirror(md) {
+		vals := md.Get(mdClientCert)
+		if len(vals) != 1 || vals[0] == "" {
+			return "", missing
+		}
+		return vals[0], nil
+	}
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", missing
+	}
+	tlsInfo, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(tlsInfo.State.VerifiedChains) == 0 || len(tlsInfo.State.VerifiedChains[0]) == 0 {
+		return "", missing
+	}
+	name, err := CertIdentity(tlsInfo.State.VerifiedChains[0][0])
+	if err != nil {
+		return "", unauthenticated("INVALID_CREDENTIALS", err.Error())
+	}
+	return name, nil
+}
+
+// fromMirror reports whether the call carries the REST mirror's secret, exactly once.
+func (g *Guard) fromMirror(md metadata.MD) bool {
+	vals := md.Get(mdMirror)
+	return len(vals) == 1 && subtle.ConstantTimeCompare([]byte(vals[0]), []byte(g.mirrorSecret)) == 1
+}
+
+// CertIdentity is who a verified client certificate names: its first URI SAN (e.g. a SPIFFE id), else its first
+// DNS SAN, else its first e-mail SAN, else its subject's common name.
+func CertIdentity(c *x509.Certificate) (string, error) {
+	var name string
+	switch {
+	case len(c.URIs) > 0:
+		name = c.URIs[0].String()
+	case len(c.DNSNames) > 0:
+		name = c.DNSNames[0]
+	case len(c.EmailAddresses) > 0:
+		name = c.EmailAddresses[0]
+	default:
+		name = c.Subject.CommonName
+	}
+	if !validName.MatchString(name) {
+		return "", errors.New("the client certificate names no usable identity (SAN or CN of letters, digits and ._@:/+=-)")
+	}
+	return name, nil
+}
+
+func unauthenticated(reason, msg string) error {
+	st, _ := status.New(codes.Unauthenticated, msg).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: service.ErrorDomain})
+	return st.Err()
+}
+
+// isMirrorHeader reports whether an HTTP header would reach gRPC as one of the mirror's trusted metadata keys.
+func isMirrorHeader(key string) bool {
+	k := strings.ToLower(key)
+	return strings.HasPrefix(k, mdPrefix) || strings.HasPrefix(k, "grpc-metadata-"+mdPrefix)
+}

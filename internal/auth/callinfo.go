@@ -1,0 +1,69 @@
+package auth
+
+import (
+	"context"
+	"sync"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"google.golang.org/grpc/metadata"
+)
+
+// callInfo is who is behind a call, filled in as the chain learns it and read by the call log when the call ends.
+type callInfo struct {
+	mu        sync.Mutex
+	client    string // the REST caller's address when the mirror vouches for it; empty on direct gRPC calls
+	principal string
+}
+
+type callInfoKey struct{}
+
+func (g *Guard) withCallInfo(ctx context.Context) context.Context {
+	info := &callInfo{}
+	if md, ok := metadata.FromIncomingContext(ctx); ok && g.fromMirror(md) {
+		if v := md.Get(mdClientAddr); len(v) == 1 {
+			info.client = v[0]
+		}
+	}
+	return context.WithValue(ctx, callInfoKey{}, info)
+}
+
+// callInfoFrom returns the call's record, or a throwaway one when the chain has none (tests of single parts).
+func callInfoFrom(ctx context.Context) *callInfo {
+	if info, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
+		return info
+	}
+	return &callInfo{}
+}
+
+func (c *callInfo) setPrincipal(p string) {
+	c.mu.Lock()
+	c.principal = p
+	c.mu.Unlock()
+}
+
+func (c *callInfo) get() (client, principal string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.client, c.principal
+}
+
+// ClientAddress is the REST caller's address the mirror vouched for, or "" on a direct gRPC call (whose address
+// is the peer's).
+func ClientAddress(ctx context.Context) string {
+	c, _ := callInfoFrom(ctx).get()
+	return c
+}
+
+// LogFields is a logging.WithFieldsFromContext function: the call log's principal and, for REST calls, the real
+// client address (peer.address is the mirror's own there).
+func LogFields(ctx context.Context) logging.Fields {
+	client, principal := callInfoFrom(ctx).get()
+	var f logging.Fields
+	if principal != "" {
+		f = append(f, "principal", principal)
+	}
+	if client != "" {
+		f = append(f, "client.address", client)
+	}
+	return f
+}

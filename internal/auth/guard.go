@@ -1,0 +1,150 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+)
+
+// Config says how callers authenticate and what they may do. With neither KeysFile nor MTLS, authentication is
+// off: every caller is "anonymous" and may do everything (the loopback demo).
+type Config struct {
+	KeysFile   string // API keys file; empty: no API keys
+	MTLS       bool   // the listeners verify client certificates against a CA
+	PolicyFile string // empty: every authenticated caller may do everything
+	Clock      clock.Clock
+	Log        *slog.Logger // reloads and their failures
+	Audit      *slog.Logger // one line per write; nil: no audit log
+}
+
+// Guard authenticates and authorizes calls. It is safe for concurrent use.
+type Guard struct {
+	enabled      bool
+	mtls         bool
+	keys         *fileValue[keySet]
+	policy       *fileValue[*Policy]
+	clock        clock.Clock
+	audit        *slog.Logger
+	mirrorSecret string
+}
+
+// New loads the files cfg names; an unreadable or invalid file is an error naming it.
+func New(cfg Config) (*Guard, error) {
+	g := &Guard{mtls: cfg.MTLS, clock: cfg.Clock, audit: cfg.Audit}
+	if g.clock == nil {
+		g.clock = clock.Real{}
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.KeysFile != "" {
+		k, err := loadFile(cfg.KeysFile, "API keys file", log, parseKeys)
+		if err != nil {
+			return nil, err
+		}
+		g.keys = k
+	}
+	g.enabled = g.keys != nil || g.mtls
+	if cfg.PolicyFile != "" {
+		if !g.enabled {
+			return nil, errors.New("a policy file needs authentication: set --auth-keys-file or --tls-client-ca too")
+		}
+		p, err := loadFile(cfg.PolicyFile, "policy file", log, ParsePolicy)
+		if err != nil {
+			return nil, err
+		}
+		g.policy = p
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	g.mirrorSecret = hex.EncodeToString(secret)
+	return g, nil
+}
+
+// Enabled reports whether callers must authenticate.
+func (g *Guard) Enabled() bool { return g.enabled }
+
+// guarded is every RPC of the KooPhone contract; health and reflection stay outside authentication.
+func guarded(_ context.Context, c interceptors.CallMeta) bool {
+	return strings.HasPrefix(c.Service, "koophone.")
+}
+
+// CallInfoUnary and CallInfoStream go before the logging interceptor: they give the call a record of its caller
+// (client address now, principal once authenticated) that the call log reads when the call ends.
+func (g *Guard) CallInfoUnary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(g.withCallInfo(ctx), req)
+	}
+}
+
+// CallInfoStream is CallInfoUnary for streams.
+func (g *Guard) CallInfoStream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return h(srv, &ctxStream{ServerStream: ss, ctx: g.withCallInfo(ss.Context())})
+	}
+}
+
+// Unary returns the guard's unary interceptors in order: authentication, audit (so denials are audited too),
+// authorization. They apply to the KooPhone services only.
+func (g *Guard) Unary() []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{
+		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(g.authenticate), selector.MatchFunc(guarded)),
+		selector.UnaryServerInterceptor(g.auditUnary, selector.MatchFunc(guarded)),
+		selector.UnaryServerInterceptor(g.authorizeUnary, selector.MatchFunc(guarded)),
+	}
+}
+
+// Stream is Unary for streams.
+func (g *Guard) Stream() []grpc.StreamServerInterceptor {
+	return []grpc.StreamServerInterceptor{
+		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(g.authenticate), selector.MatchFunc(guarded)),
+		selector.StreamServerInterceptor(g.auditStream, selector.MatchFunc(guarded)),
+		selector.StreamServerInterceptor(g.authorizeStream, selector.MatchFunc(guarded)),
+	}
+}
+
+// MirrorMetadata is the REST mirror's runtime.WithMetadata function: it vouches for the HTTP caller's address and
+// verified client certificate with the mirror's secret. The caller's own credentials (Authorization) travel as
+// grpc-gateway forwards them.
+func (g *Guard) MirrorMetadata(_ context.Context, r *http.Request) metadata.MD {
+	md := metadata.Pairs(mdMirror, g.mirrorSecret, mdClientAddr, r.RemoteAddr)
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		if name, err := CertIdentity(r.TLS.VerifiedChains[0][0]); err == nil {
+			md.Set(mdClientCert, name)
+		}
+	}
+	return md
+}
+
+// MirrorHeaderMatcher wraps the mirror's incoming header matcher so no HTTP caller can send the metadata the
+// mirror vouches for.
+func MirrorHeaderMatcher(next func(string) (string, bool)) func(string) (string, bool) {
+	return func(key string) (string, bool) {
+		if isMirrorHeader(key) {
+			return "", false
+		}
+		return next(key)
+	}
+}
+
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *ctxStream) Context() context.Context { return s.ctx }

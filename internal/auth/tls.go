@@ -1,0 +1,148 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// TLSFiles are the listeners' certificate, key and (for mTLS) client CA files.
+type TLSFiles struct {
+	CertFile, KeyFile string
+	ClientCAFile      string // empty: no client certificates asked for
+	Log               *slog.Logger
+}
+
+// ServerTLS is a TLS server configuration whose certificate and client CAs are read again whenever their files
+// change (checked at each handshake with a stat, so rotation needs no restart and no watcher).
+type ServerTLS struct {
+	files TLSFiles
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	stamp   [2]fileStamp
+	cert    *tls.Certificate
+	clients *fileValue[*x509.CertPool]
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}, nil
+}
+
+// NewServerTLS loads the files once; a missing or invalid file is an error naming it.
+func NewServerTLS(f TLSFiles) (*ServerTLS, error) {
+	if f.CertFile == "" || f.KeyFile == "" {
+		return nil, errors.New("TLS needs both --tls-cert-file and --tls-key-file")
+	}
+	s := &ServerTLS{files: f, log: f.Log}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := s.certificate(); err != nil {
+		return nil, err
+	}
+	if f.ClientCAFile != "" {
+		pool, err := loadFile(f.ClientCAFile, "client CA file", s.log, parseCAs)
+		if err != nil {
+			return nil, err
+		}
+		s.clients = pool
+	}
+	return s, nil
+}
+
+func parseCAs(b []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("holds no PEM certificate")
+	}
+	return pool, nil
+}
+
+// certificate returns the current certificate, loading the pair again when either file changed. A pair that does
+// not load (say, the certificate written before its new key) keeps the previous one in service.
+func (s *ServerTLS) certificate() (*tls.Certificate, error) {
+	cs, err1 := stampOf(s.files.CertFile)
+	ks, err2 := stampOf(s.files.KeyFile)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := errors.Join(err1, err2); err != nil {
+		if s.cert != nil {
+			return s.cert, nil
+		}
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	if s.cert != nil && s.stamp == [2]fileStamp{cs, ks} {
+		return s.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.files.CertFile, s.files.KeyFile)
+	if err != nil {
+		if s.cert != nil {
+			s.log.Error("keeping the previous TLS certificate: the new files do not load", "err", err)
+			s.stamp = [2]fileStamp{cs, ks}
+			return s.cert, nil
+		}
+		return nil, fmt.Errorf("TLS certificate %s and key %s: %w", s.files.CertFile, s.files.KeyFile, err)
+	}
+	if s.cert != nil {
+		s.log.Info("reloaded the TLS certificate", "cert", s.files.CertFile)
+	}
+	s.cert, s.stamp = &cert, [2]fileStamp{cs, ks}
+	return s.cert, nil
+}
+
+// Config is the tls.Config for a listener: TLS 1.2 or later, the current certificate at each handshake, and client
+// certificates verified when given (whether one is required is authentication's call, so health checks and
+// API-key callers can connect without one).
+func (s *ServerTLS) Config() *tls.Config {
+	base := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.certificate() },
+	}
+	if s.clients == nil {
+		return base
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			c := base.Clone()
+			c.ClientAuth = tls.VerifyClientCertIfGiven
+			c.ClientCAs = s.clients.Get()
+			return c, nil
+		},
+	}
+}
+
+// SelfClientConfig is for the REST mirror dialling this gateway's own gRPC listener: it trusts exactly the
+// certificate that listener serves right now, whatever names it carries (the mirror dials 127.0.0.1).
+func (s *ServerTLS) SelfClientConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the exact-certificate check below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			cur, err := s.certificate()
+			if err != nil {
+				return err
+			}
+			if len(cs.PeerCertificates) == 0 || len(cur.Certificate) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, cur.Certificate[0]) {
+				return errors.New("the gRPC listener presented a certificate other than the gateway's own")
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+
+	"golang.org/x/net/netutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/auth"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/httpguard"
+)
+
+// security is what Start builds to decide who may call: TLS for both listeners, the auth guard, the audit log.
+type security struct {
+	tls        *auth.ServerTLS // nil: plain TCP
+	guard      *auth.Guard
+	auditClose func() error
+}
+
+// newSecurity loads the TLS, keys and policy files cfg names and opens the audit log; it warns loudly about an
+// open gateway and about credentials sent to KooPhone in clear text.
+func newSecurity(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*security, error) {
+	sec := &security{auditClose: func() error { return nil }}
+	if cfg.TLSCertFile != "" {
+		t, err := auth.NewServerTLS(auth.TLSFiles{
+			CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, ClientCAFile: cfg.TLSClientCAFile,
+			Log: log.With("component", "tls"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		sec.tls = t
+	}
+	audit, closeAudit, err := openAudit(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sec.auditClose = closeAudit
+	sec.guard, err = auth.New(auth.Config{
+		KeysFile: cfg.AuthKeysFile, MTLS: cfg.TLSClientCAFile != "", PolicyFile: cfg.AuthPolicyFile,
+		Clock: clk, Log: log.With("component", "auth"), Audit: audit,
+	})
+	if err != nil {
+		_ = closeAudit()
+		return nil, err
+	}
+	if !sec.guard.Enabled() && (!config.IsLoopback(cfg.GRPCAddr) || !config.IsLoopback(cfg.HTTPAddr)) {
+		log.Warn("INSECURE: no caller authentication on a non-loopback listener (--insecure-no-auth): anyone who "+
+			"reaches these ports can buy, reset and delete phones and run commands on them",
+			"grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr)
+	}
+	if sec.guard.Enabled() && sec.tls == nil && (!config.IsLoopback(cfg.GRPCAddr) || !config.IsLoopback(cfg.HTTPAddr)) {
+		log.Warn("callers' API keys travel in clear text on a non-loopback listener: set --tls-cert-file and --tls-key-file",
+			"grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr)
+	}
+	if u, err := url.Parse(cfg.Endpoint); err == nil && u.Scheme == "http" && !config.IsLoopback(hostPort(u)) {
+		log.Warn("KooPhone endpoint is plain HTTP on a non-loopback host: credentials and tokens travel unencrypted",
+			"endpoint", u.Redacted())
+	}
+	return sec, nil
+}
+
+func hostPort(u *url.URL) string {
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
+}
+
+// openAudit returns the audit logger cfg asks for (JSON lines, so they ship as they are), or nil for "off".
+func openAudit(cfg *config.Config) (*slog.Logger, func() error, error) {
+	var w io.Writer
+	closer := func() error { return nil }
+	switch cfg.AuditLog {
+	case "off":
+		return nil, closer, nil
+	case "", "stderr":
+		w = os.Stderr
+	case "stdout":
+		w = os.Stdout
+	default:
+		f, err := os.OpenFile(cfg.AuditLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--audit-log: %w", err)
+		}
+		w, closer = f, f.Close
+	}
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})
+	return slog.New(h).With("log", "audit"), closer, nil
+}
+
+// grpcOptions are the gRPC server's transport options: TLS when configured, and a cap on header (metadata) size
+// far below grpc-go's 16 MiB default, which lets a few calls hold gigabytes.
+func (sec *security) grpcOptions(cfg *config.Config) []grpc.ServerOption {
+	opts := []grpc.ServerOption{grpc.MaxHeaderListSize(cfg.GRPCMaxHeaderBytes)}
+	if sec.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(sec.tls.Config())))
+	}
+	return opts
+}
+
+// mirrorCreds are the REST mirror's credentials toward the gRPC listener: TLS pinned to the gateway's own
+// certificate when the listener uses TLS.
+func (sec *security) mirrorCreds() credentials.TransportCredentials {
+	if sec.tls == nil {
+		return insecure.NewCredentials()
+	}
+	return credentials.NewTLS(sec.tls.SelfClientConfig())
+}
+
+// reflection reports whether gRPC reflection is served: by default only when callers need no authentication.
+func (sec *security) reflection(cfg *config.Config) bool {
+	switch cfg.Reflection {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return !sec.guard.Enabled()
+}
+
+// restHandler puts the mirror behind the REST guard (JSON bodies, cross-origin refusal, CORS, hosts, body deadline).
+func restHandler(cfg *config.Config, h http.Handler) (http.Handler, error) {
+	return httpguard.Wrap(httpguard.Config{
+		CORSOrigins: cfg.CORSOrigins,
+		Hosts:       cfg.HTTPAllowedHosts,
+		BodyTimeout: cfg.HTTPBodyTimeout,
+	}, h)
+}
+
+// listen opens a listener that accepts at most cfg.MaxConnections connections at once: beyond that, new ones wait
+// in the kernel's backlog instead of exhausting file descriptors for the whole process.
+func listen(cfg *config.Config, flag, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --%s %s: %w", flag, addr, err)
+	}
+	return netutil.LimitListener(lis, cfg.MaxConnections), nil
+}
