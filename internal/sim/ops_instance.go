@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 )
@@ -207,6 +208,10 @@ func (s *Server) getDeviceToken(c *call) {
 		c.answer(nil, e)
 		return
 	}
+	if e := checkStreamType(c.body); e != nil {
+		c.answer(nil, e)
+		return
+	}
 	c.locked(func() (any, *apiError) {
 		phones, e := s.resolveLocked([]string{id}, c.now, codeNoInstance)
 		if e != nil {
@@ -336,4 +341,22 @@ func (s *Server) batchReboot(c *call) {
 		}
 		return nil, nil
 	})
+}
+
+// checkStreamType accepts the seed's call (no body) or the newer reference's optional {"stream_type": 1|2}
+// (1 SDK streaming, 2 H5 streaming).
+func checkStreamType(body []byte) *apiError {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	var req struct {
+		StreamType *int `json:"stream_type"`
+	}
+	if err := decodeStrict(body, &req); err != nil {
+		return badParam("%v", err)
+	}
+	if req.StreamType != nil && *req.StreamType != 1 && *req.StreamType != 2 {
+		return badParam("stream_type must be 1 (SDK streaming) or 2 (H5 streaming)")
+	}
+	return nil
 }
