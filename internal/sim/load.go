@@ -43,8 +43,9 @@ func (s *Server) ResetPeaks() {
 
 // LastRequest is the newest request of an operation as it arrived: its query and its body.
 type LastRequest struct {
-	Query url.Values
-	Body  []byte
+	RequestID string // the x-request-id header
+	Query     url.Values
+	Body      []byte
 }
 
 // Last returns the newest request of op, and whether there was one.
@@ -55,8 +56,8 @@ func (s *Server) Last(op string) (LastRequest, bool) {
 	return r, ok
 }
 
-func (s *Server) remember(op string, q url.Values, body []byte) {
+func (s *Server) remember(op, requestID string, q url.Values, body []byte) {
 	s.lastMu.Lock()
-	s.last[op] = LastRequest{Query: q, Body: body}
+	s.last[op] = LastRequest{RequestID: requestID, Query: q, Body: body}
 	s.lastMu.Unlock()
 }

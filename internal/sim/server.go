@@ -101,7 +101,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.load[op.name].enter()
 	defer s.load[op.name].leave()
 	s.pipeline(sw, r, op.name, func(w http.ResponseWriter, body []byte) {
-		s.remember(op.name, r.URL.Query(), body)
+		s.remember(op.name, r.Header.Get("X-Request-Id"), r.URL.Query(), body)
 		c := &call{s: s, w: w, r: r, op: op, params: params, body: body, now: s.clock.Now()}
 		c.serve()
 	})
