@@ -50,6 +50,11 @@ type Config struct {
 	WatchFirstInterval time.Duration
 	WatchMaxInterval   time.Duration
 	WatchTerminalTTL   time.Duration
+
+	// Fleet operations.
+	FleetBatchSize        int
+	FleetConcurrency      int
+	FleetProgressInterval time.Duration
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -125,6 +130,9 @@ func (c *Config) settings() []setting {
 		{flag: "watch-first-interval", env: "KOOPHONE_WATCH_FIRST_INTERVAL", def: "500ms", help: "streams: first upstream poll interval, and the interval after a change", set: dur(&c.WatchFirstInterval)},
 		{flag: "watch-max-interval", env: "KOOPHONE_WATCH_MAX_INTERVAL", def: "10s", help: "streams: longest poll interval while nothing changes", set: dur(&c.WatchMaxInterval)},
 		{flag: "watch-terminal-ttl", env: "KOOPHONE_WATCH_TERMINAL_TTL", def: "1m", help: "streams: how long a finished task's last state is served without polling", set: dur(&c.WatchTerminalTTL)},
+		{flag: "fleet-batch-size", env: "KOOPHONE_FLEET_BATCH_SIZE", def: "100", help: "fleet RPCs: most phones per KooPhone call (1..100)", set: num(&c.FleetBatchSize)},
+		{flag: "fleet-concurrency", env: "KOOPHONE_FLEET_CONCURRENCY", def: "4", help: "fleet RPCs: most batches in progress at once per call", set: num(&c.FleetConcurrency)},
+		{flag: "fleet-progress-interval", env: "KOOPHONE_FLEET_PROGRESS_INTERVAL", def: "2s", help: "fleet RPCs: time between progress messages", set: dur(&c.FleetProgressInterval)},
 	}
 }
 
@@ -246,6 +254,15 @@ func (c *Config) check() error {
 	}
 	if c.WatchMaxInterval < c.WatchFirstInterval {
 		return errors.New("--watch-max-interval must not be shorter than --watch-first-interval")
+	}
+	if c.FleetBatchSize < 1 || c.FleetBatchSize > 100 {
+		return errors.New("--fleet-batch-size must be 1..100 (KooPhone takes at most 100 phones per call)")
+	}
+	if c.FleetConcurrency < 1 || c.FleetConcurrency > 64 {
+		return errors.New("--fleet-concurrency must be 1..64")
+	}
+	if c.FleetProgressInterval <= 0 {
+		return errors.New("--fleet-progress-interval must be positive")
 	}
 	if c.SimFleet < 1 && c.Endpoint == "" {
 		return errors.New("--sim-fleet must be at least 1")

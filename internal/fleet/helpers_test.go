@@ -103,7 +103,9 @@ func (f follower) Follow(ctx context.Context, taskID string) (fleet.TaskWatch, e
 	return watch{sub}, nil
 }
 
-type watch struct{ sub stream.Subscription[taskState] }
+type watch struct {
+	sub stream.Subscription[taskState]
+}
 
 func (w watch) Next(ctx context.Context) ([]upstream.JobDetail, bool, error) {
 	s, err := w.sub.Next(ctx)

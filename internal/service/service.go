@@ -1,4 +1,4 @@
-// Package service implements the gRPC services InstanceService, OrderService and AppService: each RPC maps its
+// Package service implements the gRPC services InstanceService, OrderService, AppService and FleetService: each RPC maps its
 // (already validated) request to one KooPhone call through internal/upstream, or to a watch through
 // internal/stream, and maps the answer back. Errors become gRPC statuses in one place, ToStatus.
 package service
@@ -34,6 +34,9 @@ type Upstream interface {
 	StopInstancesStreaming(context.Context, upstream.InstanceIDRequest) error
 	ReleaseInstancesSession(context.Context, upstream.InstanceIDRequest) error
 	InstallApp(context.Context, upstream.InstallAppRequest) (*upstream.Task, error)
+	// The newer reference: GetDeviceToken with stream_type, and operation 21.
+	GetDeviceTokenWith(context.Context, upstream.DeviceTokenRequest) (*upstream.DeviceToken, error)
+	ListInstanceApp(context.Context, upstream.ListInstanceAppRequest) (*upstream.AppPage, error)
 	// Identity names the upstream principal without revealing it, so shared pollers never mix tenants.
 	Identity() string
 }
@@ -56,6 +59,7 @@ type Options struct {
 	Upstream Upstream
 	Logger   *slog.Logger
 	Watch    WatchOptions
+	Fleet    FleetOptions
 }
 
 // Services are the three gRPC services, sharing one client and one set of watch hubs.
@@ -63,6 +67,7 @@ type Services struct {
 	Instance *InstanceService
 	Order    *OrderService
 	App      *AppService
+	Fleet    *FleetService
 	watch    *watchers
 }
 
@@ -80,6 +85,7 @@ func New(o Options) (*Services, error) {
 		Instance: &InstanceService{base: b, watch: w},
 		Order:    &OrderService{base: b},
 		App:      &AppService{base: b},
+		Fleet:    newFleetService(b, w, o.Fleet, o.Watch),
 		watch:    w,
 	}, nil
 }
