@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -396,4 +398,150 @@ func TestFleetAppsOverBothTransports(t *testing.T) {
 		}
 	}
 	waitIdle(f.env)
+}
+
+// TestFleetFailingBatchAmongGoodOnes: KooPhone refuses one batch (HTTP 500 KOOPHONE.API.9999): its phones are
+// reported as BATCH_FAILED, the batch is not sent again, and every other batch runs to the end.
+func TestFleetFailingBatchAmongGoodOnes(t *testing.T) {
+	f := newFleetEnv(t)
+	for _, tr := range transports {
+		if err := f.sim.SetFaults([]sim.Fault{{Kind: sim.FaultError, Ops: []string{"AsyncCommand"}, Count: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		o := f.run(tr, "RunFleetCommand", "AsyncCommand", &pb.RunFleetCommandRequest{Command: "ls", Selector: all()}, f.ids, 100)
+		var failed *pb.FleetBatch
+		for _, b := range o.batches {
+			if !b.GetStarted() {
+				if failed != nil {
+					t.Fatalf("%s: two failed batches", tr.name)
+				}
+				failed = b
+			}
+		}
+		if failed == nil || failed.GetErrorCode() != "KOOPHONE.API.9999" {
+			t.Fatalf("%s: batches %v", tr.name, o.batches)
+		}
+		for _, id := range failed.GetInstanceIds() {
+			if r := o.results[id]; r.GetOutcome() != pb.FleetOutcome_FLEET_OUTCOME_BATCH_FAILED || r.GetErrorCode() != "KOOPHONE.API.9999" {
+				t.Fatalf("%s: %v", tr.name, r)
+			}
+		}
+		c := o.summary.GetCounts()
+		wantFailed := int32(len(failed.GetInstanceIds()))
+		for _, id := range f.fail {
+			if !slices.Contains(failed.GetInstanceIds(), id) {
+				wantFailed++
+			}
+		}
+		if c.GetBatchesStarted() != 10 || o.summary.GetBatchesFailed() != 1 || c.GetFailed() != wantFailed {
+			t.Fatalf("%s: %v", tr.name, o.summary)
+		}
+	}
+	waitIdle(f.env)
+}
+
+// TestFleetCancelMidway: with concurrency 2 and the clock standing still, two batches start and the rest wait;
+// the caller cancels after seeing both batches announced. No further batch starts, and the server lets go of
+// every poller.
+func TestFleetCancelMidway(t *testing.T) {
+	f := newFleetEnv(t)
+	for _, tr := range transports {
+		f.sim.ResetCalls()
+		ctx, cancel := context.WithCancel(f.ctx())
+		msgs, end := tr.call(f, ctx, "ResetFleet", &pb.ResetFleetRequest{Selector: all(), Options: &pb.FleetOptions{Concurrency: 2}})
+		var started []*pb.FleetBatch
+		deadline := time.After(20 * time.Second)
+		for len(started) < 2 {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatalf("%s: stream ended: %v", tr.name, <-end)
+				}
+				if b := m.GetBatch(); b != nil {
+					started = append(started, b)
+				}
+			case <-deadline:
+				t.Fatalf("%s: batches not announced", tr.name)
+			}
+		}
+		cancel()
+		for range msgs {
+		}
+		err := <-end
+		if tr.name == "gRPC" && status.Code(err) != codes.Canceled {
+			t.Fatalf("%s: %v", tr.name, err)
+		}
+		waitIdle(f.env)
+		// Let the jobs of the started batches end: nothing else may start.
+		f.clk.Advance(10 * time.Second)
+		if n := f.sim.Calls("BatchReset"); n != 2 {
+			t.Fatalf("%s: %d BatchReset calls, want the 2 announced", tr.name, n)
+		}
+		for _, b := range started {
+			if !b.GetStarted() || !strings.HasPrefix(b.GetTaskId(), "RM_") {
+				t.Fatalf("%s: %v", tr.name, b)
+			}
+		}
+	}
+}
+
+// TestFleetListingResumes: a listing cut short over gRPC resumes over REST from the last cursor received; both
+// parts make the fleet, in order, once.
+func TestFleetListingResumes(t *testing.T) {
+	f := newFleetEnv(t)
+	ctx, cancel := context.WithCancel(f.ctx())
+	s, err := f.fleet.ListAllInstances(ctx, &pb.ListAllInstancesRequest{Selector: all()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var cursor string
+	for len(got) < 437 {
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.GetInstance().GetInstanceId())
+		cursor = m.GetCursor()
+	}
+	cancel()
+
+	body := fmt.Sprintf(`{"selector":{"filter":{"all":true}},"cursor":%q}`, cursor)
+	req, _ := http.NewRequestWithContext(f.ctx(), "POST", f.base+"/v1/fleet/instances/list", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := f.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var wrapped map[string]json.RawMessage
+		if err := json.Unmarshal(line, &wrapped); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if r, ok := wrapped["result"]; ok && len(wrapped) == 1 {
+			line = r
+		}
+		m := &pb.ListAllInstancesResponse{}
+		if err := protojson.Unmarshal(line, m); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		got = append(got, m.GetInstance().GetInstanceId())
+	}
+	if !slices.Equal(got, f.ids) {
+		t.Fatalf("resumed listing: %d phones, want the fleet of %d in order", len(got), len(f.ids))
+	}
+
+	// A cursor is bound to its selector: the stream's first Recv says so.
+	other, err := f.fleet.ListAllInstances(f.ctx(), &pb.ListAllInstancesRequest{
+		Selector: &pb.FleetSelector{Filter: &pb.FleetFilter{PoolName: "pool-a"}}, Cursor: cursor})
+	if err == nil {
+		_, err = other.Recv()
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("cursor of another selector: %v", err)
+	}
 }
