@@ -545,3 +545,43 @@ func TestFleetListingResumes(t *testing.T) {
 		t.Fatalf("cursor of another selector: %v", err)
 	}
 }
+
+// TestFleetShutdown: a server shutting down stops every fleet call from starting batches and ends it with
+// UNAVAILABLE (SERVER_SHUTTING_DOWN) after the batches it announced.
+func TestFleetShutdown(t *testing.T) {
+	f := newFleetEnv(t)
+	msgs, end := grpcFleet(f, f.ctx(), "RunFleetCommand", &pb.RunFleetCommandRequest{Command: "ls", Selector: all(),
+		Options: &pb.FleetOptions{Concurrency: 2}})
+	announced := 0
+	for announced < 2 {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatalf("stream ended: %v", <-end)
+			}
+			if m.GetBatch() != nil {
+				announced++
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("batches not announced")
+		}
+	}
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		stopped <- f.shutdown(ctx)
+	}()
+	for range msgs {
+	}
+	err := <-end
+	if status.Code(err) != codes.Unavailable || errorInfoReason(err) != service.ReasonShuttingDown {
+		t.Fatalf("stream ended with %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if n := f.sim.Calls("AsyncCommand"); n != 2 {
+		t.Fatalf("%d AsyncCommand calls, want the 2 announced", n)
+	}
+}

@@ -32,9 +32,13 @@ type FleetService struct {
 	base
 	engine   *fleet.Engine
 	resolver *fleet.Resolver
+	// stopping ends when the server shuts down: every fleet call stops starting batches and ends UNAVAILABLE.
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 func newFleetService(b base, w *watchers, o FleetOptions, watch WatchOptions) *FleetService {
+	stopping, stop := context.WithCancel(context.Background())
 	return &FleetService{
 		base: b,
 		engine: fleet.NewEngine(taskFollower{w}, fleet.Config{
@@ -42,12 +46,26 @@ func newFleetService(b base, w *watchers, o FleetOptions, watch WatchOptions) *F
 			Clock: watch.Clock, Logger: b.log,
 		}),
 		resolver: fleet.NewResolver(b.up, fleet.ResolverConfig{PageSize: o.PageSize, Prefetch: o.Prefetch}),
+		stopping: stopping,
+		stop:     stop,
 	}
+}
+
+// close makes every fleet call stop starting batches and end with UNAVAILABLE; batches already started run on in
+// KooPhone (their callers have been told which).
+func (s *FleetService) close() { s.stop() }
+
+// callContext is the call's context, also cancelled when the server shuts down.
+func (s *FleetService) callContext(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(s.stopping, cancel)
+	return ctx, func() { unhook(); cancel() }
 }
 
 // ListAllInstances streams every phone the selector matches, each with the cursor that resumes after it.
 func (s *FleetService) ListAllInstances(req *pb.ListAllInstancesRequest, srv grpc.ServerStreamingServer[pb.ListAllInstancesResponse]) error {
-	ctx := srv.Context()
+	ctx, done := s.callContext(srv.Context())
+	defer done()
 	err := s.resolver.Walk(ctx, selector(req.GetSelector()), req.GetCursor(), func(in upstream.Instance, c fleet.Cursor) error {
 		return srv.Send(&pb.ListAllInstancesResponse{Instance: instance(in), Cursor: c.String()})
 	})
@@ -95,7 +113,8 @@ func (s *FleetService) ListFleetApps(req *pb.ListFleetAppsRequest, srv grpc.Serv
 
 // run resolves the selector and runs op on the phones through the engine.
 func (s *FleetService) run(srv grpc.ServerStreamingServer[pb.FleetEvent], sel *pb.FleetSelector, o *pb.FleetOptions, op fleet.Op) error {
-	ctx := srv.Context()
+	ctx, done := s.callContext(srv.Context())
+	defer done()
 	ids, err := s.resolver.Resolve(ctx, selector(sel))
 	if err != nil {
 		return s.fleetError(ctx, err)
@@ -112,6 +131,9 @@ func (s *FleetService) fleetError(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case s.stopping.Err() != nil:
+		return withDetails(status.New(codes.Unavailable, "the server is shutting down; batches already announced go on in KooPhone"),
+			&errdetails.ErrorInfo{Reason: ReasonShuttingDown, Domain: ErrorDomain})
 	case ctx.Err() != nil:
 		return status.FromContextError(ctx.Err()).Err()
 	case errors.Is(err, fleet.ErrBadCursor):

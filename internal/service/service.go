@@ -90,8 +90,11 @@ func New(o Options) (*Services, error) {
 	}, nil
 }
 
-// Close ends every watch stream with UNAVAILABLE and stops the pollers.
-func (s *Services) Close() { s.watch.close() }
+// Close ends every watch and fleet stream with UNAVAILABLE and stops the pollers.
+func (s *Services) Close() {
+	s.Fleet.close() // first: no fleet call may start a batch whose task can no longer be followed
+	s.watch.close()
+}
 
 // WatchStats returns the counters of the task and preparation hubs.
 func (s *Services) WatchStats() (tasks, prepares stream.Stats) {
