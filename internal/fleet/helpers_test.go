@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 	"github.com/koophone-gateway/koophone-gateway/internal/fleet"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/stream"
@@ -32,7 +33,7 @@ type env struct {
 
 func newEnv(t *testing.T, mod func(*sim.Config)) *env {
 	t.Helper()
-	clk := clock.NewFake(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	clk := clocktest.NewFake(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	cfg := sim.DefaultConfig()
 	cfg.Clock, cfg.JobDuration = clk, jobDuration
 	if mod != nil {

@@ -24,7 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
-	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -36,8 +36,7 @@ const (
 	fleetSeed        = 11
 )
 
-// fleetEnv is newEnv with a fleet of 1,050 phones in two node groups, fleet concurrency 3, and the fake clock
-// starting now (the simulator's tokens and signatures meet real time).
+// fleetEnv is newEnv with a fleet of 1,050 phones in two node groups and fleet concurrency 3.
 type fleetEnv struct {
 	*env
 	fleet pb.FleetServiceClient
@@ -53,9 +52,8 @@ func newFleetEnv(t *testing.T) *fleetEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	clk := clocktest.NewFake(time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC))
 	simCfg := func(c *sim.Config) {
-		c.Clock = clk
 		c.FleetSize = fleetSize
 		c.JobDuration = jobDuration
 		c.RebootDuration = 2 * time.Second
@@ -65,15 +63,15 @@ func newFleetEnv(t *testing.T) *fleetEnv {
 	// Ids are deterministic for a seed: a first simulator names the phones that will fail.
 	probe := sim.DefaultConfig()
 	simCfg(&probe)
+	probe.Clock = clk
 	ids := sim.New(probe).InstanceIDs()
 	fail := []string{ids[5], ids[777]}
-	srv, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler),
+	srv, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler), WithClock(clk),
 		WithSimConfig(func(c *sim.Config) {
 			simCfg(c)
 			c.FailInstances = fail
 		}),
 		WithWatchOptions(func(o *service.WatchOptions) {
-			o.Clock = clk
 			o.Rand = func() float64 { return 0.5 }
 			o.PollTimeout = 24 * time.Hour
 		}))
