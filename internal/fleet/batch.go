@@ -37,10 +37,14 @@ func (r *run) startBatch(ctx context.Context, b Batch) (*Started, error) {
 // batch starts one batch, reports it, and reports each phone's result as it ends.
 func (r *run) batch(ctx context.Context, b Batch) {
 	st, err := r.startBatch(ctx, b)
+	if ctx.Err() != nil {
+		// Cancelled while the start was in flight: it may or may not have reached KooPhone, and the caller can no
+		// longer be told. Leave a trace for the operator.
+		r.e.cfg.Logger.Warn("fleet batch start cancelled in flight; its outcome is unknown",
+			"op", r.op.Name, "batch", b.Index, "batch_key", b.Key, "phones", len(b.IDs), "started", err == nil)
+		return
+	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return // cancelled while starting: the caller has gone
-		}
 		outcome, code, msg := startFailure(err)
 		if !r.send(ctx, Event{Batch: &BatchEvent{Index: b.Index, IDs: b.IDs, ErrorCode: code, ErrorMsg: msg}}) {
 			return

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -32,13 +33,15 @@ type FleetService struct {
 	base
 	engine   *fleet.Engine
 	resolver *fleet.Resolver
-	// stopping ends when the server shuts down: every fleet call stops starting batches and ends UNAVAILABLE.
-	stopping context.Context
-	stop     context.CancelFunc
+	// On shutdown every fleet call stops starting batches and ends UNAVAILABLE. The calls' cancel functions are
+	// kept so close can cancel them all before it returns: the watch hub closes right after, and no batch may
+	// start in between.
+	mu      sync.Mutex
+	closed  bool
+	cancels map[*context.CancelFunc]struct{}
 }
 
 func newFleetService(b base, w *watchers, o FleetOptions, watch WatchOptions) *FleetService {
-	stopping, stop := context.WithCancel(context.Background())
 	return &FleetService{
 		base: b,
 		engine: fleet.NewEngine(taskFollower{w}, fleet.Config{
@@ -46,20 +49,43 @@ func newFleetService(b base, w *watchers, o FleetOptions, watch WatchOptions) *F
 			Clock: watch.Clock, Logger: b.log,
 		}),
 		resolver: fleet.NewResolver(b.up, fleet.ResolverConfig{PageSize: o.PageSize, Prefetch: o.Prefetch}),
-		stopping: stopping,
-		stop:     stop,
+		cancels:  map[*context.CancelFunc]struct{}{},
 	}
 }
 
 // close makes every fleet call stop starting batches and end with UNAVAILABLE; batches already started run on in
-// KooPhone (their callers have been told which).
-func (s *FleetService) close() { s.stop() }
+// KooPhone (their callers have been told which). When it returns, every call's context is cancelled.
+func (s *FleetService) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for c := range s.cancels {
+		(*c)()
+	}
+}
 
-// callContext is the call's context, also cancelled when the server shuts down.
+// shuttingDown reports whether close was called.
+func (s *FleetService) shuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// callContext is the call's context, also cancelled when the server shuts down; done releases it.
 func (s *FleetService) callContext(ctx context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	unhook := context.AfterFunc(s.stopping, cancel)
-	return ctx, func() { unhook(); cancel() }
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		cancel()
+	}
+	s.cancels[&cancel] = struct{}{}
+	return ctx, func() {
+		s.mu.Lock()
+		delete(s.cancels, &cancel)
+		s.mu.Unlock()
+		cancel()
+	}
 }
 
 // ListAllInstances streams every phone the selector matches, each with the cursor that resumes after it.
@@ -131,7 +157,7 @@ func (s *FleetService) fleetError(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case s.stopping.Err() != nil:
+	case s.shuttingDown():
 		return withDetails(status.New(codes.Unavailable, "the server is shutting down; batches already announced go on in KooPhone"),
 			&errdetails.ErrorInfo{Reason: ReasonShuttingDown, Domain: ErrorDomain})
 	case ctx.Err() != nil:
