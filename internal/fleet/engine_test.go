@@ -51,6 +51,19 @@ func TestRunAsyncCommandOnAThousandPhones(t *testing.T) {
 	if n := rec.count(func(ev fleet.Event) bool { return ev.Summary != nil }); n != 1 {
 		t.Fatalf("%d summaries", n)
 	}
+	// Progress came on the clock, and every one adds up.
+	progress := rec.count(func(ev fleet.Event) bool {
+		if p := ev.Progress; p != nil {
+			if p.Succeeded+p.Failed+p.Running+p.Pending != 1000 || p.Running > 300 {
+				t.Errorf("progress %+v", *p)
+			}
+			return true
+		}
+		return false
+	})
+	if progress == 0 {
+		t.Fatal("no progress messages")
+	}
 }
 
 func TestBatchSizeAndFailingBatch(t *testing.T) {
