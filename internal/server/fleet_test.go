@@ -583,3 +583,46 @@ func TestFleetShutdown(t *testing.T) {
 		t.Fatalf("%d AsyncCommand calls, want the 2 announced", n)
 	}
 }
+
+// TestFleetSharesPollersWithWatchTask: a fleet operation follows its batches' tasks through the WatchTask hub, so
+// a WatchTask caller of the same task joins the same poller.
+func TestFleetSharesPollersWithWatchTask(t *testing.T) {
+	f := newFleetEnv(t)
+	msgs, end := grpcFleet(f, f.ctx(), "RunFleetCommand", &pb.RunFleetCommandRequest{Command: "ls",
+		Selector: &pb.FleetSelector{InstanceIds: f.ids[:3]}})
+	var batch *pb.FleetBatch
+	select {
+	case m := <-msgs:
+		if batch = m.GetBatch(); batch == nil || !batch.GetStarted() {
+			t.Fatalf("first message %v", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no batch")
+	}
+	watchMsgs, watchEnd := watchTask(f.env, batch.GetTaskId())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tasks, _ := f.srv.services.WatchStats()
+		if tasks.Watchers == 2 {
+			if tasks.Pollers != 1 {
+				t.Fatalf("%d pollers for one task watched twice", tasks.Pollers)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watchers never met: %+v", tasks)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	events, err := f.collect(msgs, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.check(append([]*pb.FleetEvent{{Event: &pb.FleetEvent_Batch{Batch: batch}}}, events...), f.ids[:3], 100)
+	for range watchMsgs {
+	}
+	if err := <-watchEnd; err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(f.env)
+}
