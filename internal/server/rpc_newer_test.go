@@ -43,8 +43,8 @@ func newerRPCCases() []rpcCase {
 		{rpc: "GetDeviceToken", name: "stream_type H5 sent", code: codes.FailedPrecondition, reason: "KOOPHONE.API.62010", make: func(e *env) call {
 			p := e.phone()
 			e.t.Cleanup(func() {
-				if last, _ := e.sim.Last("GetDeviceToken"); string(last.Body) != `{"stream_type":2}` {
-					e.t.Errorf("GetDeviceToken body %q", last.Body)
+				if last, _ := e.sim.Last("GetDeviceToken"); last.Query.Get("stream_type") != "2" {
+					e.t.Errorf("GetDeviceToken query %v", last.Query)
 				}
 			})
 			return call{unary(e.inst.GetDeviceToken, &pb.GetDeviceTokenRequest{InstanceId: p, StreamType: pb.StreamType_STREAM_TYPE_H5}),

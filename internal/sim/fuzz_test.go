@@ -38,7 +38,7 @@ func FuzzRequest(f *testing.F) {
 		{"GET", "/v1/instances/sku?type=0", "", ``},
 		{"GET", "/v1/instances/" + id + "/app-list?page_no=1&page_size=200&app_type=2", "", ``},
 		{"GET", "/v1/instances/batch-query?page_no=1&page_size=10&x-request-id=a&pool_name=p&order=desc&order_by=instance_name", "", ``},
-		{"POST", "/v1/instances/" + id + "/auth", "", `{"stream_type":2}`},
+		{"POST", "/v1/instances/" + id + "/auth?stream_type=2", "", ``},
 		{"POST", "/v1/instances/create", "", `{"os":"AOSP9","instanceSkuId":"kp.professional.xlarge.32g.2","bandSkuId":"kp.bandwidth","regionId":"cn-north-7","instanceNamePrefix":"f","bandSize":1e308,"count":1,"chargeParam":{"chargingMode":1,"periodType":3,"periodNum":1,"isAutoPay":1}}`},
 		{"POST", "/v1/instances/delete", "", `{"instanceIdList":["` + id + `"]}`},
 		{"POST", "/v1/instances/prepare", "", `{"user_id":"u","instance_ids":["` + id + `","` + id + `"]}`},

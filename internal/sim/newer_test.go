@@ -140,14 +140,14 @@ func TestListInstancesPoolsAndOrder(t *testing.T) {
 func TestGetDeviceTokenStreamType(t *testing.T) {
 	e := newEnv(t, nil)
 	id := e.ids(1)[0]
-	// The body is checked before the phone's state: a bad stream_type is 1000 even on an unprepared phone.
-	e.call("POST", "/v1/instances/"+id+"/auth", map[string]any{"stream_type": 3}).want(t, 400, "KOOPHONE.API.1000")
-	e.call("POST", "/v1/instances/"+id+"/auth", map[string]any{"streamType": 1}).want(t, 400, "KOOPHONE.API.1000")
+	// The query is checked before the phone's state: a bad stream_type is 1000 even on an unprepared phone.
+	e.call("POST", "/v1/instances/"+id+"/auth?stream_type=3", nil).want(t, 400, "KOOPHONE.API.1000")
+	e.call("POST", "/v1/instances/"+id+"/auth?stream_type=", nil).want(t, 400, "KOOPHONE.API.1000")
 	// Valid (or absent) stream_type gets to the phone's state: not prepared.
-	e.call("POST", "/v1/instances/"+id+"/auth", map[string]any{"stream_type": 2}).want(t, 200, "KOOPHONE.API.62010")
+	e.call("POST", "/v1/instances/"+id+"/auth?stream_type=2", nil).want(t, 200, "KOOPHONE.API.62010")
 	e.call("POST", "/v1/instances/"+id+"/auth", nil).want(t, 200, "KOOPHONE.API.62010")
 	last, ok := e.sim.Last("GetDeviceToken")
-	if !ok || len(last.Body) != 0 {
+	if !ok || last.Query.Has("stream_type") || len(last.Body) != 0 {
 		t.Fatalf("last request: %+v", last)
 	}
 }

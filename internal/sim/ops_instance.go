@@ -1,8 +1,8 @@
 package sim
 
 import (
-	"bytes"
 	"encoding/json"
+	"net/url"
 	"slices"
 )
 
@@ -208,7 +208,7 @@ func (s *Server) getDeviceToken(c *call) {
 		c.answer(nil, e)
 		return
 	}
-	if e := checkStreamType(c.body); e != nil {
+	if e := checkStreamType(c.r.URL.Query()); e != nil {
 		c.answer(nil, e)
 		return
 	}
@@ -343,19 +343,13 @@ func (s *Server) batchReboot(c *call) {
 	})
 }
 
-// checkStreamType accepts the seed's call (no body) or the newer reference's optional {"stream_type": 1|2}
-// (1 SDK streaming, 2 H5 streaming).
-func checkStreamType(body []byte) *apiError {
-	if len(bytes.TrimSpace(body)) == 0 {
+// checkStreamType accepts the seed's call or the newer reference's optional query parameter stream_type: 1 (SDK
+// streaming) or 2 (H5 streaming).
+func checkStreamType(q url.Values) *apiError {
+	if !q.Has("stream_type") {
 		return nil
 	}
-	var req struct {
-		StreamType *int `json:"stream_type"`
-	}
-	if err := decodeStrict(body, &req); err != nil {
-		return badParam("%v", err)
-	}
-	if req.StreamType != nil && *req.StreamType != 1 && *req.StreamType != 2 {
+	if v := q.Get("stream_type"); v != "1" && v != "2" {
 		return badParam("stream_type must be 1 (SDK streaming) or 2 (H5 streaming)")
 	}
 	return nil

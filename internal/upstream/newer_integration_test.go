@@ -115,16 +115,17 @@ func TestSimNewerFieldsRoundTrip(t *testing.T) {
 		t.Fatalf("unset fields were sent: %v", last.Query)
 	}
 
-	// GetDeviceToken: stream_type travels in a body only when set.
+	// GetDeviceToken: stream_type travels in the query only when set; never a body.
 	id := e.ids(1)[0]
 	for _, tc := range []struct {
 		streamType int
-		body       string
-	}{{0, ""}, {2, `{"stream_type":2}`}} {
+		query      string
+	}{{0, ""}, {2, "2"}} {
 		_, err := c.GetDeviceTokenWith(itCtx(t), upstream.DeviceTokenRequest{InstanceID: id, StreamType: tc.streamType})
 		wantAPIError(t, err, "KOOPHONE.API.62010", 200) // not prepared: the request itself was accepted
-		if last, _ := e.sim.Last("GetDeviceToken"); string(last.Body) != tc.body {
-			t.Fatalf("stream_type %d: body %q, want %q", tc.streamType, last.Body, tc.body)
+		last, _ := e.sim.Last("GetDeviceToken")
+		if last.Query.Get("stream_type") != tc.query || last.Query.Has("stream_type") != (tc.query != "") || len(last.Body) != 0 {
+			t.Fatalf("stream_type %d: query %v body %q", tc.streamType, last.Query, last.Body)
 		}
 	}
 	_, err = c.GetDeviceTokenWith(itCtx(t), upstream.DeviceTokenRequest{InstanceID: id, StreamType: 9})

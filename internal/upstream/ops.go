@@ -62,14 +62,14 @@ func (c *Client) GetDeviceToken(ctx context.Context, instanceID string) (*Device
 	return c.GetDeviceTokenWith(ctx, DeviceTokenRequest{InstanceID: instanceID})
 }
 
-// GetDeviceTokenWith is GetDeviceToken with the newer reference's options; a zero StreamType sends the seed's
-// call (no body).
+// GetDeviceTokenWith is GetDeviceToken with the newer reference's options: stream_type travels in the query,
+// and a zero StreamType sends the seed's call.
 func (c *Client) GetDeviceTokenWith(ctx context.Context, req DeviceTokenRequest) (*DeviceToken, error) {
-	var body any
+	cl := post("GetDeviceToken", "/v1/instances/"+url.PathEscape(req.InstanceID)+"/auth", nil)
 	if req.StreamType != 0 {
-		body = deviceTokenBody{StreamType: req.StreamType}
+		cl.query = [][2]string{{"stream_type", strconv.Itoa(req.StreamType)}}
 	}
-	return fetch[DeviceToken](ctx, c, post("GetDeviceToken", "/v1/instances/"+url.PathEscape(req.InstanceID)+"/auth", body))
+	return fetch[DeviceToken](ctx, c, cl)
 }
 
 // AssignInstance binds users to phones.

@@ -4,15 +4,11 @@ package upstream
 // services/koophone) that the seed does not have. docs/koophone-differences.md lists each difference.
 
 // DeviceTokenRequest is GetDeviceToken's input. StreamType (1 SDK streaming, 2 H5 streaming) is newer than the
-// seed; 0 leaves it out, so the call is exactly the seed's.
+// seed: the current reference lists it as an optional query parameter. 0 leaves it out, so the call is exactly
+// the seed's.
 type DeviceTokenRequest struct {
 	InstanceID string
 	StreamType int
-}
-
-// deviceTokenBody is the body GetDeviceToken gets when StreamType is set (the seed's call has no body).
-type deviceTokenBody struct {
-	StreamType int `json:"stream_type"`
 }
 
 // ListInstanceAppRequest is ListInstanceApp's query (operation 21). PageNo and PageSize (1..200) are required;
