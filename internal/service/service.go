@@ -1,6 +1,6 @@
-// Package service implements the gRPC services InstanceService, OrderService, AppService and FleetService: each RPC maps its
-// (already validated) request to one KooPhone call through internal/upstream, or to a watch through
-// internal/stream, and maps the answer back. Errors become gRPC statuses in one place, ToStatus.
+// Package service implements the gRPC services InstanceService, OrderService, AppService and FleetService: each
+// RPC maps its (already validated) request to one KooPhone call through internal/upstream, to a watch through
+// internal/stream, or (FleetService) to a fan-out through internal/fleet, and maps the answer back. Errors become gRPC statuses in one place, ToStatus.
 package service
 
 import (
@@ -62,7 +62,7 @@ type Options struct {
 	Fleet    FleetOptions
 }
 
-// Services are the three gRPC services, sharing one client and one set of watch hubs.
+// Services are the gRPC services, sharing one client and one set of watch hubs.
 type Services struct {
 	Instance *InstanceService
 	Order    *OrderService
