@@ -92,6 +92,27 @@ c POST /v1/instances/async-command/run '{"command":"id","instance_ids":["'"${PH[
 g $svc/OpenSession '{"user_id":"smoke3","instance_id":"'"${PH[12]}"'","assign":true}'
 c POST "/v1/instances/${PH[13]}/open-session" '{"user_id":"smoke4","assign":true}'
 
+# Operation 21 of the newer reference, and the fleet RPCs (small selections: they run to the end).
+g koophone.v1.AppService/ListInstanceApp '{"instance_id":"'"${PH[8]}"'","page_no":1,"page_size":20}'
+c GET "/v1/instances/${PH[9]}/app-list?page_no=1&page_size=20&app_type=APP_TYPE_THIRD_PARTY"
+fleet=koophone.v1.FleetService
+two='{"instance_ids":["'"${PH[0]}"'","'"${PH[1]}"'"]}'
+g $fleet/ListAllInstances '{"selector":{"filter":{"all":true}}}'
+c POST /v1/fleet/instances/list '{"selector":{"filter":{"name_prefix":"sim-0000"}}}'
+g $fleet/RunFleetCommand '{"command":"id","selector":'"$two"'}'
+c POST /v1/fleet/command/run '{"command":"id","mode":"FLEET_COMMAND_MODE_SYNC","selector":'"$two"'}'
+g $fleet/ResetFleet '{"selector":{"instance_ids":["'"${PH[2]}"'"]}}'
+c POST /v1/fleet/reset '{"selector":{"instance_ids":["'"${PH[3]}"'"]}}'
+g $fleet/RebootFleet '{"selector":{"instance_ids":["'"${PH[10]}"'"]}}'
+c POST /v1/fleet/reboot '{"selector":{"instance_ids":["'"${PH[11]}"'"]}}'
+g $fleet/BackupFleet '{"selector":{"instance_ids":["'"${PH[12]}"'"]}}'
+c POST /v1/fleet/backup '{"selector":{"instance_ids":["'"${PH[13]}"'"]}}'
+app2='"object_name":"com.example.smokefleet","file_name":"smoke.apk","object_version":"2.0.'"$(date +%s%N)"'","object_size":"12","biz_type":"apk","content_type":"application/octet-stream","install_package_url":"https://obs.example.com/smoke.apk"'
+g $fleet/InstallAppOnFleet '{'"$app2"',"selector":'"$two"'}'
+c POST /v1/fleet/app/install '{'"$app2"',"selector":{"instance_ids":["'"${PH[2]}"'"]}}'
+g $fleet/ListFleetApps '{"package":"com.example.smokefleet","selector":{"filter":{"all":true}}}'
+c POST /v1/fleet/app-list '{"package":"com.example.smokefleet","selector":'"$two"'}'
+
 rm -f /tmp/smoke.$$
 echo "TOTAL ok=$ok fail=$fail"
 [ "$fail" -eq 0 ]

@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.Stock, "stock", cfg.Stock, "phones CreateInstance may still sell")
 	fs.StringVar(&cfg.InstallResultShape, "install-shape", cfg.InstallResultShape, `InstallApp data shape: "example" or "table"`)
 	failIDs := fs.String("fail-instances", "", "comma-separated instance ids on which every job fails")
+	pools := fs.String("pools", strings.Join(cfg.Pools, ","), "comma-separated node groups (pool_name) the fleet is spread over")
 	latency := fs.Duration("latency", 0, "delay every answer by this much")
 	errorRate := fs.Float64("error-rate", 0, "probability of an HTTP 500 KOOPHONE.API.9999 answer")
 	limitRate := fs.Float64("rate-limit-rate", 0, "probability of an HTTP 429 APIGW.0308 answer")
@@ -84,6 +85,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *failIDs != "" {
 		cfg.FailInstances = strings.Split(*failIDs, ",")
+	}
+	if *pools != "" {
+		cfg.Pools = strings.Split(*pools, ",")
 	}
 	if *latency > 0 {
 		faults = append(faults, sim.Fault{Kind: sim.FaultLatency, Latency: *latency})

@@ -51,7 +51,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--fleet", "5", "--job-duration", "10ms",
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--fleet", "5", "--job-duration", "10ms", "--pools", "p1,p2",
 			"--fault", `{"kind":"503","ops":["ListInstances"],"count":1}`}, out)
 	}()
 	var env map[string]string
@@ -90,8 +90,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		t.Fatalf("IAM: HTTP %d", res.StatusCode)
 	}
 
-	list := func() (int, map[string]any) {
-		req, _ := http.NewRequest("GET", env["KOOPHONE_ENDPOINT"]+"/v1/instances/batch-query?page_no=1&page_size=10&x-request-id=t1", nil)
+	list := func(query ...string) (int, map[string]any) {
+		req, _ := http.NewRequest("GET", env["KOOPHONE_ENDPOINT"]+"/v1/instances/batch-query?page_no=1&page_size=10&x-request-id=t1"+strings.Join(query, ""), nil)
 		req.Header.Set("X-Auth-Token", token)
 		res, err := client.Do(req)
 		if err != nil {
@@ -109,6 +109,10 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	status, m := list()
 	if status != 200 || m["error_code"] != "0" || m["data"].(map[string]any)["total_count"] != float64(5) {
 		t.Fatalf("ListInstances: HTTP %d %v", status, m)
+	}
+	// --pools spreads the fleet round robin: p2 holds the 2nd and 4th phones.
+	if status, m = list("&pool_name=p2"); status != 200 || m["data"].(map[string]any)["total_count"] != float64(2) {
+		t.Fatalf("ListInstances pool_name=p2: HTTP %d %v", status, m)
 	}
 
 	cancel()

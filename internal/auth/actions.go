@@ -33,6 +33,7 @@ const (
 	ActionStopStreaming   = "koophone:cloudphoneResource:stopInstancesStreaming"
 	ActionReleaseSession  = "koophone:cloudphoneResource:releaseInstancesSession"
 	ActionInstallApp      = "koophone:cloudphoneResource:instanceAppInstall"
+	ActionListApps        = "koophone:cloudphoneResource:queryApplicationList" // operation 21, newer reference
 )
 
 // Rule is what one RPC needs: the actions of every KooPhone operation it performs, whether it changes anything
@@ -48,6 +49,7 @@ const (
 	instanceSvc = "/koophone.v1.InstanceService/"
 	orderSvc    = "/koophone.v1.OrderService/"
 	appSvc      = "/koophone.v1.AppService/"
+	fleetSvc    = "/koophone.v1.FleetService/"
 )
 
 func read(actions ...string) Rule  { return Rule{Actions: actions} }
@@ -89,4 +91,24 @@ var Rules = map[string]Rule{
 	orderSvc + "CreateInstance": write(ActionCreate),
 	orderSvc + "DeleteInstance": write(ActionDelete),
 	appSvc + "InstallApp":       write(ActionInstallApp),
+	appSvc + "ListInstanceApp":  read(ActionListApps),
+
+	// Fleet RPCs resolve their selector through ListInstances pages, then act batch by batch: they need the list
+	// action and every action of the batches they start and follow.
+	fleetSvc + "ListAllInstances": read(ActionList),
+	fleetSvc + "RunFleetCommand": {
+		Actions: []string{ActionList},
+		Write:   true,
+		Extra: func(req proto.Message) []string {
+			if r, ok := req.(*pb.RunFleetCommandRequest); ok && r.GetMode() == pb.FleetCommandMode_FLEET_COMMAND_MODE_SYNC {
+				return []string{ActionSyncCommand}
+			}
+			return []string{ActionAsyncCommand, ActionQueryJob}
+		},
+	},
+	fleetSvc + "ResetFleet":        write(ActionList, ActionReset, ActionQueryJob),
+	fleetSvc + "RebootFleet":       write(ActionList, ActionReboot),
+	fleetSvc + "BackupFleet":       write(ActionList, ActionBackup, ActionQueryJob),
+	fleetSvc + "InstallAppOnFleet": write(ActionList, ActionInstallApp, ActionQueryJob),
+	fleetSvc + "ListFleetApps":     read(ActionList, ActionListApps),
 }

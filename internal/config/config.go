@@ -88,6 +88,11 @@ type Config struct {
 	HTTPBodyTimeout       time.Duration
 	MaxConnections        int    // per listener
 	GRPCMaxHeaderBytes    uint32 // grpc.MaxHeaderListSize
+
+	// Fleet operations.
+	FleetBatchSize        int
+	FleetConcurrency      int
+	FleetProgressInterval time.Duration
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -265,6 +270,9 @@ func (c *Config) settings() []setting {
 			c.GRPCMaxHeaderBytes = uint32(n)
 			return err
 		}},
+		{flag: "fleet-batch-size", env: "KOOPHONE_FLEET_BATCH_SIZE", def: "100", help: "fleet RPCs: most phones per KooPhone call (1..100)", set: num(&c.FleetBatchSize)},
+		{flag: "fleet-concurrency", env: "KOOPHONE_FLEET_CONCURRENCY", def: "4", help: "fleet RPCs: most batches in progress at once per call", set: num(&c.FleetConcurrency)},
+		{flag: "fleet-progress-interval", env: "KOOPHONE_FLEET_PROGRESS_INTERVAL", def: "2s", help: "fleet RPCs: time between progress messages", set: dur(&c.FleetProgressInterval)},
 	}
 }
 
@@ -391,6 +399,15 @@ func (c *Config) check() error {
 	}
 	if c.WatchMaxInterval < c.WatchFirstInterval {
 		return errors.New("--watch-max-interval must not be shorter than --watch-first-interval")
+	}
+	if c.FleetBatchSize < 1 || c.FleetBatchSize > 100 {
+		return errors.New("--fleet-batch-size must be 1..100 (KooPhone takes at most 100 phones per call)")
+	}
+	if c.FleetConcurrency < 1 || c.FleetConcurrency > 64 {
+		return errors.New("--fleet-concurrency must be 1..64")
+	}
+	if c.FleetProgressInterval <= 0 {
+		return errors.New("--fleet-progress-interval must be positive")
 	}
 	if c.SimFleet < 1 && c.Endpoint == "" {
 		return errors.New("--sim-fleet must be at least 1")

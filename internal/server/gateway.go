@@ -49,6 +49,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, guard *auth.Guard, o
 		pb.RegisterInstanceServiceHandler,
 		pb.RegisterOrderServiceHandler,
 		pb.RegisterAppServiceHandler,
+		pb.RegisterFleetServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			return nil, fmt.Errorf("register REST handlers: %w", err)

@@ -125,7 +125,7 @@ func firstOf(res map[string]any, list, field string) any {
 
 func rpcCases() []rpcCase {
 	ids := func(e *env) (string, string) { p := e.phone(); return p, jsonIDs(p) }
-	return []rpcCase{
+	return append([]rpcCase{
 		// 1 SyncCommand
 		{rpc: "SyncCommand", name: "ok", code: codes.OK, make: func(e *env) call {
 			p, js := ids(e)
@@ -394,7 +394,7 @@ func rpcCases() []rpcCase {
 		{rpc: "InstallApp", name: "unknown phone", code: codes.PermissionDenied, reason: "KOOPHONE.API.1001", make: func(e *env) call {
 			return call{unary(e.app.InstallApp, installReq(unknownPhone)), "POST", "/v1/instances/app/install", installBody(unknownPhone)}
 		}},
-	}
+	}, newerRPCCases()...)
 }
 
 // TestEveryRPCOverBothTransports runs each case once over gRPC and once over the REST mirror, against the
@@ -462,7 +462,7 @@ func TestEveryRPCOverBothTransports(t *testing.T) {
 	for _, rpc := range []string{"SyncCommand", "AsyncCommand", "GetTask", "SetVideoConfig", "BatchQueryStatus", "BatchReset",
 		"GetDeviceToken", "AssignInstance", "UnassignInstance", "ListInstances", "BatchRebootInstance", "BatchShowSku",
 		"CreateInstance", "DeleteInstance", "BatchPrepareInstances", "ShowProgress", "BatchBackupInstances",
-		"StopInstancesStreaming", "ReleaseInstancesSession", "InstallApp"} {
+		"StopInstancesStreaming", "ReleaseInstancesSession", "InstallApp", "ListInstanceApp"} {
 		if !seen[rpc] {
 			t.Errorf("no case for %s", rpc)
 		}

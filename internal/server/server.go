@@ -36,6 +36,7 @@ var serviceNames = []string{
 	pb.InstanceService_ServiceDesc.ServiceName,
 	pb.OrderService_ServiceDesc.ServiceName,
 	pb.AppService_ServiceDesc.ServiceName,
+	pb.FleetService_ServiceDesc.ServiceName,
 }
 
 // Server is a running gateway.
@@ -140,7 +141,12 @@ func (s *Server) start(ctx context.Context) error {
 	if s.opts.watch != nil {
 		s.opts.watch(&watch)
 	}
-	s.services, err = service.New(service.Options{Upstream: s.up, Logger: log, Watch: watch})
+	fleetOpts := service.FleetOptions{
+		BatchSize:        cfg.FleetBatchSize,
+		Concurrency:      cfg.FleetConcurrency,
+		ProgressInterval: cfg.FleetProgressInterval,
+	}
+	s.services, err = service.New(service.Options{Upstream: s.up, Logger: log, Watch: watch, Fleet: fleetOpts})
 	if err != nil {
 		return err
 	}
@@ -173,6 +179,7 @@ func (s *Server) start(ctx context.Context) error {
 	pb.RegisterInstanceServiceServer(s.grpc, s.services.Instance)
 	pb.RegisterOrderServiceServer(s.grpc, s.services.Order)
 	pb.RegisterAppServiceServer(s.grpc, s.services.App)
+	pb.RegisterFleetServiceServer(s.grpc, s.services.Fleet)
 	s.health = newHealthService()
 	s.setServing(false)
 	healthpb.RegisterHealthServer(s.grpc, s.health)

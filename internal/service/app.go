@@ -42,3 +42,26 @@ func installAppRequest(req *pb.InstallAppRequest) upstream.InstallAppRequest {
 	}
 	return out
 }
+
+// ListInstanceApp lists one page of a phone's apps (operation 21 of the newer reference).
+func (s *AppService) ListInstanceApp(ctx context.Context, req *pb.ListInstanceAppRequest) (*pb.ListInstanceAppResponse, error) {
+	page, err := s.up.ListInstanceApp(ctx, upstream.ListInstanceAppRequest{
+		InstanceID: req.GetInstanceId(),
+		PageNo:     int(req.GetPageNo()),
+		PageSize:   int(req.GetPageSize()),
+		AppType:    int(req.GetAppType()), // the enum's numbers are KooPhone's; 0 is not sent
+	})
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	out := &pb.ListInstanceAppResponse{
+		Result:     make([]*pb.InstalledApp, len(page.Result)),
+		PageNo:     raw(page.PageNo),
+		PageSize:   raw(page.PageSize),
+		TotalCount: raw(page.TotalCount),
+	}
+	for i, a := range page.Result {
+		out.Result[i] = &pb.InstalledApp{AppName: a.AppName, AppVersion: a.AppVersion, AppPkg: a.AppPkg, IconUrl: a.IconURL}
+	}
+	return out, nil
+}

@@ -93,7 +93,8 @@ func (s *InstanceService) BatchReset(ctx context.Context, req *pb.BatchResetRequ
 
 // GetDeviceToken returns the streaming details of a ready phone.
 func (s *InstanceService) GetDeviceToken(ctx context.Context, req *pb.GetDeviceTokenRequest) (*pb.GetDeviceTokenResponse, error) {
-	res, err := s.up.GetDeviceToken(ctx, req.GetInstanceId())
+	// The enum's numbers are KooPhone's stream_type; 0 (unspecified) is not sent.
+	res, err := s.up.GetDeviceTokenWith(ctx, upstream.DeviceTokenRequest{InstanceID: req.GetInstanceId(), StreamType: int(req.GetStreamType())})
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -127,6 +128,9 @@ func (s *InstanceService) ListInstances(ctx context.Context, req *pb.ListInstanc
 		QueryStartTime: req.GetQueryStartTime(),
 		QueryEndTime:   req.GetQueryEndTime(),
 		PoolSceneTag:   req.GetPoolSceneTag(),
+		PoolName:       req.GetPoolName(),
+		Order:          req.GetOrder(),
+		OrderBy:        req.GetOrderBy(),
 	})
 	if err != nil {
 		return nil, s.fail(ctx, err)

@@ -29,7 +29,7 @@ func (s *OrderService) BatchShowSku(ctx context.Context, req *pb.BatchShowSkuReq
 // CreateInstance orders phones. It is never retried by the gateway: a repeat could order twice.
 func (s *OrderService) CreateInstance(ctx context.Context, req *pb.CreateInstanceRequest) (*pb.CreateInstanceResponse, error) {
 	cp := req.GetChargeParam()
-	order, err := s.up.CreateInstance(ctx, upstream.CreateInstanceRequest{
+	order, err := s.up.CreateInstance(ctx, withImage(upstream.CreateInstanceRequest{
 		OS:                 req.GetOs(),
 		InstanceSkuID:      req.GetInstanceSkuId(),
 		BandSkuID:          req.GetBandSkuId(),
@@ -44,8 +44,10 @@ func (s *OrderService) CreateInstance(ctx context.Context, req *pb.CreateInstanc
 			IsAutoPay:    boolFlag(cp.GetIsAutoPay()),
 			IsAutoRenew:  boolFlag(cp.GetIsAutoRenew()),
 		},
-		Network: req.GetNetwork(),
-	})
+		Network:     req.GetNetwork(),
+		SpecPoolID:  req.GetSpecPoolId(),
+		NodeGroupID: req.GetNodeGroupId(),
+	}, req))
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -62,4 +64,18 @@ func (s *OrderService) DeleteInstance(ctx context.Context, req *pb.DeleteInstanc
 		return nil, s.fail(ctx, err)
 	}
 	return &pb.DeleteInstanceResponse{}, nil
+}
+
+// withImage adds the newer reference's image fields to an order, each only when set: the contract's
+// CustomImageType is KooPhone's value plus one (0 stays "not sent").
+func withImage(out upstream.CreateInstanceRequest, req *pb.CreateInstanceRequest) upstream.CreateInstanceRequest {
+	if t := req.GetCustomImageType(); t != pb.CustomImageType_CUSTOM_IMAGE_TYPE_UNSPECIFIED {
+		v := int(t) - 1
+		out.CustomImageType = &v
+	}
+	if id := req.GetCustomImageId(); id != 0 {
+		v := int(id)
+		out.CustomImageID = &v
+	}
+	return out
 }

@@ -1,6 +1,6 @@
-// Package service implements the gRPC services InstanceService, OrderService and AppService: each RPC maps its
-// (already validated) request to one KooPhone call through internal/upstream, or to a watch through
-// internal/stream, and maps the answer back. Errors become gRPC statuses in one place, ToStatus.
+// Package service implements the gRPC services InstanceService, OrderService, AppService and FleetService: each
+// RPC maps its (already validated) request to one KooPhone call through internal/upstream, to a watch through
+// internal/stream, or (FleetService) to a fan-out through internal/fleet, and maps the answer back. Errors become gRPC statuses in one place, ToStatus.
 package service
 
 import (
@@ -34,6 +34,9 @@ type Upstream interface {
 	StopInstancesStreaming(context.Context, upstream.InstanceIDRequest) error
 	ReleaseInstancesSession(context.Context, upstream.InstanceIDRequest) error
 	InstallApp(context.Context, upstream.InstallAppRequest) (*upstream.Task, error)
+	// The newer reference: GetDeviceToken with stream_type, and operation 21.
+	GetDeviceTokenWith(context.Context, upstream.DeviceTokenRequest) (*upstream.DeviceToken, error)
+	ListInstanceApp(context.Context, upstream.ListInstanceAppRequest) (*upstream.AppPage, error)
 	// Identity names the upstream principal without revealing it, so shared pollers never mix tenants.
 	Identity() string
 }
@@ -56,13 +59,15 @@ type Options struct {
 	Upstream Upstream
 	Logger   *slog.Logger
 	Watch    WatchOptions
+	Fleet    FleetOptions
 }
 
-// Services are the three gRPC services, sharing one client and one set of watch hubs.
+// Services are the gRPC services, sharing one client and one set of watch hubs.
 type Services struct {
 	Instance *InstanceService
 	Order    *OrderService
 	App      *AppService
+	Fleet    *FleetService
 	watch    *watchers
 }
 
@@ -80,12 +85,16 @@ func New(o Options) (*Services, error) {
 		Instance: &InstanceService{base: b, watch: w},
 		Order:    &OrderService{base: b},
 		App:      &AppService{base: b},
+		Fleet:    newFleetService(b, w, o.Fleet, o.Watch),
 		watch:    w,
 	}, nil
 }
 
-// Close ends every watch stream with UNAVAILABLE and stops the pollers.
-func (s *Services) Close() { s.watch.close() }
+// Close ends every watch and fleet stream with UNAVAILABLE and stops the pollers.
+func (s *Services) Close() {
+	s.Fleet.close() // first: no fleet call may start a batch whose task can no longer be followed
+	s.watch.close()
+}
 
 // WatchStats returns the counters of the task and preparation hubs.
 func (s *Services) WatchStats() (tasks, prepares stream.Stats) {

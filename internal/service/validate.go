@@ -33,7 +33,7 @@ func NewValidator() (*Validator, error) {
 	return &Validator{pv: pv}, nil
 }
 
-// requestMessages lists every request message of the three services.
+// requestMessages lists every request message of the services.
 func requestMessages() []proto.Message {
 	return []proto.Message{
 		&pb.SyncCommandRequest{}, &pb.AsyncCommandRequest{}, &pb.GetTaskRequest{}, &pb.SetVideoConfigRequest{},
@@ -43,7 +43,9 @@ func requestMessages() []proto.Message {
 		&pb.BatchBackupInstancesRequest{}, &pb.StopInstancesStreamingRequest{}, &pb.ReleaseInstancesSessionRequest{},
 		&pb.WatchTaskRequest{}, &pb.WatchPrepareProgressRequest{}, &pb.RunAsyncCommandRequest{},
 		&pb.OpenSessionRequest{}, &pb.BatchShowSkuRequest{}, &pb.CreateInstanceRequest{},
-		&pb.DeleteInstanceRequest{}, &pb.InstallAppRequest{},
+		&pb.DeleteInstanceRequest{}, &pb.InstallAppRequest{}, &pb.ListInstanceAppRequest{},
+		&pb.ListAllInstancesRequest{}, &pb.RunFleetCommandRequest{}, &pb.ResetFleetRequest{},
+		&pb.RebootFleetRequest{}, &pb.BackupFleetRequest{}, &pb.InstallAppOnFleetRequest{}, &pb.ListFleetAppsRequest{},
 	}
 }
 

@@ -121,7 +121,7 @@ func validationCases() []validationCase {
 		}
 		return out
 	}
-	return []validationCase{
+	return append([]validationCase{
 		// Commands: length in bytes, charset, phone list.
 		{"command ok", cmd("ls -l /system"), "", ""},
 		{"command empty", cmd(""), "command", "string.min_len"},
@@ -312,7 +312,7 @@ func validationCases() []validationCase {
 		{"create year 4", create(func(r *pb.CreateInstanceRequest) {
 			r.ChargeParam.PeriodType, r.ChargeParam.PeriodNum = pb.PeriodType_PERIOD_TYPE_YEAR, 4
 		}), "charge_param.period_num", "period_num.year_range"},
-		{"create network 65", create(func(r *pb.CreateInstanceRequest) { r.Network = long(65) }), "network", "string.max_len"},
+		{"create network 65", create(func(r *pb.CreateInstanceRequest) { r.Network = long(65) }), "network", "string.in"},
 
 		// InstallApp.
 		{"install ok", goodInstall(), "", ""},
@@ -335,7 +335,7 @@ func validationCases() []validationCase {
 		{"install url 2001", install(func(r *pb.InstallAppRequest) { r.InstallPackageUrl = "https://obs.example.com/" + long(2001-24) }), "install_package_url", "string.max_len"},
 		{"install 101 phones", install(func(r *pb.InstallAppRequest) { r.InstanceIdList = ids(101) }), "instance_id_list", "repeated.max_items"},
 		{"install fast", install(func(r *pb.InstallAppRequest) { r.FastInstall = proto.Bool(true) }), "", ""},
-	}
+	}, newerValidationCases()...)
 }
 
 func TestValidation(t *testing.T) {

@@ -14,6 +14,7 @@ const (
 	codeBadParam        = "KOOPHONE.API.1000"
 	codeNoPermission    = "KOOPHONE.API.1001"
 	codeNotSameRegion   = "KOOPHONE.API.1002"
+	codeUnsubscribed    = "KOOPHONE.API.1004"
 	codeVideoCombos     = "KOOPHONE.API.1005"
 	codeNotTenants      = "KOOPHONE.API.1012"
 	codeNoTask          = "KOOPHONE.API.1323"
@@ -33,6 +34,8 @@ const (
 	codeOnDemand        = "KOOPHONE.API.5001"
 	codeTimeFormat      = "KOOPHONE.API.5002"
 	codeTimeOrder       = "KOOPHONE.API.5004"
+	codeAppFormat       = codeTimeFormat // ListInstanceApp reuses 5002 and 5004 (see ops_applist.go)
+	codeAppRange        = codeTimeOrder
 	codeNotRunning      = "KOOPHONE.API.5005"
 	codeAuthFailed      = "KOOPHONE.API.6001"
 	codeAppExists       = "KOOPHONE.API.62005"
@@ -64,6 +67,7 @@ var codes = map[string]codeInfo{
 	codeBadParam:       {http.StatusBadRequest, "接口请求参数存在错误,检查请求参数类型或者范围是否跟接口保持一致"},
 	codeNoPermission:   {http.StatusUnauthorized, "租户没有实例对应的权限,需要检查请求传入的实例ID是否正确"},
 	codeNotSameRegion:  {http.StatusBadRequest, "instance not in the same region, modify the request instance to the same region"},
+	codeUnsubscribed:   {http.StatusOK, "租户未订购服务"},
 	codeVideoCombos:    {http.StatusBadRequest, "请求参数错误,请求参数不包含所有需要的编码和网络组合"},
 	codeNotTenants:     {http.StatusOK, "实例不属于租户"},
 	codeNoTask:         {http.StatusBadRequest, "app安装任务不存在"},

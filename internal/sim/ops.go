@@ -5,7 +5,8 @@ import (
 	"strconv"
 )
 
-// operations is the routing table: the seed's 20 operations on their documented methods and paths. reqID follows
+// operations is the routing table: the seed's 20 operations (and operation 21, ListInstanceApp, from the newer
+// reference) on their documented methods and paths. reqID follows
 // each operation's header table (ListInstances lists x-request-id among its query parameters); okMsg is the
 // error_msg of the operation's success example.
 var operations = []operation{
@@ -29,6 +30,7 @@ var operations = []operation{
 	{"StopInstancesStreaming", http.MethodPost, "/v1/instances/streaming/stop", reqIDHeader, "OK", (*Server).stopStreaming},
 	{"ReleaseInstancesSession", http.MethodPost, "/v1/instances/session/release", reqIDHeader, "OK", (*Server).releaseSession},
 	{"InstallApp", http.MethodPost, "/v1/instances/app/install", reqIDOptional, "OK", (*Server).installApp},
+	{"ListInstanceApp", http.MethodGet, "/v1/instances/{}/app-list", reqIDHeader, "OK", (*Server).listInstanceApp},
 }
 
 // OperationNames returns the seed's operation names, in the seed's order.

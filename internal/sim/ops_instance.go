@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/json"
+	"net/url"
 	"slices"
 )
 
@@ -207,6 +208,10 @@ func (s *Server) getDeviceToken(c *call) {
 		c.answer(nil, e)
 		return
 	}
+	if e := checkStreamType(c.r.URL.Query()); e != nil {
+		c.answer(nil, e)
+		return
+	}
 	c.locked(func() (any, *apiError) {
 		phones, e := s.resolveLocked([]string{id}, c.now, codeNoInstance)
 		if e != nil {
@@ -336,4 +341,16 @@ func (s *Server) batchReboot(c *call) {
 		}
 		return nil, nil
 	})
+}
+
+// checkStreamType accepts the seed's call or the newer reference's optional query parameter stream_type: 1 (SDK
+// streaming) or 2 (H5 streaming).
+func checkStreamType(q url.Values) *apiError {
+	if !q.Has("stream_type") {
+		return nil
+	}
+	if v := q.Get("stream_type"); v != "1" && v != "2" {
+		return badParam("stream_type must be 1 (SDK streaming) or 2 (H5 streaming)")
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,16 @@ type listQuery struct {
 	pageNo, pageSize int
 	id, name, tag    string
 	start, end       time.Time
+	// Newer reference: pool_name (exact node group name), order (asc, desc) and order_by.
+	pool, order, orderBy string
+}
+
+// orderKeys are the order_by values the simulator sorts by. The newer reference documents order_by as "the field
+// to sort by" without a list; these are ListInstances' own fields that make sense to sort on.
+var orderKeys = map[string]func(a, b *phone) int{
+	"instance_name": func(a, b *phone) int { return strings.Compare(a.name, b.name) },
+	"instance_id":   func(a, b *phone) int { return strings.Compare(a.id, b.id) },
+	"create_time":   func(a, b *phone) int { return a.created.Compare(b.created) },
 }
 
 func parseListQuery(q url.Values) (listQuery, *apiError) {
@@ -66,6 +77,13 @@ func parseListQuery(q url.Values) (listQuery, *apiError) {
 	}
 	lq.pageSize = min(lq.pageSize, maxPageSize)
 	lq.id, lq.name, lq.tag = q.Get("instance_id"), q.Get("instance_name"), q.Get("pool_scene_tag")
+	lq.pool, lq.order, lq.orderBy = q.Get("pool_name"), q.Get("order"), q.Get("order_by")
+	if lq.order != "" && lq.order != "asc" && lq.order != "desc" {
+		return lq, badParam("order must be asc or desc")
+	}
+	if _, ok := orderKeys[lq.orderBy]; lq.orderBy != "" && !ok {
+		return lq, badParam("order_by must be instance_name, instance_id or create_time")
+	}
 	if len(lq.id) > maxIDLen {
 		return lq, badParam("instance_id must be at most %d characters", maxIDLen)
 	}
@@ -105,11 +123,13 @@ func (s *Server) listInstances(c *call) {
 				lq.name != "" && !strings.Contains(p.name, lq.name),
 				!lq.start.IsZero() && p.created.Before(lq.start),
 				!lq.end.IsZero() && p.created.After(lq.end),
-				lq.tag == "CLOUD_APP": // every phone of the simulator is a general cloud phone
+				lq.tag == "CLOUD_APP", // every phone of the simulator is a general cloud phone
+				lq.pool != "" && p.pool != lq.pool:
 				continue
 			}
 			match = append(match, p)
 		}
+		sortPhones(match, lq.order, lq.orderBy)
 		data := listData{Result: []instanceRow{}, PageNo: lq.pageNo, PageSize: lq.pageSize, TotalCount: len(match)}
 		from := (lq.pageNo - 1) * lq.pageSize
 		if lq.pageNo-1 > len(match)/lq.pageSize { // avoids overflow on absurd page numbers
@@ -170,4 +190,22 @@ func (s *Server) row(p *phone, now time.Time) instanceRow {
 		r.RestoreStatus, r.RestoreTime = restoreStatusOf(phase), p.prep.start.UTC().Format(listTimeFormat)
 	}
 	return r
+}
+
+// sortPhones orders a listing: creation order by default (stable, so pages never overlap), else by orderBy
+// (creation time when only order is given), ascending unless order is desc.
+func sortPhones(ps []*phone, order, orderBy string) {
+	if order == "" && orderBy == "" {
+		return
+	}
+	cmp := orderKeys["create_time"]
+	if orderBy != "" {
+		cmp = orderKeys[orderBy]
+	}
+	slices.SortStableFunc(ps, func(a, b *phone) int {
+		if order == "desc" {
+			return cmp(b, a)
+		}
+		return cmp(a, b)
+	})
 }

@@ -83,6 +83,11 @@ type createRequest struct {
 	Count              *int         `json:"count"`
 	ChargeParam        *chargeParam `json:"chargeParam"`
 	Network            *string      `json:"network"`
+	// Newer reference, not in the seed.
+	CustomImageType *int    `json:"customImageType"` // 0 system, 1 custom, 2 private
+	CustomImageID   *int    `json:"customImageId"`
+	SpecPoolID      *string `json:"specPoolId"`
+	NodeGroupID     *string `json:"nodeGroupId"`
 }
 
 type chargeParam struct {
@@ -133,6 +138,9 @@ func checkCreate(req *createRequest) *apiError {
 	}
 	if req.Count == nil || *req.Count < 1 || *req.Count > 1500 {
 		return badParam("count must be 1..1500")
+	}
+	if e := checkCreateNewer(req); e != nil {
+		return e
 	}
 	cp := req.ChargeParam
 	if cp == nil || cp.ChargingMode == nil || cp.PeriodType == nil || cp.PeriodNum == nil {
@@ -202,6 +210,10 @@ func (s *Server) createInstance(c *call) {
 		data := createData{OrderID: o.id, InstanceInfos: make([]instanceInfo, 0, n)}
 		for range n {
 			p := s.newPhoneLocked(req.InstanceNamePrefix, "0", sku.id, sku.desc, req.RegionID, *req.OS, c.now)
+			p.pool = s.cfg.Pools[0]
+			if req.NodeGroupID != nil { // the simulator names its node groups by their ids
+				p.pool = *req.NodeGroupID
+			}
 			o.phones = append(o.phones, p)
 			data.InstanceInfos = append(data.InstanceInfos, instanceInfo{InstanceID: p.id, InstanceName: p.name})
 		}
@@ -267,4 +279,28 @@ func (s *Server) deleteInstance(c *call) {
 		s.fleet = kept
 		return json.RawMessage("null"), nil
 	})
+}
+
+// checkCreateNewer checks the newer reference's optional fields: network EIP or ADN, customImageType 0..2,
+// customImageId positive (an integer in the Java SDK), specPoolId and nodeGroupId at most 64 characters. The seed
+// itself only says network is optional "e.g. EIP".
+func checkCreateNewer(req *createRequest) *apiError {
+	if req.Network != nil && *req.Network != "EIP" && *req.Network != "ADN" {
+		return badParam("network must be EIP or ADN")
+	}
+	if t := req.CustomImageType; t != nil && (*t < 0 || *t > 2) {
+		return badParam("customImageType must be 0 (system), 1 (custom) or 2 (private)")
+	}
+	if id := req.CustomImageID; id != nil && *id < 1 {
+		return badParam("customImageId must be a positive integer")
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"specPoolId", req.SpecPoolID}, {"nodeGroupId", req.NodeGroupID}} {
+		if f.v != nil && (*f.v == "" || len(*f.v) > 64) {
+			return badParam("%s must be 1 to 64 characters", f.name)
+		}
+	}
+	return nil
 }

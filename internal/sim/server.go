@@ -98,7 +98,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	opName = op.name
 	s.calls[op.name].Add(1)
+	s.load[op.name].enter()
+	defer s.load[op.name].leave()
 	s.pipeline(sw, r, op.name, func(w http.ResponseWriter, body []byte) {
+		s.remember(op.name, r.Header.Get("X-Request-Id"), r.URL.Query(), body)
 		c := &call{s: s, w: w, r: r, op: op, params: params, body: body, now: s.clock.Now()}
 		c.serve()
 	})

@@ -55,7 +55,8 @@ func TestIAMMethod(t *testing.T) {
 
 func TestOperationNames(t *testing.T) {
 	names := sim.OperationNames()
-	if len(names) != 20 || names[0] != "SyncCommand" || names[19] != "InstallApp" {
+	// The seed's 20 in its order, then operation 21 of the newer reference.
+	if len(names) != 21 || names[0] != "SyncCommand" || names[19] != "InstallApp" || names[20] != "ListInstanceApp" {
 		t.Fatalf("%v", names)
 	}
 }

@@ -57,6 +57,11 @@ type Config struct {
 	// InstallResultShape chooses InstallApp's data: "example" (data{task_id,cmd_jobs}, the seed's example, the
 	// default) or "table" (data.data{...}, the seed's table). The digest tells the client to accept both.
 	InstallResultShape string
+	// Pools are the node groups (ListInstances' pool_name) the starting fleet is spread over, round robin
+	// (default: one pool, DefaultPool).
+	Pools []string
+	// Unsubscribed makes ListInstanceApp answer KOOPHONE.API.1004 (the tenant has not subscribed).
+	Unsubscribed bool
 	// Faults are injected failures; see Fault.
 	Faults []Fault
 	// Logger receives one debug line per request (default: discard).
@@ -102,6 +107,7 @@ const (
 	DefaultSK        = "simSKMFyfvK41ba2giqM7Uio6PznpdUKGpownRZl"
 	DefaultProjectID = "9d71ec45aef04d84a991c12250227b5c" // the seed's ListInstances example
 	DefaultRegion    = "cn-north-7"
+	DefaultPool      = "sim-pool-1"
 )
 
 // DefaultConfig returns the configuration used when nothing is set: 20 phones, the demo credentials, and the
@@ -122,6 +128,7 @@ func DefaultConfig() Config {
 		AccessKeys:         []AccessKey{{AK: DefaultAK, SK: DefaultSK}},
 		Stock:              2000,
 		InstallResultShape: "example",
+		Pools:              []string{DefaultPool},
 	}
 }
 
@@ -133,7 +140,10 @@ type Server struct {
 	cat   *catalogue
 
 	calls  map[string]*atomic.Int64 // per operation; the map itself is never written after New
-	panics atomic.Int64             // recovered handler panics, for the fuzz test
+	load   map[string]*inFlight     // per operation: requests being served now, and the most ever at once
+	lastMu sync.Mutex
+	last   map[string]LastRequest // per operation: the newest request, for round-trip tests
+	panics atomic.Int64           // recovered handler panics, for the fuzz test
 
 	faults faultSet
 
@@ -163,6 +173,8 @@ func New(cfg Config) *Server {
 		log:       cfg.Logger,
 		cat:       loadCatalogue(),
 		calls:     make(map[string]*atomic.Int64, len(operations)+1),
+		load:      make(map[string]*inFlight, len(operations)),
+		last:      map[string]LastRequest{},
 		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0x9e3779b97f4a7c15)),
 		phones:    map[string]*phone{},
 		foreign:   map[string]bool{},
@@ -175,6 +187,7 @@ func New(cfg Config) *Server {
 	}
 	for _, op := range operations {
 		s.calls[op.name] = new(atomic.Int64)
+		s.load[op.name] = new(inFlight)
 	}
 	s.calls[OpIAM] = new(atomic.Int64)
 	s.faults.init(cfg.Seed)
@@ -225,6 +238,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.Stock == 0 {
 		cfg.Stock = d.Stock
+	}
+	if len(cfg.Pools) == 0 {
+		cfg.Pools = d.Pools
 	}
 	if cfg.InstallResultShape == "" {
 		cfg.InstallResultShape = d.InstallResultShape

@@ -16,6 +16,7 @@ type phone struct {
 	skuDesc     string
 	region      string
 	os          string
+	pool        string // node group name (ListInstances' pool_name, newer reference)
 	frozen      bool
 	fail        bool   // every job, command and preparation on this phone fails
 	user        string // assigned user; "" when unassigned
@@ -101,6 +102,7 @@ func (s *Server) buildFleet() {
 	for i := range n {
 		p := s.newPhoneLocked(fleetPrefix, "1", "kp.professional.xlarge.32g.2", fleetSkuDesc, DefaultRegion, "AOSP9",
 			base.Add(time.Duration(i)*time.Hour))
+		p.pool = s.cfg.Pools[i%len(s.cfg.Pools)]
 		s.addPhoneLocked(p)
 	}
 }

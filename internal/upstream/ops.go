@@ -59,7 +59,17 @@ func (c *Client) BatchReset(ctx context.Context, req InstanceIDsRequest) (*Task,
 
 // GetDeviceToken returns what a user's app needs to stream a phone. The answer holds device_token: never log it.
 func (c *Client) GetDeviceToken(ctx context.Context, instanceID string) (*DeviceToken, error) {
-	return fetch[DeviceToken](ctx, c, post("GetDeviceToken", "/v1/instances/"+url.PathEscape(instanceID)+"/auth", nil))
+	return c.GetDeviceTokenWith(ctx, DeviceTokenRequest{InstanceID: instanceID})
+}
+
+// GetDeviceTokenWith is GetDeviceToken with the newer reference's options: stream_type travels in the query,
+// and a zero StreamType sends the seed's call.
+func (c *Client) GetDeviceTokenWith(ctx context.Context, req DeviceTokenRequest) (*DeviceToken, error) {
+	cl := post("GetDeviceToken", "/v1/instances/"+url.PathEscape(req.InstanceID)+"/auth", nil)
+	if req.StreamType != 0 {
+		cl.query = [][2]string{{"stream_type", strconv.Itoa(req.StreamType)}}
+	}
+	return fetch[DeviceToken](ctx, c, cl)
 }
 
 // AssignInstance binds users to phones.
@@ -84,6 +94,9 @@ func (c *Client) ListInstances(ctx context.Context, req ListInstancesRequest) (*
 		{"query_start_time", req.QueryStartTime},
 		{"query_end_time", req.QueryEndTime},
 		{"pool_scene_tag", req.PoolSceneTag},
+		{"pool_name", req.PoolName},
+		{"order", req.Order},
+		{"order_by", req.OrderBy},
 	} {
 		if kv[1] != "" {
 			q = append(q, kv)
@@ -158,4 +171,19 @@ func (c *Client) InstallApp(ctx context.Context, req InstallAppRequest) (*Task, 
 		return nil, err
 	}
 	return d.task(), nil
+}
+
+// ListInstanceApp reads one page of the apps installed on a phone (operation 21, newer than the seed).
+func (c *Client) ListInstanceApp(ctx context.Context, req ListInstanceAppRequest) (*AppPage, error) {
+	q := [][2]string{
+		{"page_no", strconv.Itoa(req.PageNo)},
+		{"page_size", strconv.Itoa(req.PageSize)},
+	}
+	if req.AppType != 0 {
+		q = append(q, [2]string{"app_type", strconv.Itoa(req.AppType)})
+	}
+	return fetch[AppPage](ctx, c, call{
+		op: "ListInstanceApp", method: http.MethodGet, path: "/v1/instances/" + url.PathEscape(req.InstanceID) + "/app-list",
+		query: q, read: true, codeInData: true,
+	})
 }

@@ -32,6 +32,7 @@ package upstream_test
 //	18  StopInstancesStreaming    TestSimOpsStreamingLifecycle
 //	19  ReleaseInstancesSession   TestSimOpsStreamingLifecycle
 //	20  InstallApp                TestSimOpsInstallApp (both result shapes the seed documents)
+//	21  ListInstanceApp           newer_integration_test.go (operation 21 and the newer reference's fields)
 //
 // The other files: auth_integration_test.go (IAM password flow, AK/SK, static token) and
 // faults_integration_test.go (the fault matrix written up in docs/fault-matrix.md).

@@ -159,6 +159,10 @@ type ListInstancesRequest struct {
 	QueryStartTime string // UTC, "2006-01-02 15:04:05"
 	QueryEndTime   string
 	PoolSceneTag   string // CLOUD_APP or CLOUD_PHONE
+	// Newer reference (Huawei's current API reference and Java SDK), not in the seed; sent only when set.
+	PoolName string // node group (pool) name
+	Order    string // asc or desc
+	OrderBy  string // the field to sort by
 }
 
 // InstancePage is ListInstances' data.
@@ -264,7 +268,12 @@ type CreateInstanceRequest struct {
 	BandSize           float64     `json:"bandSize"` // Mbit/s
 	Count              int         `json:"count"`
 	ChargeParam        ChargeParam `json:"chargeParam"`
-	Network            string      `json:"network,omitempty"`
+	Network            string      `json:"network,omitempty"` // EIP or ADN (newer reference)
+	// Newer reference, not in the seed; each is sent only when set.
+	CustomImageType *int   `json:"customImageType,omitempty"` // 0 system, 1 custom, 2 private image
+	CustomImageID   *int   `json:"customImageId,omitempty"`   // an integer in the Java SDK
+	SpecPoolID      string `json:"specPoolId,omitempty"`
+	NodeGroupID     string `json:"nodeGroupId,omitempty"`
 }
 
 // ChargeParam is how an order is paid. ChargingMode 1 (yearly/monthly) only; PeriodType 2 month, 3 year.

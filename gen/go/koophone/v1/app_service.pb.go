@@ -209,7 +209,7 @@ var File_koophone_v1_app_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_app_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkoophone/v1/app_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\xa5\a\n" +
+	"\x1dkoophone/v1/app_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1akoophone/v1/app_list.proto\x1a\x18koophone/v1/common.proto\"\xa5\a\n" +
 	"\x11InstallAppRequest\x12&\n" +
 	"\ffast_install\x18\x01 \x01(\bH\x00R\vfastInstall\x88\x01\x01\x12*\n" +
 	"\vobject_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\n" +
@@ -233,11 +233,12 @@ const file_koophone_v1_app_service_proto_rawDesc = "" +
 	"\r_fast_install\"]\n" +
 	"\x12InstallAppResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs2\x81\x01\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs2\x8e\x02\n" +
 	"\n" +
 	"AppService\x12s\n" +
 	"\n" +
-	"InstallApp\x12\x1e.koophone.v1.InstallAppRequest\x1a\x1f.koophone.v1.InstallAppResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/instances/app/installBLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
+	"InstallApp\x12\x1e.koophone.v1.InstallAppRequest\x1a\x1f.koophone.v1.InstallAppResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/instances/app/install\x12\x8a\x01\n" +
+	"\x0fListInstanceApp\x12#.koophone.v1.ListInstanceAppRequest\x1a$.koophone.v1.ListInstanceAppResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/instances/{instance_id}/app-listBLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
 
 var (
 	file_koophone_v1_app_service_proto_rawDescOnce sync.Once
@@ -253,16 +254,20 @@ func file_koophone_v1_app_service_proto_rawDescGZIP() []byte {
 
 var file_koophone_v1_app_service_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_koophone_v1_app_service_proto_goTypes = []any{
-	(*InstallAppRequest)(nil),  // 0: koophone.v1.InstallAppRequest
-	(*InstallAppResponse)(nil), // 1: koophone.v1.InstallAppResponse
-	(*CmdJob)(nil),             // 2: koophone.v1.CmdJob
+	(*InstallAppRequest)(nil),       // 0: koophone.v1.InstallAppRequest
+	(*InstallAppResponse)(nil),      // 1: koophone.v1.InstallAppResponse
+	(*CmdJob)(nil),                  // 2: koophone.v1.CmdJob
+	(*ListInstanceAppRequest)(nil),  // 3: koophone.v1.ListInstanceAppRequest
+	(*ListInstanceAppResponse)(nil), // 4: koophone.v1.ListInstanceAppResponse
 }
 var file_koophone_v1_app_service_proto_depIdxs = []int32{
 	2, // 0: koophone.v1.InstallAppResponse.cmd_jobs:type_name -> koophone.v1.CmdJob
 	0, // 1: koophone.v1.AppService.InstallApp:input_type -> koophone.v1.InstallAppRequest
-	1, // 2: koophone.v1.AppService.InstallApp:output_type -> koophone.v1.InstallAppResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
+	3, // 2: koophone.v1.AppService.ListInstanceApp:input_type -> koophone.v1.ListInstanceAppRequest
+	1, // 3: koophone.v1.AppService.InstallApp:output_type -> koophone.v1.InstallAppResponse
+	4, // 4: koophone.v1.AppService.ListInstanceApp:output_type -> koophone.v1.ListInstanceAppResponse
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -273,6 +278,7 @@ func file_koophone_v1_app_service_proto_init() {
 	if File_koophone_v1_app_service_proto != nil {
 		return
 	}
+	file_koophone_v1_app_list_proto_init()
 	file_koophone_v1_common_proto_init()
 	file_koophone_v1_app_service_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}

@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AppService_InstallApp_FullMethodName = "/koophone.v1.AppService/InstallApp"
+	AppService_InstallApp_FullMethodName      = "/koophone.v1.AppService/InstallApp"
+	AppService_ListInstanceApp_FullMethodName = "/koophone.v1.AppService/ListInstanceApp"
 )
 
 // AppServiceClient is the client API for AppService service.
@@ -32,6 +33,10 @@ type AppServiceClient interface {
 	// InstanceService.GetTask or InstanceService.WatchTask.
 	// IAM action: koophone:cloudphoneResource:instanceAppInstall.
 	InstallApp(ctx context.Context, in *InstallAppRequest, opts ...grpc.CallOption) (*InstallAppResponse, error)
+	// Lists one page of the apps on a phone: system apps, third-party apps or both (KooPhone ListInstanceApp,
+	// operation 21 of the newer reference). Apps installed with InstallApp appear once their job has succeeded.
+	// IAM action: koophone:cloudphoneResource:queryApplicationList.
+	ListInstanceApp(ctx context.Context, in *ListInstanceAppRequest, opts ...grpc.CallOption) (*ListInstanceAppResponse, error)
 }
 
 type appServiceClient struct {
@@ -52,6 +57,16 @@ func (c *appServiceClient) InstallApp(ctx context.Context, in *InstallAppRequest
 	return out, nil
 }
 
+func (c *appServiceClient) ListInstanceApp(ctx context.Context, in *ListInstanceAppRequest, opts ...grpc.CallOption) (*ListInstanceAppResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListInstanceAppResponse)
+	err := c.cc.Invoke(ctx, AppService_ListInstanceApp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AppServiceServer is the server API for AppService service.
 // All implementations must embed UnimplementedAppServiceServer
 // for forward compatibility.
@@ -62,6 +77,10 @@ type AppServiceServer interface {
 	// InstanceService.GetTask or InstanceService.WatchTask.
 	// IAM action: koophone:cloudphoneResource:instanceAppInstall.
 	InstallApp(context.Context, *InstallAppRequest) (*InstallAppResponse, error)
+	// Lists one page of the apps on a phone: system apps, third-party apps or both (KooPhone ListInstanceApp,
+	// operation 21 of the newer reference). Apps installed with InstallApp appear once their job has succeeded.
+	// IAM action: koophone:cloudphoneResource:queryApplicationList.
+	ListInstanceApp(context.Context, *ListInstanceAppRequest) (*ListInstanceAppResponse, error)
 	mustEmbedUnimplementedAppServiceServer()
 }
 
@@ -74,6 +93,9 @@ type UnimplementedAppServiceServer struct{}
 
 func (UnimplementedAppServiceServer) InstallApp(context.Context, *InstallAppRequest) (*InstallAppResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method InstallApp not implemented")
+}
+func (UnimplementedAppServiceServer) ListInstanceApp(context.Context, *ListInstanceAppRequest) (*ListInstanceAppResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListInstanceApp not implemented")
 }
 func (UnimplementedAppServiceServer) mustEmbedUnimplementedAppServiceServer() {}
 func (UnimplementedAppServiceServer) testEmbeddedByValue()                    {}
@@ -114,6 +136,24 @@ func _AppService_InstallApp_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AppService_ListInstanceApp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListInstanceAppRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AppServiceServer).ListInstanceApp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AppService_ListInstanceApp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AppServiceServer).ListInstanceApp(ctx, req.(*ListInstanceAppRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AppService_ServiceDesc is the grpc.ServiceDesc for AppService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,6 +164,10 @@ var AppService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "InstallApp",
 			Handler:    _AppService_InstallApp_Handler,
+		},
+		{
+			MethodName: "ListInstanceApp",
+			Handler:    _AppService_ListInstanceApp_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

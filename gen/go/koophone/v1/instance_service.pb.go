@@ -966,7 +966,9 @@ func (x *BatchResetResponse) GetCmdJobs() []*CmdJob {
 type GetDeviceTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The phone: 1 to 32 letters, digits, `_` or `-` (it travels in the URL path).
-	InstanceId    string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// How the user's app will stream (newer reference); unspecified is not sent.
+	StreamType    StreamType `protobuf:"varint,2,opt,name=stream_type,json=streamType,proto3,enum=koophone.v1.StreamType" json:"stream_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1006,6 +1008,13 @@ func (x *GetDeviceTokenRequest) GetInstanceId() string {
 		return x.InstanceId
 	}
 	return ""
+}
+
+func (x *GetDeviceTokenRequest) GetStreamType() StreamType {
+	if x != nil {
+		return x.StreamType
+	}
+	return StreamType_STREAM_TYPE_UNSPECIFIED
 }
 
 // GetDeviceTokenResponse is what a user's app needs to stream the phone. device_token is a credential: the
@@ -1585,7 +1594,13 @@ type ListInstancesRequest struct {
 	// Only phones created at or before this UTC time, formatted "YYYY-MM-DD HH:MM:SS"; not before query_start_time.
 	QueryEndTime string `protobuf:"bytes,6,opt,name=query_end_time,json=queryEndTime,proto3" json:"query_end_time,omitempty"`
 	// Only phones of this resource pool scene: CLOUD_APP (cloud apps) or CLOUD_PHONE (general cloud phones).
-	PoolSceneTag  string `protobuf:"bytes,7,opt,name=pool_scene_tag,json=poolSceneTag,proto3" json:"pool_scene_tag,omitempty"`
+	PoolSceneTag string `protobuf:"bytes,7,opt,name=pool_scene_tag,json=poolSceneTag,proto3" json:"pool_scene_tag,omitempty"`
+	// Only phones of this node group (newer reference), at most 64 characters.
+	PoolName string `protobuf:"bytes,8,opt,name=pool_name,json=poolName,proto3" json:"pool_name,omitempty"`
+	// Sort direction (newer reference): "asc" or "desc"; empty leaves KooPhone's order.
+	Order string `protobuf:"bytes,9,opt,name=order,proto3" json:"order,omitempty"`
+	// The field to sort by (newer reference), e.g. "instance_name"; at most 64 letters, digits or `_`.
+	OrderBy       string `protobuf:"bytes,10,opt,name=order_by,json=orderBy,proto3" json:"order_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1665,6 +1680,27 @@ func (x *ListInstancesRequest) GetQueryEndTime() string {
 func (x *ListInstancesRequest) GetPoolSceneTag() string {
 	if x != nil {
 		return x.PoolSceneTag
+	}
+	return ""
+}
+
+func (x *ListInstancesRequest) GetPoolName() string {
+	if x != nil {
+		return x.PoolName
+	}
+	return ""
+}
+
+func (x *ListInstancesRequest) GetOrder() string {
+	if x != nil {
+		return x.Order
+	}
+	return ""
+}
+
+func (x *ListInstancesRequest) GetOrderBy() string {
+	if x != nil {
+		return x.OrderBy
 	}
 	return ""
 }
@@ -3262,7 +3298,7 @@ var File_koophone_v1_instance_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\n" +
-	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"\x9f\x02\n" +
+	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\x1a\x1dkoophone/v1/newer_enums.proto\"\x9f\x02\n" +
 	"\x12SyncCommandRequest\x12\xbf\x01\n" +
 	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
 	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x12G\n" +
@@ -3325,11 +3361,13 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"]\n" +
 	"\x12BatchResetResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xc5\x01\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\x89\x02\n" +
 	"\x15GetDeviceTokenRequest\x12\xab\x01\n" +
 	"\vinstance_id\x18\x01 \x01(\tB\x89\x01\xbaH\x85\x01\xba\x01|\n" +
 	"\x13instance_id.charset\x12Cmay hold only letters, digits, _ and - (it travels in the URL path)\x1a this.matches('^[A-Za-z0-9_-]*$')r\x04\x10\x01\x18 R\n" +
-	"instanceId\"\x97\x01\n" +
+	"instanceId\x12B\n" +
+	"\vstream_type\x18\x02 \x01(\x0e2\x17.koophone.v1.StreamTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\n" +
+	"streamType\"\x97\x01\n" +
 	"\x16GetDeviceTokenResponse\x12!\n" +
 	"\fstreaming_id\x18\x01 \x01(\tR\vstreamingId\x127\n" +
 	"\bresource\x18\x02 \x01(\v2\x1b.koophone.v1.DeviceResourceR\bresource\x12!\n" +
@@ -3363,7 +3401,7 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\xbaH\a\x92\x01\x04\b\x01\x10dR\ruserInstances\"c\n" +
 	"\x18UnassignInstanceResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xc5\x05\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xca\x06\n" +
 	"\x14ListInstancesRequest\x12 \n" +
 	"\apage_no\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x01R\x06pageNo\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
@@ -3375,7 +3413,11 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\x11query_time.format\x120must be a UTC time formatted YYYY-MM-DD HH:MM:SS\x1aUthis == '' || this.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$')R\x0equeryStartTime\x12\xcb\x01\n" +
 	"\x0equery_end_time\x18\x06 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x9c\x01\n" +
 	"\x11query_time.format\x120must be a UTC time formatted YYYY-MM-DD HH:MM:SS\x1aUthis == '' || this.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$')R\fqueryEndTime\x12E\n" +
-	"\x0epool_scene_tag\x18\a \x01(\tB\x1f\xbaH\x1cr\x1aR\x00R\tCLOUD_APPR\vCLOUD_PHONER\fpoolSceneTag\"\x9d\x01\n" +
+	"\x0epool_scene_tag\x18\a \x01(\tB\x1f\xbaH\x1cr\x1aR\x00R\tCLOUD_APPR\vCLOUD_PHONER\fpoolSceneTag\x12$\n" +
+	"\tpool_name\x18\b \x01(\tB\a\xbaH\x04r\x02\x18@R\bpoolName\x12(\n" +
+	"\x05order\x18\t \x01(\tB\x12\xbaH\x0fr\rR\x00R\x03ascR\x04descR\x05order\x123\n" +
+	"\border_by\x18\n" +
+	" \x01(\tB\x18\xbaH\x15r\x13\x18@2\x0f^[A-Za-z0-9_]*$R\aorderBy\"\x9d\x01\n" +
 	"\x15ListInstancesResponse\x12-\n" +
 	"\x06result\x18\x01 \x03(\v2\x15.koophone.v1.InstanceR\x06result\x12\x17\n" +
 	"\apage_no\x18\x02 \x01(\x05R\x06pageNo\x12\x1b\n" +
@@ -3591,14 +3633,15 @@ var file_koophone_v1_instance_service_proto_goTypes = []any{
 	(*CmdJob)(nil),                          // 53: koophone.v1.CmdJob
 	(*Job)(nil),                             // 54: koophone.v1.Job
 	(InstanceState)(0),                      // 55: koophone.v1.InstanceState
-	(*UserInstance)(nil),                    // 56: koophone.v1.UserInstance
-	(FrozenStatus)(0),                       // 57: koophone.v1.FrozenStatus
-	(RunningStatus)(0),                      // 58: koophone.v1.RunningStatus
-	(LoginStatus)(0),                        // 59: koophone.v1.LoginStatus
-	(AssignStatus)(0),                       // 60: koophone.v1.AssignStatus
-	(TransferStatus)(0),                     // 61: koophone.v1.TransferStatus
-	(PrepareStatus)(0),                      // 62: koophone.v1.PrepareStatus
-	(ProgressStatus)(0),                     // 63: koophone.v1.ProgressStatus
+	(StreamType)(0),                         // 56: koophone.v1.StreamType
+	(*UserInstance)(nil),                    // 57: koophone.v1.UserInstance
+	(FrozenStatus)(0),                       // 58: koophone.v1.FrozenStatus
+	(RunningStatus)(0),                      // 59: koophone.v1.RunningStatus
+	(LoginStatus)(0),                        // 60: koophone.v1.LoginStatus
+	(AssignStatus)(0),                       // 61: koophone.v1.AssignStatus
+	(TransferStatus)(0),                     // 62: koophone.v1.TransferStatus
+	(PrepareStatus)(0),                      // 63: koophone.v1.PrepareStatus
+	(ProgressStatus)(0),                     // 64: koophone.v1.ProgressStatus
 }
 var file_koophone_v1_instance_service_proto_depIdxs = []int32{
 	2,  // 0: koophone.v1.SyncCommandResponse.cmd_results:type_name -> koophone.v1.CommandResult
@@ -3613,78 +3656,79 @@ var file_koophone_v1_instance_service_proto_depIdxs = []int32{
 	14, // 9: koophone.v1.BatchQueryStatusResponse.status_results:type_name -> koophone.v1.StatusResult
 	55, // 10: koophone.v1.StatusResult.status:type_name -> koophone.v1.InstanceState
 	53, // 11: koophone.v1.BatchResetResponse.cmd_jobs:type_name -> koophone.v1.CmdJob
-	19, // 12: koophone.v1.GetDeviceTokenResponse.resource:type_name -> koophone.v1.DeviceResource
-	20, // 13: koophone.v1.DeviceResource.sdk:type_name -> koophone.v1.DeviceSdk
-	22, // 14: koophone.v1.DeviceResource.rtc:type_name -> koophone.v1.DeviceRtc
-	21, // 15: koophone.v1.DeviceSdk.internal:type_name -> koophone.v1.SdkEndpoint
-	21, // 16: koophone.v1.DeviceSdk.external:type_name -> koophone.v1.SdkEndpoint
-	23, // 17: koophone.v1.DeviceRtc.ice_signaling:type_name -> koophone.v1.IceSignaling
-	56, // 18: koophone.v1.AssignInstanceRequest.user_instances:type_name -> koophone.v1.UserInstance
-	56, // 19: koophone.v1.UnassignInstanceRequest.user_instances:type_name -> koophone.v1.UserInstance
-	53, // 20: koophone.v1.UnassignInstanceResponse.cmd_jobs:type_name -> koophone.v1.CmdJob
-	30, // 21: koophone.v1.ListInstancesResponse.result:type_name -> koophone.v1.Instance
-	57, // 22: koophone.v1.Instance.frozen_status:type_name -> koophone.v1.FrozenStatus
-	58, // 23: koophone.v1.Instance.running_status:type_name -> koophone.v1.RunningStatus
-	59, // 24: koophone.v1.Instance.login_status:type_name -> koophone.v1.LoginStatus
-	60, // 25: koophone.v1.Instance.assign_status:type_name -> koophone.v1.AssignStatus
-	61, // 26: koophone.v1.Instance.backup_status:type_name -> koophone.v1.TransferStatus
-	61, // 27: koophone.v1.Instance.restore_status:type_name -> koophone.v1.TransferStatus
-	35, // 28: koophone.v1.BatchPrepareInstancesResponse.status_list:type_name -> koophone.v1.PrepareStatusResult
-	62, // 29: koophone.v1.PrepareStatusResult.status:type_name -> koophone.v1.PrepareStatus
-	63, // 30: koophone.v1.ShowProgressResponse.status:type_name -> koophone.v1.ProgressStatus
-	53, // 31: koophone.v1.BatchBackupInstancesResponse.cmd_jobs:type_name -> koophone.v1.CmdJob
-	54, // 32: koophone.v1.WatchTaskResponse.jobs:type_name -> koophone.v1.Job
-	63, // 33: koophone.v1.WatchPrepareProgressResponse.status:type_name -> koophone.v1.ProgressStatus
-	53, // 34: koophone.v1.RunAsyncCommandResponse.cmd_jobs:type_name -> koophone.v1.CmdJob
-	54, // 35: koophone.v1.RunAsyncCommandResponse.jobs:type_name -> koophone.v1.Job
-	35, // 36: koophone.v1.OpenSessionResponse.prepared:type_name -> koophone.v1.PrepareStatusResult
-	37, // 37: koophone.v1.OpenSessionResponse.progress:type_name -> koophone.v1.ShowProgressResponse
-	18, // 38: koophone.v1.OpenSessionResponse.session:type_name -> koophone.v1.GetDeviceTokenResponse
-	0,  // 39: koophone.v1.InstanceService.SyncCommand:input_type -> koophone.v1.SyncCommandRequest
-	3,  // 40: koophone.v1.InstanceService.AsyncCommand:input_type -> koophone.v1.AsyncCommandRequest
-	5,  // 41: koophone.v1.InstanceService.GetTask:input_type -> koophone.v1.GetTaskRequest
-	7,  // 42: koophone.v1.InstanceService.SetVideoConfig:input_type -> koophone.v1.SetVideoConfigRequest
-	12, // 43: koophone.v1.InstanceService.BatchQueryStatus:input_type -> koophone.v1.BatchQueryStatusRequest
-	15, // 44: koophone.v1.InstanceService.BatchReset:input_type -> koophone.v1.BatchResetRequest
-	17, // 45: koophone.v1.InstanceService.GetDeviceToken:input_type -> koophone.v1.GetDeviceTokenRequest
-	24, // 46: koophone.v1.InstanceService.AssignInstance:input_type -> koophone.v1.AssignInstanceRequest
-	26, // 47: koophone.v1.InstanceService.UnassignInstance:input_type -> koophone.v1.UnassignInstanceRequest
-	28, // 48: koophone.v1.InstanceService.ListInstances:input_type -> koophone.v1.ListInstancesRequest
-	31, // 49: koophone.v1.InstanceService.BatchRebootInstance:input_type -> koophone.v1.BatchRebootInstanceRequest
-	33, // 50: koophone.v1.InstanceService.BatchPrepareInstances:input_type -> koophone.v1.BatchPrepareInstancesRequest
-	36, // 51: koophone.v1.InstanceService.ShowProgress:input_type -> koophone.v1.ShowProgressRequest
-	38, // 52: koophone.v1.InstanceService.BatchBackupInstances:input_type -> koophone.v1.BatchBackupInstancesRequest
-	40, // 53: koophone.v1.InstanceService.StopInstancesStreaming:input_type -> koophone.v1.StopInstancesStreamingRequest
-	42, // 54: koophone.v1.InstanceService.ReleaseInstancesSession:input_type -> koophone.v1.ReleaseInstancesSessionRequest
-	44, // 55: koophone.v1.InstanceService.WatchTask:input_type -> koophone.v1.WatchTaskRequest
-	46, // 56: koophone.v1.InstanceService.WatchPrepareProgress:input_type -> koophone.v1.WatchPrepareProgressRequest
-	48, // 57: koophone.v1.InstanceService.RunAsyncCommand:input_type -> koophone.v1.RunAsyncCommandRequest
-	50, // 58: koophone.v1.InstanceService.OpenSession:input_type -> koophone.v1.OpenSessionRequest
-	1,  // 59: koophone.v1.InstanceService.SyncCommand:output_type -> koophone.v1.SyncCommandResponse
-	4,  // 60: koophone.v1.InstanceService.AsyncCommand:output_type -> koophone.v1.AsyncCommandResponse
-	6,  // 61: koophone.v1.InstanceService.GetTask:output_type -> koophone.v1.GetTaskResponse
-	11, // 62: koophone.v1.InstanceService.SetVideoConfig:output_type -> koophone.v1.SetVideoConfigResponse
-	13, // 63: koophone.v1.InstanceService.BatchQueryStatus:output_type -> koophone.v1.BatchQueryStatusResponse
-	16, // 64: koophone.v1.InstanceService.BatchReset:output_type -> koophone.v1.BatchResetResponse
-	18, // 65: koophone.v1.InstanceService.GetDeviceToken:output_type -> koophone.v1.GetDeviceTokenResponse
-	25, // 66: koophone.v1.InstanceService.AssignInstance:output_type -> koophone.v1.AssignInstanceResponse
-	27, // 67: koophone.v1.InstanceService.UnassignInstance:output_type -> koophone.v1.UnassignInstanceResponse
-	29, // 68: koophone.v1.InstanceService.ListInstances:output_type -> koophone.v1.ListInstancesResponse
-	32, // 69: koophone.v1.InstanceService.BatchRebootInstance:output_type -> koophone.v1.BatchRebootInstanceResponse
-	34, // 70: koophone.v1.InstanceService.BatchPrepareInstances:output_type -> koophone.v1.BatchPrepareInstancesResponse
-	37, // 71: koophone.v1.InstanceService.ShowProgress:output_type -> koophone.v1.ShowProgressResponse
-	39, // 72: koophone.v1.InstanceService.BatchBackupInstances:output_type -> koophone.v1.BatchBackupInstancesResponse
-	41, // 73: koophone.v1.InstanceService.StopInstancesStreaming:output_type -> koophone.v1.StopInstancesStreamingResponse
-	43, // 74: koophone.v1.InstanceService.ReleaseInstancesSession:output_type -> koophone.v1.ReleaseInstancesSessionResponse
-	45, // 75: koophone.v1.InstanceService.WatchTask:output_type -> koophone.v1.WatchTaskResponse
-	47, // 76: koophone.v1.InstanceService.WatchPrepareProgress:output_type -> koophone.v1.WatchPrepareProgressResponse
-	49, // 77: koophone.v1.InstanceService.RunAsyncCommand:output_type -> koophone.v1.RunAsyncCommandResponse
-	51, // 78: koophone.v1.InstanceService.OpenSession:output_type -> koophone.v1.OpenSessionResponse
-	59, // [59:79] is the sub-list for method output_type
-	39, // [39:59] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	56, // 12: koophone.v1.GetDeviceTokenRequest.stream_type:type_name -> koophone.v1.StreamType
+	19, // 13: koophone.v1.GetDeviceTokenResponse.resource:type_name -> koophone.v1.DeviceResource
+	20, // 14: koophone.v1.DeviceResource.sdk:type_name -> koophone.v1.DeviceSdk
+	22, // 15: koophone.v1.DeviceResource.rtc:type_name -> koophone.v1.DeviceRtc
+	21, // 16: koophone.v1.DeviceSdk.internal:type_name -> koophone.v1.SdkEndpoint
+	21, // 17: koophone.v1.DeviceSdk.external:type_name -> koophone.v1.SdkEndpoint
+	23, // 18: koophone.v1.DeviceRtc.ice_signaling:type_name -> koophone.v1.IceSignaling
+	57, // 19: koophone.v1.AssignInstanceRequest.user_instances:type_name -> koophone.v1.UserInstance
+	57, // 20: koophone.v1.UnassignInstanceRequest.user_instances:type_name -> koophone.v1.UserInstance
+	53, // 21: koophone.v1.UnassignInstanceResponse.cmd_jobs:type_name -> koophone.v1.CmdJob
+	30, // 22: koophone.v1.ListInstancesResponse.result:type_name -> koophone.v1.Instance
+	58, // 23: koophone.v1.Instance.frozen_status:type_name -> koophone.v1.FrozenStatus
+	59, // 24: koophone.v1.Instance.running_status:type_name -> koophone.v1.RunningStatus
+	60, // 25: koophone.v1.Instance.login_status:type_name -> koophone.v1.LoginStatus
+	61, // 26: koophone.v1.Instance.assign_status:type_name -> koophone.v1.AssignStatus
+	62, // 27: koophone.v1.Instance.backup_status:type_name -> koophone.v1.TransferStatus
+	62, // 28: koophone.v1.Instance.restore_status:type_name -> koophone.v1.TransferStatus
+	35, // 29: koophone.v1.BatchPrepareInstancesResponse.status_list:type_name -> koophone.v1.PrepareStatusResult
+	63, // 30: koophone.v1.PrepareStatusResult.status:type_name -> koophone.v1.PrepareStatus
+	64, // 31: koophone.v1.ShowProgressResponse.status:type_name -> koophone.v1.ProgressStatus
+	53, // 32: koophone.v1.BatchBackupInstancesResponse.cmd_jobs:type_name -> koophone.v1.CmdJob
+	54, // 33: koophone.v1.WatchTaskResponse.jobs:type_name -> koophone.v1.Job
+	64, // 34: koophone.v1.WatchPrepareProgressResponse.status:type_name -> koophone.v1.ProgressStatus
+	53, // 35: koophone.v1.RunAsyncCommandResponse.cmd_jobs:type_name -> koophone.v1.CmdJob
+	54, // 36: koophone.v1.RunAsyncCommandResponse.jobs:type_name -> koophone.v1.Job
+	35, // 37: koophone.v1.OpenSessionResponse.prepared:type_name -> koophone.v1.PrepareStatusResult
+	37, // 38: koophone.v1.OpenSessionResponse.progress:type_name -> koophone.v1.ShowProgressResponse
+	18, // 39: koophone.v1.OpenSessionResponse.session:type_name -> koophone.v1.GetDeviceTokenResponse
+	0,  // 40: koophone.v1.InstanceService.SyncCommand:input_type -> koophone.v1.SyncCommandRequest
+	3,  // 41: koophone.v1.InstanceService.AsyncCommand:input_type -> koophone.v1.AsyncCommandRequest
+	5,  // 42: koophone.v1.InstanceService.GetTask:input_type -> koophone.v1.GetTaskRequest
+	7,  // 43: koophone.v1.InstanceService.SetVideoConfig:input_type -> koophone.v1.SetVideoConfigRequest
+	12, // 44: koophone.v1.InstanceService.BatchQueryStatus:input_type -> koophone.v1.BatchQueryStatusRequest
+	15, // 45: koophone.v1.InstanceService.BatchReset:input_type -> koophone.v1.BatchResetRequest
+	17, // 46: koophone.v1.InstanceService.GetDeviceToken:input_type -> koophone.v1.GetDeviceTokenRequest
+	24, // 47: koophone.v1.InstanceService.AssignInstance:input_type -> koophone.v1.AssignInstanceRequest
+	26, // 48: koophone.v1.InstanceService.UnassignInstance:input_type -> koophone.v1.UnassignInstanceRequest
+	28, // 49: koophone.v1.InstanceService.ListInstances:input_type -> koophone.v1.ListInstancesRequest
+	31, // 50: koophone.v1.InstanceService.BatchRebootInstance:input_type -> koophone.v1.BatchRebootInstanceRequest
+	33, // 51: koophone.v1.InstanceService.BatchPrepareInstances:input_type -> koophone.v1.BatchPrepareInstancesRequest
+	36, // 52: koophone.v1.InstanceService.ShowProgress:input_type -> koophone.v1.ShowProgressRequest
+	38, // 53: koophone.v1.InstanceService.BatchBackupInstances:input_type -> koophone.v1.BatchBackupInstancesRequest
+	40, // 54: koophone.v1.InstanceService.StopInstancesStreaming:input_type -> koophone.v1.StopInstancesStreamingRequest
+	42, // 55: koophone.v1.InstanceService.ReleaseInstancesSession:input_type -> koophone.v1.ReleaseInstancesSessionRequest
+	44, // 56: koophone.v1.InstanceService.WatchTask:input_type -> koophone.v1.WatchTaskRequest
+	46, // 57: koophone.v1.InstanceService.WatchPrepareProgress:input_type -> koophone.v1.WatchPrepareProgressRequest
+	48, // 58: koophone.v1.InstanceService.RunAsyncCommand:input_type -> koophone.v1.RunAsyncCommandRequest
+	50, // 59: koophone.v1.InstanceService.OpenSession:input_type -> koophone.v1.OpenSessionRequest
+	1,  // 60: koophone.v1.InstanceService.SyncCommand:output_type -> koophone.v1.SyncCommandResponse
+	4,  // 61: koophone.v1.InstanceService.AsyncCommand:output_type -> koophone.v1.AsyncCommandResponse
+	6,  // 62: koophone.v1.InstanceService.GetTask:output_type -> koophone.v1.GetTaskResponse
+	11, // 63: koophone.v1.InstanceService.SetVideoConfig:output_type -> koophone.v1.SetVideoConfigResponse
+	13, // 64: koophone.v1.InstanceService.BatchQueryStatus:output_type -> koophone.v1.BatchQueryStatusResponse
+	16, // 65: koophone.v1.InstanceService.BatchReset:output_type -> koophone.v1.BatchResetResponse
+	18, // 66: koophone.v1.InstanceService.GetDeviceToken:output_type -> koophone.v1.GetDeviceTokenResponse
+	25, // 67: koophone.v1.InstanceService.AssignInstance:output_type -> koophone.v1.AssignInstanceResponse
+	27, // 68: koophone.v1.InstanceService.UnassignInstance:output_type -> koophone.v1.UnassignInstanceResponse
+	29, // 69: koophone.v1.InstanceService.ListInstances:output_type -> koophone.v1.ListInstancesResponse
+	32, // 70: koophone.v1.InstanceService.BatchRebootInstance:output_type -> koophone.v1.BatchRebootInstanceResponse
+	34, // 71: koophone.v1.InstanceService.BatchPrepareInstances:output_type -> koophone.v1.BatchPrepareInstancesResponse
+	37, // 72: koophone.v1.InstanceService.ShowProgress:output_type -> koophone.v1.ShowProgressResponse
+	39, // 73: koophone.v1.InstanceService.BatchBackupInstances:output_type -> koophone.v1.BatchBackupInstancesResponse
+	41, // 74: koophone.v1.InstanceService.StopInstancesStreaming:output_type -> koophone.v1.StopInstancesStreamingResponse
+	43, // 75: koophone.v1.InstanceService.ReleaseInstancesSession:output_type -> koophone.v1.ReleaseInstancesSessionResponse
+	45, // 76: koophone.v1.InstanceService.WatchTask:output_type -> koophone.v1.WatchTaskResponse
+	47, // 77: koophone.v1.InstanceService.WatchPrepareProgress:output_type -> koophone.v1.WatchPrepareProgressResponse
+	49, // 78: koophone.v1.InstanceService.RunAsyncCommand:output_type -> koophone.v1.RunAsyncCommandResponse
+	51, // 79: koophone.v1.InstanceService.OpenSession:output_type -> koophone.v1.OpenSessionResponse
+	60, // [60:80] is the sub-list for method output_type
+	40, // [40:60] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_koophone_v1_instance_service_proto_init() }
@@ -3693,6 +3737,7 @@ func file_koophone_v1_instance_service_proto_init() {
 		return
 	}
 	file_koophone_v1_common_proto_init()
+	file_koophone_v1_newer_enums_proto_init()
 	file_koophone_v1_instance_service_proto_msgTypes[51].OneofWrappers = []any{
 		(*OpenSessionResponse_Prepared)(nil),
 		(*OpenSessionResponse_Progress)(nil),

@@ -737,8 +737,17 @@ type CreateInstanceRequest struct {
 	Count int32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
 	// How the order is paid.
 	ChargeParam *ChargeParam `protobuf:"bytes,8,opt,name=charge_param,json=chargeParam,proto3" json:"charge_param,omitempty"`
-	// The network line, e.g. "EIP"; optional, at most 64 characters.
-	Network       string `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
+	// The network line: EIP (KooPhone's default) or ADN; empty is not sent. The newer reference makes this an enum
+	// of these two values.
+	Network string `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
+	// The image kind (newer reference); unspecified is not sent.
+	CustomImageType CustomImageType `protobuf:"varint,10,opt,name=custom_image_type,json=customImageType,proto3,enum=koophone.v1.CustomImageType" json:"custom_image_type,omitempty"`
+	// The image's id (newer reference; an integer there), with a custom or private image type; 0 is not sent.
+	CustomImageId int32 `protobuf:"varint,11,opt,name=custom_image_id,json=customImageId,proto3" json:"custom_image_id,omitempty"`
+	// The specification pool's id (newer reference), at most 64 characters; empty is not sent.
+	SpecPoolId string `protobuf:"bytes,12,opt,name=spec_pool_id,json=specPoolId,proto3" json:"spec_pool_id,omitempty"`
+	// The node group's id (newer reference), at most 64 characters; empty is not sent.
+	NodeGroupId   string `protobuf:"bytes,13,opt,name=node_group_id,json=nodeGroupId,proto3" json:"node_group_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -832,6 +841,34 @@ func (x *CreateInstanceRequest) GetChargeParam() *ChargeParam {
 func (x *CreateInstanceRequest) GetNetwork() string {
 	if x != nil {
 		return x.Network
+	}
+	return ""
+}
+
+func (x *CreateInstanceRequest) GetCustomImageType() CustomImageType {
+	if x != nil {
+		return x.CustomImageType
+	}
+	return CustomImageType_CUSTOM_IMAGE_TYPE_UNSPECIFIED
+}
+
+func (x *CreateInstanceRequest) GetCustomImageId() int32 {
+	if x != nil {
+		return x.CustomImageId
+	}
+	return 0
+}
+
+func (x *CreateInstanceRequest) GetSpecPoolId() string {
+	if x != nil {
+		return x.SpecPoolId
+	}
+	return ""
+}
+
+func (x *CreateInstanceRequest) GetNodeGroupId() string {
+	if x != nil {
+		return x.NodeGroupId
 	}
 	return ""
 }
@@ -1116,7 +1153,7 @@ var File_koophone_v1_order_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fkoophone/v1/order_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\"5\n" +
+	"\x1fkoophone/v1/order_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\x1a\x1dkoophone/v1/newer_enums.proto\"5\n" +
 	"\x13BatchShowSkuRequest\x12\x1e\n" +
 	"\x04type\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05R\x00R\x010R\x04type\"\x98\x01\n" +
@@ -1166,7 +1203,7 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"scene_desc\x18\x05 \x01(\tR\tsceneDesc\x12\"\n" +
 	"\rscene_desc_en\x18\x06 \x01(\tR\vsceneDescEn\x12\x12\n" +
 	"\x04tags\x18\a \x01(\tR\x04tags\x12\x17\n" +
-	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\xd3\x03\n" +
+	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\xba\x05\n" +
 	"\x15CreateInstanceRequest\x12$\n" +
 	"\x02os\x18\x01 \x01(\tB\x14\xbaH\x11r\x0fR\x05AOSP9R\x06AOSP11R\x02os\x121\n" +
 	"\x0finstance_sku_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\rinstanceSkuId\x12)\n" +
@@ -1176,8 +1213,14 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"\tband_size\x18\x06 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00j\xf8@!\x00\x00\x00\x00\x00\x00\x00\x00R\bbandSize\x12 \n" +
 	"\x05count\x18\a \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xdc\v(\x01R\x05count\x12C\n" +
-	"\fcharge_param\x18\b \x01(\v2\x18.koophone.v1.ChargeParamB\x06\xbaH\x03\xc8\x01\x01R\vchargeParam\x12!\n" +
-	"\anetwork\x18\t \x01(\tB\a\xbaH\x04r\x02\x18@R\anetwork\"\x8d\x02\n" +
+	"\fcharge_param\x18\b \x01(\v2\x18.koophone.v1.ChargeParamB\x06\xbaH\x03\xc8\x01\x01R\vchargeParam\x12+\n" +
+	"\anetwork\x18\t \x01(\tB\x11\xbaH\x0er\fR\x00R\x03EIPR\x03ADNR\anetwork\x12R\n" +
+	"\x11custom_image_type\x18\n" +
+	" \x01(\x0e2\x1c.koophone.v1.CustomImageTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0fcustomImageType\x12/\n" +
+	"\x0fcustom_image_id\x18\v \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\rcustomImageId\x12)\n" +
+	"\fspec_pool_id\x18\f \x01(\tB\a\xbaH\x04r\x02\x18@R\n" +
+	"specPoolId\x12+\n" +
+	"\rnode_group_id\x18\r \x01(\tB\a\xbaH\x04r\x02\x18@R\vnodeGroupId\"\x8d\x02\n" +
 	"\vChargeParam\x12J\n" +
 	"\rcharging_mode\x18\x01 \x01(\x0e2\x19.koophone.v1.ChargingModeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\fchargingMode\x12D\n" +
@@ -1243,6 +1286,7 @@ var file_koophone_v1_order_service_proto_goTypes = []any{
 	(*DeleteInstanceRequest)(nil),  // 14: koophone.v1.DeleteInstanceRequest
 	(*DeleteInstanceResponse)(nil), // 15: koophone.v1.DeleteInstanceResponse
 	(ChargeMode)(0),                // 16: koophone.v1.ChargeMode
+	(CustomImageType)(0),           // 17: koophone.v1.CustomImageType
 }
 var file_koophone_v1_order_service_proto_depIdxs = []int32{
 	4,  // 0: koophone.v1.BatchShowSkuResponse.band_info:type_name -> koophone.v1.BandInfo
@@ -1253,20 +1297,21 @@ var file_koophone_v1_order_service_proto_depIdxs = []int32{
 	9,  // 5: koophone.v1.Sku.nest_info:type_name -> koophone.v1.NestInfo
 	8,  // 6: koophone.v1.PoolInfo.aosp:type_name -> koophone.v1.AospPool
 	11, // 7: koophone.v1.CreateInstanceRequest.charge_param:type_name -> koophone.v1.ChargeParam
-	0,  // 8: koophone.v1.ChargeParam.charging_mode:type_name -> koophone.v1.ChargingMode
-	1,  // 9: koophone.v1.ChargeParam.period_type:type_name -> koophone.v1.PeriodType
-	13, // 10: koophone.v1.CreateInstanceResponse.instance_infos:type_name -> koophone.v1.InstanceInfo
-	2,  // 11: koophone.v1.OrderService.BatchShowSku:input_type -> koophone.v1.BatchShowSkuRequest
-	10, // 12: koophone.v1.OrderService.CreateInstance:input_type -> koophone.v1.CreateInstanceRequest
-	14, // 13: koophone.v1.OrderService.DeleteInstance:input_type -> koophone.v1.DeleteInstanceRequest
-	3,  // 14: koophone.v1.OrderService.BatchShowSku:output_type -> koophone.v1.BatchShowSkuResponse
-	12, // 15: koophone.v1.OrderService.CreateInstance:output_type -> koophone.v1.CreateInstanceResponse
-	15, // 16: koophone.v1.OrderService.DeleteInstance:output_type -> koophone.v1.DeleteInstanceResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	17, // 8: koophone.v1.CreateInstanceRequest.custom_image_type:type_name -> koophone.v1.CustomImageType
+	0,  // 9: koophone.v1.ChargeParam.charging_mode:type_name -> koophone.v1.ChargingMode
+	1,  // 10: koophone.v1.ChargeParam.period_type:type_name -> koophone.v1.PeriodType
+	13, // 11: koophone.v1.CreateInstanceResponse.instance_infos:type_name -> koophone.v1.InstanceInfo
+	2,  // 12: koophone.v1.OrderService.BatchShowSku:input_type -> koophone.v1.BatchShowSkuRequest
+	10, // 13: koophone.v1.OrderService.CreateInstance:input_type -> koophone.v1.CreateInstanceRequest
+	14, // 14: koophone.v1.OrderService.DeleteInstance:input_type -> koophone.v1.DeleteInstanceRequest
+	3,  // 15: koophone.v1.OrderService.BatchShowSku:output_type -> koophone.v1.BatchShowSkuResponse
+	12, // 16: koophone.v1.OrderService.CreateInstance:output_type -> koophone.v1.CreateInstanceResponse
+	15, // 17: koophone.v1.OrderService.DeleteInstance:output_type -> koophone.v1.DeleteInstanceResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_koophone_v1_order_service_proto_init() }
@@ -1275,6 +1320,7 @@ func file_koophone_v1_order_service_proto_init() {
 		return
 	}
 	file_koophone_v1_common_proto_init()
+	file_koophone_v1_newer_enums_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -1,0 +1,150 @@
+package fleet_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/fleet"
+	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
+)
+
+// The engine's edge cases, with batch starts and task follows the test controls.
+
+type stubFollower struct {
+	err  error                             // Follow fails with this
+	jobs func(string) []upstream.JobDetail // else: one terminal snapshot per task
+}
+
+func (f stubFollower) Follow(_ context.Context, taskID string) (fleet.TaskWatch, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &stubWatch{jobs: f.jobs(taskID)}, nil
+}
+
+type stubWatch struct{ jobs []upstream.JobDetail }
+
+func (w *stubWatch) Next(context.Context) ([]upstream.JobDetail, bool, error) {
+	return w.jobs, true, nil
+}
+func (w *stubWatch) Close() {}
+
+func phones(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "p" + strconv.Itoa(i)
+	}
+	return out
+}
+
+// startEvery starts a task per batch whose jobs are named after the phones; skip leaves one phone out of cmd_jobs.
+func startEvery(skip string) fleet.Op {
+	return fleet.Op{Name: "test", Start: func(_ context.Context, b fleet.Batch) (*fleet.Started, error) {
+		st := &fleet.Started{TaskID: "t" + strconv.Itoa(b.Index)}
+		for _, id := range b.IDs {
+			if id != skip {
+				st.Jobs = append(st.Jobs, upstream.CmdJob{InstanceID: id, JobID: "j-" + id})
+			}
+		}
+		return st, nil
+	}}
+}
+
+func jobsOf(ids []string, status int) func(string) []upstream.JobDetail {
+	return func(string) []upstream.JobDetail {
+		out := make([]upstream.JobDetail, len(ids))
+		for i, id := range ids {
+			out[i] = upstream.JobDetail{JobID: "j-" + id, Status: status}
+		}
+		return out
+	}
+}
+
+func TestPhoneWithoutAJobIsUnknown(t *testing.T) {
+	ids := phones(5)
+	eng := fleet.NewEngine(stubFollower{jobs: jobsOf(ids, 2)}, fleet.Config{})
+	rec := newRecorder()
+	c, err := eng.Run(context.Background(), ids, startEvery("p3"), 2, 1, rec.emit)
+	if err != nil || c.Succeeded != 4 || c.Failed != 1 || c.Running != 0 {
+		t.Fatalf("%v %+v", err, c)
+	}
+	if r := rec.results()["p3"]; r.Outcome != fleet.Unknown || r.ErrorCode != fleet.ReasonNoJob || r.TaskID != "t1" {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestFollowFailureIsUnknownNotFailed(t *testing.T) {
+	ids := phones(3)
+	eng := fleet.NewEngine(stubFollower{err: errors.New("hub closed")}, fleet.Config{})
+	rec := newRecorder()
+	c, err := eng.Run(context.Background(), ids, startEvery(""), 0, 0, rec.emit)
+	if err != nil || c.Failed != 3 || c.BatchesStarted != 1 {
+		t.Fatalf("%v %+v", err, c)
+	}
+	for _, r := range rec.results() {
+		if r.Outcome != fleet.Unknown || r.ErrorCode != fleet.ReasonFollowFailed {
+			t.Fatalf("%+v", r)
+		}
+	}
+}
+
+func TestStartWithoutAnAnswerIsUnknown(t *testing.T) {
+	op := fleet.Op{Name: "test", Start: func(context.Context, fleet.Batch) (*fleet.Started, error) {
+		return nil, &upstream.Error{Kind: upstream.KindTransport, Message: "connection reset"}
+	}}
+	eng := fleet.NewEngine(stubFollower{}, fleet.Config{})
+	rec := newRecorder()
+	c, err := eng.Run(context.Background(), phones(2), op, 0, 0, rec.emit)
+	if err != nil || c.BatchesFailed != 1 || c.Failed != 2 {
+		t.Fatalf("%v %+v", err, c)
+	}
+	for _, r := range rec.results() {
+		if r.Outcome != fleet.Unknown || r.ErrorCode != fleet.ReasonStartUnknown {
+			t.Fatalf("a start that may have reached KooPhone must not read as refused: %+v", r)
+		}
+	}
+}
+
+func TestEmitErrorStopsTheRun(t *testing.T) {
+	starts := 0
+	op := startEvery("")
+	start := op.Start
+	op.Start = func(ctx context.Context, b fleet.Batch) (*fleet.Started, error) {
+		starts++ // concurrency 1: one start at a time
+		return start(ctx, b)
+	}
+	eng := fleet.NewEngine(stubFollower{jobs: jobsOf(phones(1000), 2)}, fleet.Config{})
+	gone := errors.New("client gone")
+	_, err := eng.Run(context.Background(), phones(1000), op, 10, 1, func(ev fleet.Event) error {
+		if ev.Result != nil {
+			return gone
+		}
+		return nil
+	})
+	if !errors.Is(err, gone) || starts > 2 {
+		t.Fatalf("%v after %d starts", err, starts)
+	}
+}
+
+func TestNothingSelected(t *testing.T) {
+	eng := fleet.NewEngine(stubFollower{}, fleet.Config{})
+	rec := newRecorder()
+	c, err := eng.Run(context.Background(), nil, startEvery(""), 0, 0, rec.emit)
+	if err != nil || c != (fleet.Counts{}) || rec.count(func(ev fleet.Event) bool { return ev.Summary != nil }) != 1 {
+		t.Fatalf("%v %+v", err, c)
+	}
+}
+
+func TestLimitsNeverExceedTheConfiguration(t *testing.T) {
+	eng := fleet.NewEngine(stubFollower{}, fleet.Config{BatchSize: 50, Concurrency: 3})
+	for _, tc := range [][4]int{{0, 0, 50, 3}, {20, 2, 20, 2}, {100, 10, 50, 3}, {-1, -1, 50, 3}} {
+		if b, c := eng.Limits(tc[0], tc[1]); b != tc[2] || c != tc[3] {
+			t.Fatalf("Limits(%d, %d) = %d, %d", tc[0], tc[1], b, c)
+		}
+	}
+	if b, _ := fleet.NewEngine(stubFollower{}, fleet.Config{BatchSize: 500}).Limits(0, 0); b != fleet.MaxBatch {
+		t.Fatalf("batch size %d above KooPhone's limit", b)
+	}
+}
