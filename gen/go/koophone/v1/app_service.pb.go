@@ -237,7 +237,8 @@ const file_koophone_v1_app_service_proto_rawDesc = "" +
 	"\n" +
 	"AppService\x12s\n" +
 	"\n" +
-	"InstallApp\x12\x1e.koophone.v1.InstallAppRequest\x1a\x1f.koophone.v1.InstallAppResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/instances/app/installBLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
+	"InstallApp\x12\x1e.koophone.v1.InstallAppRequest\x1a\x1f.koophone.v1.InstallAppResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/instances/app/installB\xc2\x01\n" +
+	"\x17com.koophone.gateway.v1B\x0fAppServiceProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
 	file_koophone_v1_app_service_proto_rawDescOnce sync.Once
