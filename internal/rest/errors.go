@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -26,18 +27,18 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 // text: errorHandler recognises this prefix and rebuilds the BadRequest detail from it.
 const fieldErrorPrefix = "invalid request: "
 
-// fieldErrorRe parses "invalid request: <where> <field>: <description> [<reason>]".
-var fieldErrorRe = regexp.MustCompile(`^invalid request: (body|query parameter) ([^:]*): (.*) \[([a-z_.]+)\]$`)
+// fieldErrorRe parses "invalid request: <where> <quoted field>: <description> [<reason>]".
+var fieldErrorRe = regexp.MustCompile(`(?s)^invalid request: (body|query parameter) ("(?:[^"\\]|\\.)*"): (.*) \[([a-z_.]+)\]$`)
 
 func bodyError(field, reason, description string) error {
 	if field == "" {
 		field = "body"
 	}
-	return fmt.Errorf("%sbody %s: %s [%s]", fieldErrorPrefix, field, description, reason)
+	return fmt.Errorf("%sbody %q: %s [%s]", fieldErrorPrefix, field, description, reason)
 }
 
 func queryError(param, reason, description string) error {
-	return fmt.Errorf("%squery parameter %s: %s [%s]", fieldErrorPrefix, param, description, reason)
+	return fmt.Errorf("%squery parameter %q: %s [%s]", fieldErrorPrefix, param, description, reason)
 }
 
 // errorHandler is grpc-gateway's DefaultHTTPErrorHandler (HTTP status from the gRPC code, headers from the call's
@@ -76,9 +77,13 @@ func readableError(err error) error {
 			return err
 		}
 		// Some other reading failure of grpc-gateway's (a path parameter, say): keep its words, add the detail.
-		m = []string{"", "request", "request", st.Message(), "request.invalid"}
+		m = []string{"", "request", strconv.Quote("request"), st.Message(), "request.invalid"}
 	}
-	where, field, desc, reason := m[1], m[2], m[3], m[4]
+	where, desc, reason := m[1], m[3], m[4]
+	field, uerr := strconv.Unquote(m[2])
+	if uerr != nil {
+		return err
+	}
 	if where == "query parameter" {
 		field = "query." + field
 	}
