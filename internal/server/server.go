@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/apidocs"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -152,6 +153,9 @@ func (s *Server) start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
+	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
+	mux.Handle("/docs", docs)
+	mux.Handle("/docs/", docs)
 	mux.Handle("/", limitBody(cfg.HTTPMaxBodyBytes, gw))
 	// No WriteTimeout: it would cut long watch streams; each stream is bounded by its caller and by shutdown.
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}

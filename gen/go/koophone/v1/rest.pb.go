@@ -308,15 +308,19 @@ const file_koophone_v1_rest_proto_rawDesc = "" +
 	"\x05error\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05error\"{\n" +
 	"\x15OpenSessionStreamLine\x128\n" +
 	"\x06result\x18\x01 \x01(\v2 .koophone.v1.OpenSessionResponseR\x06result\x12(\n" +
-	"\x05error\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05errorB\xa8\x0f\x92A\xe8\r\x12\xc4\t\n" +
-	"\x10KooPhone gateway\x12\x9c\tThe REST mirror of the koophone.v1 gRPC services: same RPCs, same validation, JSON with the proto field names.\n" +
+	"\x05error\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05errorB\x81\x13\x92A\xc1\x11\x12\xba\v\n" +
+	"\x10KooPhone gateway\x12\xa1\vThe REST mirror of the koophone.v1 gRPC services: same RPCs, same validation, JSON with the proto field names.\n" +
 	"\n" +
 	"**Errors.** Every failed call answers the HTTP status that matches its gRPC code and the body `{\"error\": google.rpc.Status}`, whose details carry a `google.rpc.ErrorInfo` (reason and domain, see docs/errors.md), a `google.rpc.BadRequest` naming each bad field, or a `google.rpc.RetryInfo`. Every answer carries `X-Request-Id` (send one to choose it).\n" +
 	"\n" +
 	"**Streams** (WatchTask, WatchPrepareProgress, RunAsyncCommand, OpenSession) answer 200 and send one JSON object per message: `{\"result\": message}`, and at most one last `{\"error\": google.rpc.Status}` when the stream fails after it began. Framing: newline-delimited JSON (`application/x-ndjson`, one object per line) by default; Server-Sent Events (`text/event-stream`) when the request says `Accept: text/event-stream`, with `event: result` or `event: error` and the object in `data:`. A stream that fails before its first message answers the error's HTTP status with the usual `{\"error\": ...}` body instead.\n" +
 	"\n" +
-	"**Query parameters** not listed for an operation are refused (400), so a misspelt filter is never ignored.*\r\n" +
-	"\vProprietary2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonR\x8f\x01\n" +
+	"**Query parameters** not listed for an operation are refused (400), so a misspelt filter is never ignored.\n" +
+	"\n" +
+	"**Server.** This document names no host or scheme on purpose: they are those of the gateway that serves it at `/docs/openapi.json` (by default `http://127.0.0.1:8080`; `https` when the gateway has TLS). The gRPC service listens on its own port (default 9090).2\x02v12\x10application/json:\x10application/jsonR\xe4\x01\n" +
+	"\x03400\x12\xdc\x01\n" +
+	"\xb9\x01The request broke a rule of the contract or could not be read (body, path or query parameter): INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Nothing reached KooPhone.\x12\x1e\n" +
+	"\x1c\x1a\x1a.koophone.v1.ErrorResponseR\x8f\x01\n" +
 	"\adefault\x12\x83\x01\n" +
 	"aThe call failed: the HTTP status matches the gRPC code; the body is {\"error\": google.rpc.Status}.\x12\x1e\n" +
 	"\x1c\x1a\x1a.koophone.v1.ErrorResponseZ\xd6\x02\n" +
