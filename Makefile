@@ -116,7 +116,7 @@ openapi-lint: $(NPM_TOOLS)
 # Swagger UI's files for /docs are committed (so `go build` works on a fresh clone) and checked against the pinned
 # npm package here.
 SWAGGER_UI := tools/npm/node_modules/swagger-ui-dist
-SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css LICENSE
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE
 ## docs-ui: copy Swagger UI's files from the pinned npm package into internal/apidocs/ui
 docs-ui: $(NPM_TOOLS)
 	for f in $(SWAGGER_UI_FILES); do cp $(SWAGGER_UI)/$$f internal/apidocs/ui/$$f; done
