@@ -38,12 +38,12 @@ func TestDocsPageInChromium(t *testing.T) {
 		t.Fatalf("docs-check: %v (run `make npm-deps test-deps`)\n%s", err, out)
 	}
 	var report struct {
-		Title, APITitle                                 string
-		Services, Operations                            []string
-		TryItStatus                                     string
-		TryItPhones                                     []string
+		Title, APITitle                                string
+		Services, Operations                           []string
+		TryItStatus                                    string
+		TryItPhones                                    []string
 		ConsoleErrors, OutsideRequests, FailedRequests []string
-		Screenshot                                      string
+		Screenshot                                     string
 	}
 	if err := json.Unmarshal(out, &report); err != nil {
 		t.Fatalf("report %q: %v", out, err)
