@@ -19,6 +19,8 @@ need_apt /usr/lib/python3/dist-packages/google/protobuf/__init__.py python3-prot
 need_apt chromium chromium                                                       # the /docs browser test
 need_apt node nodejs                                                             # examples/node, npm tools
 need_apt npm npm
+need_apt jq jq                                                                   # examples/curl.sh
+need_apt curl curl
 
 if ((${#missing[@]})); then
 	echo "test-deps: installing ${missing[*]}"

@@ -2,6 +2,7 @@ package apidocs
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -49,5 +50,22 @@ func TestHandlerServesThePageItsAssetsAndTheSpec(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/docs/" {
 		t.Errorf("/docs: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestOpenAPIInfo: the document names the API and its version, the contract's package version.
+func TestOpenAPIInfo(t *testing.T) {
+	var doc struct {
+		Info struct{ Title, Version string }
+		SecurityDefinitions map[string]struct{ Type, In, Name string }
+	}
+	if err := json.Unmarshal(OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Info.Title != "KooPhone gateway" || doc.Info.Version != "v1" {
+		t.Errorf("info %+v", doc.Info)
+	}
+	if k := doc.SecurityDefinitions["ApiKey"]; k.Type != "apiKey" || k.In != "header" || k.Name != "Authorization" {
+		t.Errorf("security definitions %+v", doc.SecurityDefinitions)
 	}
 }
