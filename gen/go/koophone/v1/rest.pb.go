@@ -308,12 +308,12 @@ const file_koophone_v1_rest_proto_rawDesc = "" +
 	"\x05error\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05error\"{\n" +
 	"\x15OpenSessionStreamLine\x128\n" +
 	"\x06result\x18\x01 \x01(\v2 .koophone.v1.OpenSessionResponseR\x06result\x12(\n" +
-	"\x05error\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05errorB\x81\x13\x92A\xc1\x11\x12\xba\v\n" +
-	"\x10KooPhone gateway\x12\xa1\vThe REST mirror of the koophone.v1 gRPC services: same RPCs, same validation, JSON with the proto field names.\n" +
+	"\x05error\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05errorB\xc7\x13\x92A\x87\x12\x12\x80\f\n" +
+	"\x10KooPhone gateway\x12\xe7\vThe REST mirror of the koophone.v1 gRPC services: same RPCs, same validation, JSON with the proto field names.\n" +
 	"\n" +
 	"**Errors.** Every failed call answers the HTTP status that matches its gRPC code and the body `{\"error\": google.rpc.Status}`, whose details carry a `google.rpc.ErrorInfo` (reason and domain, see docs/errors.md), a `google.rpc.BadRequest` naming each bad field, or a `google.rpc.RetryInfo`. Every answer carries `X-Request-Id` (send one to choose it).\n" +
 	"\n" +
-	"**Streams** (WatchTask, WatchPrepareProgress, RunAsyncCommand, OpenSession) answer 200 and send one JSON object per message: `{\"result\": message}`, and at most one last `{\"error\": google.rpc.Status}` when the stream fails after it began. Framing: newline-delimited JSON (`application/x-ndjson`, one object per line) by default; Server-Sent Events (`text/event-stream`) when the request says `Accept: text/event-stream`, with `event: result` or `event: error` and the object in `data:`. A stream that fails before its first message answers the error's HTTP status with the usual `{\"error\": ...}` body instead.\n" +
+	"**Streams** (WatchTask, WatchPrepareProgress, RunAsyncCommand, OpenSession) answer 200 and send one JSON object per message: `{\"result\": message}`, and at most one last `{\"error\": google.rpc.Status}` when the stream fails after it began. Framing: newline-delimited JSON (`application/x-ndjson`, one object per line) by default; Server-Sent Events (`text/event-stream`) when the request says `Accept: text/event-stream`, with `event: result` or `event: error` and the object in `data:`. A stream that fails before its first message answers the error's HTTP status instead of 200, with the same `{\"error\": ...}` object (as JSON, or as an SSE `error` event when SSE was asked for).\n" +
 	"\n" +
 	"**Query parameters** not listed for an operation are refused (400), so a misspelt filter is never ignored.\n" +
 	"\n" +
