@@ -28,8 +28,10 @@ func Options(base runtime.Marshaler) runtime.ServeMuxOption {
 		runtime.WithStreamErrorHandler(streamErrorHandler),
 		runtime.WithRoutingErrorHandler(routes.routingErrorHandler),
 		runtime.SetQueryParameterParser(strictQueryParser{}),
+		runtime.WithMiddlewares(routes.rejectQueryOnBodyRoutes),
 	}
 	return func(mux *runtime.ServeMux) {
+		routes.mux = mux
 		for _, o := range opts {
 			o(mux)
 		}

@@ -161,6 +161,7 @@ func TestBadInputIsABadRequestWithARequestID(t *testing.T) {
 		{"not JSON at all", "POST", "/v1/instances/sync-command", `x`, "body", "body.syntax", "invalid character", "JSON"},
 		{"unknown query parameter", "GET", "/v1/instances/batch-query?page_no=1&pag_size=2", "", "query.pag_size", "query.unknown_parameter", "", "pag_size"},
 		{"query value of the wrong type", "GET", "/v1/instances/batch-query?page_no=one", "", "query.page_no", "query.type", "strconv", "page_no"},
+		{"query parameter on a whole-body operation", "POST", "/v1/instances/sync-command?dry_run=1", `{"command":"ls"}`, "query.dry_run", "query.unknown_parameter", "", "JSON body"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -22,11 +22,15 @@ import (
 type route struct {
 	method   string
 	segments []string
+	body     string // the binding's body field: "*" means every field comes from the body or the path
 }
 
 // routeTable knows every REST binding of the koophone.v1 services, read from the contract's google.api.http
 // options, so a 405 can say which methods the path allows (grpc-gateway's mux does not expose its routes).
-type routeTable struct{ routes []route }
+type routeTable struct {
+	routes []route
+	mux    *runtime.ServeMux // the mux the table's middleware runs in, for its marshalers and error handling
+}
 
 func newRouteTable() *routeTable {
 	t := &routeTable{}
@@ -62,7 +66,7 @@ func (t *routeTable) add(rule *annotations.HttpRule) {
 		method, path = http.MethodPatch, p.Patch
 	}
 	if method != "" {
-		t.routes = append(t.routes, route{method: method, segments: strings.Split(strings.Trim(path, "/"), "/")})
+		t.routes = append(t.routes, route{method: method, segments: strings.Split(strings.Trim(path, "/"), "/"), body: rule.GetBody()})
 	}
 	for _, extra := range rule.GetAdditionalBindings() {
 		t.add(extra)
@@ -82,6 +86,39 @@ func (t *routeTable) allowed(path string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// rejectQueryOnBodyRoutes refuses query parameters on operations whose request comes whole from the body
+// (body: "*"): grpc-gateway does not read the query there, so a parameter would be silently ignored.
+func (t *routeTable) rejectQueryOnBodyRoutes(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
+		if r.URL.RawQuery != "" && t.wholeBody(r.Method, r.URL.Path) {
+			params := make([]string, 0, len(r.URL.Query()))
+			for k := range r.URL.Query() {
+				params = append(params, k)
+			}
+			sort.Strings(params)
+			name := strings.Join(params, ",")
+			if name == "" {
+				name = r.URL.RawQuery
+			}
+			err := queryError(name, "query.unknown_parameter", "this operation takes no query parameters: send every field in the JSON body")
+			_, outbound := runtime.MarshalerForRequest(t.mux, r)
+			errorHandler(r.Context(), t.mux, outbound, w, r, status.Error(codes.InvalidArgument, err.Error()))
+			return
+		}
+		next(w, r, pathParams)
+	}
+}
+
+func (t *routeTable) wholeBody(method, path string) bool {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for _, r := range t.routes {
+		if r.method == method && r.body == "*" && matches(r.segments, segs) {
+			return true
+		}
+	}
+	return false
 }
 
 func matches(template, segs []string) bool {
