@@ -56,7 +56,7 @@ func TestHandlerServesThePageItsAssetsAndTheSpec(t *testing.T) {
 // TestOpenAPIInfo: the document names the API and its version, the contract's package version.
 func TestOpenAPIInfo(t *testing.T) {
 	var doc struct {
-		Info struct{ Title, Version string }
+		Info                struct{ Title, Version string }
 		SecurityDefinitions map[string]struct{ Type, In, Name string }
 	}
 	if err := json.Unmarshal(OpenAPI, &doc); err != nil {
