@@ -15,7 +15,8 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test test-deps test-dates lint generate check-generated breaking tools grpcurl build bench smoke clean
+.PHONY: all run test test-deps test-dates lint generate check-generated breaking tools grpcurl build bench smoke clean \
+	npm-deps clients docs openapi-lint docs-ui check-docs-ui
 
 all: build
 
@@ -28,14 +29,17 @@ test:
 	scripts/stage.sh tools $(MAKE) --no-print-directory $(TOOLS)
 	scripts/stage.sh lint $(MAKE) --no-print-directory lint
 	scripts/stage.sh test-deps $(MAKE) --no-print-directory test-deps
+	scripts/stage.sh clients $(MAKE) --no-print-directory npm-deps clients openapi-lint check-docs-ui
 	scripts/stage.sh go-test go test -race -count=1 -timeout 20m ./...
 	scripts/stage.sh test-dates $(MAKE) --no-print-directory test-dates
 
 ## test-dates: every suite with its fake clocks a year ahead and a year back, so no part may read the wall clock
 ## where a test injected one (tests start on fixed dates; see internal/clock/clocktest)
+# (The examples and the browser check start the gateway as `make run` does, on the wall clock: nothing to shift.)
+DATED_PACKAGES = $$(go list ./... | grep -v -e /examples -e /internal/apidocs)
 test-dates:
-	KOOPHONE_TEST_CLOCK_SHIFT=8760h go test -count=1 -timeout 10m ./...
-	KOOPHONE_TEST_CLOCK_SHIFT=-8760h go test -count=1 -timeout 10m ./...
+	KOOPHONE_TEST_CLOCK_SHIFT=8760h go test -count=1 -timeout 10m $(DATED_PACKAGES)
+	KOOPHONE_TEST_CLOCK_SHIFT=-8760h go test -count=1 -timeout 10m $(DATED_PACKAGES)
 
 ## test-deps: install what the tests need beyond Go (Debian packages, npm), only when missing
 test-deps:
@@ -55,9 +59,10 @@ lint: $(TOOLS)
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(MAKE) --no-print-directory check-generated
 
-## generate: regenerate gen/ from proto/
+## generate: regenerate gen/ from proto/ (and the copy of the OpenAPI that /docs serves)
 generate: $(TOOLS)
 	buf generate
+	cp gen/openapiv2/koophone.swagger.json internal/apidocs/koophone.swagger.json
 
 # Generates into a scratch directory and compares, so a stale or hand-edited gen/ fails without touching it.
 check-generated: $(TOOLS)
@@ -98,6 +103,39 @@ $(BIN)/protoc-gen-openapiv2:
 grpcurl: $(BIN)/grpcurl
 $(BIN)/grpcurl:
 	go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+# npm packages, each directory pinned by its package-lock.json; npm ci runs only when the lock file changed.
+NPM_TOOLS   := tools/npm/node_modules/.package-lock.json
+NPM_EXAMPLE := examples/node/node_modules/.package-lock.json
+$(NPM_TOOLS): tools/npm/package-lock.json
+	cd tools/npm && npm ci --no-audit --no-fund --ignore-scripts
+$(NPM_EXAMPLE): examples/node/package-lock.json
+	cd examples/node && npm ci --no-audit --no-fund --ignore-scripts
+## npm-deps: install the pinned npm packages (client generator, OpenAPI linter, Swagger UI, Chromium driver, Node example)
+npm-deps: $(NPM_TOOLS) $(NPM_EXAMPLE)
+
+## clients: generate the TypeScript and Python clients and ship the protos under clients/ (see clients/README.md)
+clients: $(TOOLS) $(NPM_TOOLS) test-deps
+	scripts/gen-clients.sh
+
+## docs: regenerate docs/errors.md from the contract and the code
+docs:
+	go test -count=1 -run TestErrorsDoc ./internal/service -update
+
+## openapi-lint: the OpenAPI must pass @redocly/cli's recommended rules
+openapi-lint: $(NPM_TOOLS)
+	tools/npm/node_modules/.bin/redocly lint --config tools/npm/redocly.yaml gen/openapiv2/koophone.swagger.json
+
+# Swagger UI's files for /docs are committed (so `go build` works on a fresh clone) and checked against the pinned
+# npm package here.
+SWAGGER_UI := tools/npm/node_modules/swagger-ui-dist
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE
+## docs-ui: copy Swagger UI's files from the pinned npm package into internal/apidocs/ui
+docs-ui: $(NPM_TOOLS)
+	for f in $(SWAGGER_UI_FILES); do cp $(SWAGGER_UI)/$$f internal/apidocs/ui/$$f; done
+check-docs-ui: $(NPM_TOOLS)
+	@for f in $(SWAGGER_UI_FILES); do cmp -s $(SWAGGER_UI)/$$f internal/apidocs/ui/$$f || \
+	  { echo "internal/apidocs/ui/$$f differs from swagger-ui-dist: run 'make docs-ui'"; exit 1; }; done
 
 clean:
 	rm -rf $(BIN)

@@ -12,6 +12,15 @@ need_apt() {
 }
 
 # Each test dependency is one line below: the command that proves it is there, and the Debian package(s) that bring it.
+need_apt protoc protobuf-compiler                                                # Python client generation (make clients)
+need_apt grpc_python_plugin protobuf-compiler-grpc                               # Python grpc stubs
+need_apt /usr/lib/python3/dist-packages/grpc/__init__.py python3-grpcio          # examples/python
+need_apt /usr/lib/python3/dist-packages/google/protobuf/__init__.py python3-protobuf
+need_apt chromium chromium                                                       # the /docs browser test
+need_apt node nodejs                                                             # examples/node, npm tools
+need_apt npm npm
+need_apt jq jq                                                                   # examples/curl.sh
+need_apt curl curl
 
 if ((${#missing[@]})); then
 	echo "test-deps: installing ${missing[*]}"

@@ -7,15 +7,15 @@ import (
 	"errors"
 	"strings"
 
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-
-	"github.com/koophone-gateway/koophone-gateway/internal/service"
 )
 
 // Principal is an authenticated caller.
@@ -61,15 +61,15 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 	switch {
 	case len(md.Get("authorization")) > 0:
 		if g.keys == nil {
-			return nil, unauthenticated("INVALID_CREDENTIALS", "API keys are not enabled on this gateway: authenticate with a client certificate")
+			return nil, unauthenticated(pb.ErrorReason_INVALID_CREDENTIALS, "API keys are not enabled on this gateway: authenticate with a client certificate")
 		}
 		key, err := grpcauth.AuthFromMD(ctx, "bearer")
 		if err != nil {
-			return nil, unauthenticated("INVALID_CREDENTIALS", "the authorization header must be \"Bearer <API key>\"")
+			return nil, unauthenticated(pb.ErrorReason_INVALID_CREDENTIALS, "the authorization header must be \"Bearer <API key>\"")
 		}
 		e, err := g.keys.Get().lookup(key, g.clock.Now())
 		if err != nil {
-			return nil, unauthenticated("INVALID_CREDENTIALS", err.Error())
+			return nil, unauthenticated(pb.ErrorReason_INVALID_CREDENTIALS, err.Error())
 		}
 		p = Principal{Name: e.Principal, Groups: e.Groups, Method: "api-key"}
 	default:
@@ -85,10 +85,10 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 
 // certIdentity is the identity of the verified client certificate behind the call, or UNAUTHENTICATED.
 func (g *Guard) certIdentity(ctx context.Context, md metadata.MD) (string, error) {
-	missing := unauthenticated("MISSING_CREDENTIALS", "no credentials: send \"authorization: Bearer <API key>\" or a client certificate")
+	missing := unauthenticated(pb.ErrorReason_MISSING_CREDENTIALS, "no credentials: send \"authorization: Bearer <API key>\" or a client certificate")
 	if !g.mtls {
 		if g.keys != nil {
-			missing = unauthenticated("MISSING_CREDENTIALS", "no credentials: send \"authorization: Bearer <API key>\"")
+			missing = unauthenticated(pb.ErrorReason_MISSING_CREDENTIALS, "no credentials: send \"authorization: Bearer <API key>\"")
 		}
 		return "", missing
 	}
@@ -109,7 +109,7 @@ func (g *Guard) certIdentity(ctx context.Context, md metadata.MD) (string, error
 	}
 	name, err := CertIdentity(tlsInfo.State.VerifiedChains[0][0])
 	if err != nil {
-		return "", unauthenticated("INVALID_CREDENTIALS", err.Error())
+		return "", unauthenticated(pb.ErrorReason_INVALID_CREDENTIALS, err.Error())
 	}
 	return name, nil
 }
@@ -140,8 +140,8 @@ func CertIdentity(c *x509.Certificate) (string, error) {
 	return name, nil
 }
 
-func unauthenticated(reason, msg string) error {
-	st, _ := status.New(codes.Unauthenticated, msg).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: service.ErrorDomain})
+func unauthenticated(reason pb.ErrorReason, msg string) error {
+	st, _ := status.New(codes.Unauthenticated, msg).WithDetails(errcat.Info(reason, nil))
 	return st.Err()
 }
 

@@ -5,18 +5,19 @@ import (
 	"fmt"
 	"path"
 
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/koophone-gateway/koophone-gateway/internal/service"
 )
 
 // ReasonActionDenied is the ErrorInfo reason of a call the policy does not allow; its metadata names the
 // principal and the missing action.
-const ReasonActionDenied = "ACTION_DENIED"
+var ReasonActionDenied = errcat.Reason(pb.ErrorReason_ACTION_DENIED)
 
 // check returns PERMISSION_DENIED unless the policy allows the principal the actions of method: its fixed ones when
 // base is set, and those req asks for (OpenSession's assign) when req is not nil.
@@ -50,7 +51,7 @@ func denied(principal, action, method string) error {
 		fmt.Sprintf("%s may not call %s: the policy does not allow %s", principal, path.Base(method), action)).
 		WithDetails(&errdetails.ErrorInfo{
 			Reason:   ReasonActionDenied,
-			Domain:   service.ErrorDomain,
+			Domain:   errcat.Domain,
 			Metadata: map[string]string{"principal": principal, "action": action},
 		})
 	return st.Err()

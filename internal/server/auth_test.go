@@ -107,8 +107,8 @@ func denial(err error) *errdetails.ErrorInfo {
 	return nil
 }
 
-// restError decodes a REST error body: a google.rpc.Status, or a stream's in-band {"error": …}.
-func restError(t *testing.T, body string) (reason string, meta map[string]string) {
+// restErrorInfo decodes a REST error body: a google.rpc.Status, or a stream's in-band {"error": …}.
+func restErrorInfo(t *testing.T, body string) (reason string, meta map[string]string) {
 	t.Helper()
 	var st struct {
 		Error   json.RawMessage `json:"error"`
@@ -123,7 +123,7 @@ func restError(t *testing.T, body string) (reason string, meta map[string]string
 		t.Fatalf("REST error body is not JSON: %q", body)
 	}
 	if len(st.Error) > 0 {
-		return restError(t, string(st.Error))
+		return restErrorInfo(t, string(st.Error))
 	}
 	for _, d := range st.Details {
 		if strings.HasSuffix(d.Type, "google.rpc.ErrorInfo") {
@@ -229,7 +229,7 @@ func TestEachRPCsAction(t *testing.T) {
 				t.Errorf("gRPC %s without %s: %v %v", md.Name(), a, err, info)
 			}
 			code, res := e.rest(hc, method, path, body, "key-"+but)
-			reason, meta := restError(t, res)
+			reason, meta := restErrorInfo(t, res)
 			if code != http.StatusForbidden || reason != auth.ReasonActionDenied || meta["action"] != a || meta["principal"] != but {
 				t.Errorf("REST %s %s without %s: %d %s", method, path, a, code, res)
 			}
@@ -263,7 +263,7 @@ func TestOpenSessionAssignNeedsAssign(t *testing.T) {
 		t.Errorf("OpenSession with assign: %v", err)
 	}
 	code, res := e.rest(http.DefaultClient, http.MethodPost, "/v1/instances/"+phone+"/open-session", `{"user_id":"u1","assign":true}`, "k")
-	if reason, meta := restError(t, res); reason != auth.ReasonActionDenied || meta["action"] != auth.ActionAssign {
+	if reason, meta := restErrorInfo(t, res); reason != auth.ReasonActionDenied || meta["action"] != auth.ActionAssign {
 		t.Errorf("REST OpenSession with assign: %d %s", code, res)
 	}
 	st, err = pb.NewInstanceServiceClient(e.dial()).OpenSession(e.bearer("k"), &pb.OpenSessionRequest{UserId: "u1", InstanceId: phone})

@@ -271,9 +271,15 @@ func errorInfoReason(err error) string {
 	return ""
 }
 
+// restError returns the google.rpc.Status of a REST error body ({"error": status}), or nil.
+func restError(body map[string]any) map[string]any {
+	st, _ := body["error"].(map[string]any)
+	return st
+}
+
 // restReason returns the ErrorInfo reason inside a REST error body, or "".
 func restReason(body map[string]any) string {
-	details, _ := body["details"].([]any)
+	details, _ := restError(body)["details"].([]any)
 	for _, d := range details {
 		m, _ := d.(map[string]any)
 		if m["@type"] == "type.googleapis.com/google.rpc.ErrorInfo" {

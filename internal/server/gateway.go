@@ -14,6 +14,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
+	"github.com/koophone-gateway/koophone-gateway/internal/rest"
 )
 
 // newGateway returns the REST/JSON mirror: grpc-gateway handlers that call the gRPC server through conn (so every
@@ -44,6 +45,9 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, guard *auth.Guard, o
 			return "", false // other gRPC metadata stays internal
 		}),
 		runtime.WithRoutingErrorHandler(routingError),
+		// Last, so its marshalers and error handlers win: NDJSON/SSE streams, {"error": status} everywhere,
+		// BadRequest for unreadable bodies and unknown query parameters, 405 with Allow.
+		rest.Options(marshaler),
 	}, opts...)...)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		pb.RegisterInstanceServiceHandler,
@@ -79,7 +83,7 @@ func limitBody(max int64, next http.Handler) http.Handler {
 		if r.ContentLength > max {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusRequestEntityTooLarge)
-			fmt.Fprintf(w, `{"code":%d,"message":"request body larger than %d bytes","details":[]}`+"\n", codes.InvalidArgument, max)
+			fmt.Fprintf(w, `{"error":{"code":%d,"message":"request body larger than %d bytes","details":[]}}`+"\n", codes.InvalidArgument, max)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)

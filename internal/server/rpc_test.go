@@ -447,8 +447,8 @@ func TestEveryRPCOverBothTransports(t *testing.T) {
 				if got := restReason(r.body); got != tc.reason {
 					t.Errorf("reason %q, want %q: %s", got, tc.reason, r.raw)
 				}
-				if r.body["code"] != float64(tc.code) {
-					t.Errorf("body code %v, want %d", r.body["code"], tc.code)
+				if restError(r.body)["code"] != float64(tc.code) {
+					t.Errorf("body code %v, want %d", restError(r.body)["code"], tc.code)
 				}
 				return
 			}
@@ -506,7 +506,7 @@ func TestRESTMirrorLimitsAndRoutes(t *testing.T) {
 		t.Fatalf("oversized body: HTTP %d", r.status)
 	}
 	r = e.rest("GET", "/v1/nowhere", "")
-	if r.status != http.StatusNotFound || r.body["code"] != float64(codes.NotFound) {
+	if r.status != http.StatusNotFound || restError(r.body)["code"] != float64(codes.NotFound) {
 		t.Fatalf("unknown path: %d %s", r.status, r.raw)
 	}
 	r = e.rest("DELETE", "/v1/instances/sync-command", "")

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/apidocs"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
@@ -216,6 +217,9 @@ func (s *Server) start(ctx context.Context) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.tel.Handler())
+	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
+	mux.Handle("/docs", docs)
+	mux.Handle("/docs/", docs)
 	api, err := restHandler(cfg, limitBody(cfg.HTTPMaxBodyBytes, gw))
 	if err != nil {
 		return err

@@ -14,27 +14,30 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
-// ErrorDomain is the ErrorInfo domain of every error that comes from KooPhone.
-const ErrorDomain = "koophone.myhuaweicloud.com"
+// ErrorDomain is the ErrorInfo domain of errors KooPhone answered (reason: KooPhone's code). The gateway's own
+// errors use errcat.Domain.
+const ErrorDomain = errcat.KooPhoneDomain
 
-// Reasons for failures that carry no KooPhone error code.
-const (
-	ReasonUnavailable = "UPSTREAM_UNAVAILABLE"  // no answer: dial, reset, timeout
-	ReasonHTTP        = "UPSTREAM_HTTP_ERROR"   // an HTTP error status without a KooPhone envelope
-	ReasonBadResponse = "UPSTREAM_BAD_RESPONSE" // an answer that could not be decoded
-	ReasonAuth        = "UPSTREAM_AUTH_FAILED"  // the gateway's own KooPhone credential is refused or unobtainable
+// Reasons for failures that carry no KooPhone error code: the gateway's own, from the contract's ErrorReason.
+var (
+	ReasonUnavailable = errcat.Reason(pb.ErrorReason_UPSTREAM_UNAVAILABLE)  // no answer: dial, reset, timeout
+	ReasonHTTP        = errcat.Reason(pb.ErrorReason_UPSTREAM_HTTP_ERROR)   // an HTTP error status without a KooPhone envelope
+	ReasonBadResponse = errcat.Reason(pb.ErrorReason_UPSTREAM_BAD_RESPONSE) // an answer that could not be decoded
+	ReasonAuth        = errcat.Reason(pb.ErrorReason_UPSTREAM_AUTH_FAILED)  // the gateway's own KooPhone credential is refused or unobtainable
 
 	// ReasonOutcomeUnknown: a write reached KooPhone (or may have) and its answer was lost. Code UNKNOWN, which
 	// no retry policy retries blindly; reconcile with request_id before sending it again.
-	ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
+	ReasonOutcomeUnknown = errcat.Reason(pb.ErrorReason_OUTCOME_UNKNOWN)
 	// ReasonRateLimited: the gateway's own rate limit toward KooPhone; RetryInfo says when to come back.
-	ReasonRateLimited = "RATE_LIMITED"
+	ReasonRateLimited = errcat.Reason(pb.ErrorReason_RATE_LIMITED)
 	// ReasonTooManyWatches: this replica polls as many things as it may; watch something already watched, or
 	// retry later (on another replica).
-	ReasonTooManyWatches = "TOO_MANY_WATCHES"
+	ReasonTooManyWatches = errcat.Reason(pb.ErrorReason_TOO_MANY_WATCHES)
 )
 
 // maxUpstreamText bounds what of KooPhone's own text goes into a status and its details: a 5 MB error message
@@ -185,9 +188,13 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 			"op", ue.Op, "code", ue.Code, "upstream_message", ue.Message, "request_id", ue.RequestID)
 	}
 	st := status.New(code, message)
+	domain := errcat.Domain
+	if reason == ue.Code && ue.Code != "" {
+		domain = ErrorDomain // KooPhone's own code: KooPhone's domain
+	}
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{
 		Reason: reason,
-		Domain: ErrorDomain,
+		Domain: domain,
 		Metadata: map[string]string{
 			"operation":        ue.Op,
 			"upstream_code":    truncate(ue.Code, 64),

@@ -16,6 +16,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
 	"github.com/koophone-gateway/koophone-gateway/internal/stream"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
@@ -28,12 +29,12 @@ const (
 	kindPrepare = "prepare"
 )
 
-// Reasons of the streaming RPCs' own failures.
-const (
-	ReasonShuttingDown  = "SERVER_SHUTTING_DOWN"
-	ReasonNotAssigned   = "INSTANCE_NOT_ASSIGNED"
-	ReasonInstanceBusy  = "INSTANCE_BUSY"
-	ReasonPrepareFailed = "PREPARE_FAILED"
+// Reasons of the streaming RPCs' own failures (the gateway's domain, errcat.Domain).
+var (
+	ReasonShuttingDown  = errcat.Reason(pb.ErrorReason_SERVER_SHUTTING_DOWN)
+	ReasonNotAssigned   = errcat.Reason(pb.ErrorReason_INSTANCE_NOT_ASSIGNED)
+	ReasonInstanceBusy  = errcat.Reason(pb.ErrorReason_INSTANCE_BUSY)
+	ReasonPrepareFailed = errcat.Reason(pb.ErrorReason_PREPARE_FAILED)
 )
 
 // WatchOptions is the polling policy of the streams; zero fields take the stream package's defaults.
@@ -205,7 +206,7 @@ func (b base) watchError(ctx context.Context, err error) error {
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, stream.ErrClosed):
 		return withDetails(status.New(codes.Unavailable, "the server is shutting down; reconnect to continue watching"),
-			&errdetails.ErrorInfo{Reason: ReasonShuttingDown, Domain: ErrorDomain})
+			&errdetails.ErrorInfo{Reason: ReasonShuttingDown, Domain: errcat.Domain})
 	case ctx.Err() != nil:
 		return status.FromContextError(ctx.Err()).Err()
 	}
@@ -351,5 +352,5 @@ func (s *InstanceService) prepareOne(ctx context.Context, user, phone string) (*
 }
 
 func sessionError(code codes.Code, reason, msg string) error {
-	return withDetails(status.New(code, msg), &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain})
+	return withDetails(status.New(code, msg), &errdetails.ErrorInfo{Reason: reason, Domain: errcat.Domain})
 }

@@ -322,7 +322,8 @@ const file_koophone_v1_app_list_proto_rawDesc = "" +
 	"\aAppType\x12\x18\n" +
 	"\x14APP_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAPP_TYPE_SYSTEM\x10\x01\x12\x18\n" +
-	"\x14APP_TYPE_THIRD_PARTY\x10\x02BLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
+	"\x14APP_TYPE_THIRD_PARTY\x10\x02B\xbf\x01\n" +
+	"\x17com.koophone.gateway.v1B\fAppListProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
 	file_koophone_v1_app_list_proto_rawDescOnce sync.Once

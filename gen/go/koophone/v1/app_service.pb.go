@@ -233,12 +233,13 @@ const file_koophone_v1_app_service_proto_rawDesc = "" +
 	"\r_fast_install\"]\n" +
 	"\x12InstallAppResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs2\x8e\x02\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs2\x91\x02\n" +
 	"\n" +
 	"AppService\x12s\n" +
 	"\n" +
-	"InstallApp\x12\x1e.koophone.v1.InstallAppRequest\x1a\x1f.koophone.v1.InstallAppResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/instances/app/install\x12\x8a\x01\n" +
-	"\x0fListInstanceApp\x12#.koophone.v1.ListInstanceAppRequest\x1a$.koophone.v1.ListInstanceAppResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/instances/{instance_id}/app-listBLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
+	"InstallApp\x12\x1e.koophone.v1.InstallAppRequest\x1a\x1f.koophone.v1.InstallAppResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/instances/app/install\x12\x8d\x01\n" +
+	"\x0fListInstanceApp\x12#.koophone.v1.ListInstanceAppRequest\x1a$.koophone.v1.ListInstanceAppResponse\"/\x82\xd3\xe4\x93\x02&\x12$/v1/instances/{instance_id}/app-list\x90\x02\x01B\xc2\x01\n" +
+	"\x17com.koophone.gateway.v1B\x0fAppServiceProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
 	file_koophone_v1_app_service_proto_rawDescOnce sync.Once

@@ -965,7 +965,8 @@ const file_koophone_v1_common_proto_rawDesc = "" +
 	"\x17CHARGE_MODE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCHARGE_MODE_YEARLY_MONTHLY\x10\x01\x12\x19\n" +
 	"\x15CHARGE_MODE_ON_DEMAND\x10\x02\x12\x14\n" +
-	"\x10CHARGE_MODE_BOTH\x10\x03BLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
+	"\x10CHARGE_MODE_BOTH\x10\x03B\xbe\x01\n" +
+	"\x17com.koophone.gateway.v1B\vCommonProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
 	file_koophone_v1_common_proto_rawDescOnce sync.Once

@@ -8,6 +8,7 @@ package koophonev1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1389,7 +1390,7 @@ var File_koophone_v1_fleet_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fkoophone/v1/fleet_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1akoophone/v1/app_list.proto\x1a\x18koophone/v1/common.proto\x1a\"koophone/v1/instance_service.proto\"\x82\x02\n" +
+	"\x1fkoophone/v1/fleet_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1akoophone/v1/app_list.proto\x1a\x18koophone/v1/common.proto\x1a\"koophone/v1/instance_service.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x82\x02\n" +
 	"\rFleetSelector\x12G\n" +
 	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\x10\xa0\x8d\x06\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x120\n" +
 	"\x06filter\x18\x02 \x01(\v2\x18.koophone.v1.FleetFilterR\x06filter:v\xbaHs\x1aq\n" +
@@ -1507,16 +1508,38 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\x17FLEET_OUTCOME_SUCCEEDED\x10\x01\x12\x18\n" +
 	"\x14FLEET_OUTCOME_FAILED\x10\x02\x12\x1e\n" +
 	"\x1aFLEET_OUTCOME_BATCH_FAILED\x10\x03\x12\x19\n" +
-	"\x15FLEET_OUTCOME_UNKNOWN\x10\x042\xa8\x06\n" +
-	"\fFleetService\x12\x86\x01\n" +
-	"\x10ListAllInstances\x12$.koophone.v1.ListAllInstancesRequest\x1a%.koophone.v1.ListAllInstancesResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/fleet/instances/list0\x01\x12s\n" +
-	"\x0fRunFleetCommand\x12#.koophone.v1.RunFleetCommandRequest\x1a\x17.koophone.v1.FleetEvent\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/fleet/command/run0\x01\x12c\n" +
+	"\x15FLEET_OUTCOME_UNKNOWN\x10\x042\xe5\x13\n" +
+	"\fFleetService\x12\x88\x03\n" +
+	"\x10ListAllInstances\x12$.koophone.v1.ListAllInstancesRequest\x1a%.koophone.v1.ListAllInstancesResponse\"\xa4\x02\x92A\xfa\x01:\x14application/x-ndjson:\x11text/event-streamJ\xce\x01\n" +
+	"\x03200\x12\xc6\x01\n" +
+	"\x96\x01One ListAllInstancesStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12+\n" +
+	")\x1a'.koophone.v1.ListAllInstancesStreamLine\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/fleet/instances/list\x90\x02\x010\x01\x12\xe6\x02\n" +
+	"\x0fRunFleetCommand\x12#.koophone.v1.RunFleetCommandRequest\x1a\x17.koophone.v1.FleetEvent\"\x92\x02\x92A\xee\x01:\x14application/x-ndjson:\x11text/event-streamJ\xc2\x01\n" +
+	"\x03200\x12\xba\x01\n" +
+	"\x90\x01One FleetEventStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12%\n" +
+	"#\x1a!.koophone.v1.FleetEventStreamLine\x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/fleet/command/run0\x01\x12\xd6\x02\n" +
 	"\n" +
-	"ResetFleet\x12\x1e.koophone.v1.ResetFleetRequest\x1a\x17.koophone.v1.FleetEvent\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/fleet/reset0\x01\x12f\n" +
-	"\vRebootFleet\x12\x1f.koophone.v1.RebootFleetRequest\x1a\x17.koophone.v1.FleetEvent\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/fleet/reboot0\x01\x12f\n" +
-	"\vBackupFleet\x12\x1f.koophone.v1.BackupFleetRequest\x1a\x17.koophone.v1.FleetEvent\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/fleet/backup0\x01\x12w\n" +
-	"\x11InstallAppOnFleet\x12%.koophone.v1.InstallAppOnFleetRequest\x1a\x17.koophone.v1.FleetEvent\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/fleet/app/install0\x01\x12l\n" +
-	"\rListFleetApps\x12!.koophone.v1.ListFleetAppsRequest\x1a\x17.koophone.v1.FleetEvent\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/fleet/app-list0\x01BLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
+	"ResetFleet\x12\x1e.koophone.v1.ResetFleetRequest\x1a\x17.koophone.v1.FleetEvent\"\x8c\x02\x92A\xee\x01:\x14application/x-ndjson:\x11text/event-streamJ\xc2\x01\n" +
+	"\x03200\x12\xba\x01\n" +
+	"\x90\x01One FleetEventStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12%\n" +
+	"#\x1a!.koophone.v1.FleetEventStreamLine\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/fleet/reset0\x01\x12\xd9\x02\n" +
+	"\vRebootFleet\x12\x1f.koophone.v1.RebootFleetRequest\x1a\x17.koophone.v1.FleetEvent\"\x8d\x02\x92A\xee\x01:\x14application/x-ndjson:\x11text/event-streamJ\xc2\x01\n" +
+	"\x03200\x12\xba\x01\n" +
+	"\x90\x01One FleetEventStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12%\n" +
+	"#\x1a!.koophone.v1.FleetEventStreamLine\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/fleet/reboot0\x01\x12\xd9\x02\n" +
+	"\vBackupFleet\x12\x1f.koophone.v1.BackupFleetRequest\x1a\x17.koophone.v1.FleetEvent\"\x8d\x02\x92A\xee\x01:\x14application/x-ndjson:\x11text/event-streamJ\xc2\x01\n" +
+	"\x03200\x12\xba\x01\n" +
+	"\x90\x01One FleetEventStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12%\n" +
+	"#\x1a!.koophone.v1.FleetEventStreamLine\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/fleet/backup0\x01\x12\xea\x02\n" +
+	"\x11InstallAppOnFleet\x12%.koophone.v1.InstallAppOnFleetRequest\x1a\x17.koophone.v1.FleetEvent\"\x92\x02\x92A\xee\x01:\x14application/x-ndjson:\x11text/event-streamJ\xc2\x01\n" +
+	"\x03200\x12\xba\x01\n" +
+	"\x90\x01One FleetEventStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12%\n" +
+	"#\x1a!.koophone.v1.FleetEventStreamLine\x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/fleet/app/install0\x01\x12\xe2\x02\n" +
+	"\rListFleetApps\x12!.koophone.v1.ListFleetAppsRequest\x1a\x17.koophone.v1.FleetEvent\"\x92\x02\x92A\xee\x01:\x14application/x-ndjson:\x11text/event-streamJ\xc2\x01\n" +
+	"\x03200\x12\xba\x01\n" +
+	"\x90\x01One FleetEventStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12%\n" +
+	"#\x1a!.koophone.v1.FleetEventStreamLine\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/fleet/app-list\x90\x02\x010\x01B\xc4\x01\n" +
+	"\x17com.koophone.gateway.v1B\x11FleetServiceProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
 	file_koophone_v1_fleet_service_proto_rawDescOnce sync.Once

@@ -8,6 +8,7 @@ package koophonev1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -3298,7 +3299,7 @@ var File_koophone_v1_instance_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\n" +
-	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\x1a\x1dkoophone/v1/newer_enums.proto\"\x9f\x02\n" +
+	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\x1a\x1dkoophone/v1/newer_enums.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x9f\x02\n" +
 	"\x12SyncCommandRequest\x12\xbf\x01\n" +
 	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
 	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x12G\n" +
@@ -3539,29 +3540,42 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\bprogress\x18\x02 \x01(\v2!.koophone.v1.ShowProgressResponseH\x00R\bprogress\x12?\n" +
 	"\asession\x18\x03 \x01(\v2#.koophone.v1.GetDeviceTokenResponseH\x00R\asession\x12\x1a\n" +
 	"\bassigned\x18\x04 \x01(\bR\bassignedB\x06\n" +
-	"\x04step2\x9d\x15\n" +
+	"\x04step2\x9e\x1d\n" +
 	"\x0fInstanceService\x12w\n" +
 	"\vSyncCommand\x12\x1f.koophone.v1.SyncCommandRequest\x1a .koophone.v1.SyncCommandResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/instances/sync-command\x12{\n" +
-	"\fAsyncCommand\x12 .koophone.v1.AsyncCommandRequest\x1a!.koophone.v1.AsyncCommandResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/instances/async-command\x12k\n" +
-	"\aGetTask\x12\x1b.koophone.v1.GetTaskRequest\x1a\x1c.koophone.v1.GetTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/instances/tasks/{task_id}\x12\x81\x01\n" +
-	"\x0eSetVideoConfig\x12\".koophone.v1.SetVideoConfigRequest\x1a#.koophone.v1.SetVideoConfigResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\x1a\x1b/v1/instances/video-setting\x12\x8c\x01\n" +
-	"\x10BatchQueryStatus\x12$.koophone.v1.BatchQueryStatusRequest\x1a%.koophone.v1.BatchQueryStatusResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/instances/batch-query-status\x12s\n" +
+	"\fAsyncCommand\x12 .koophone.v1.AsyncCommandRequest\x1a!.koophone.v1.AsyncCommandResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/instances/async-command\x12n\n" +
+	"\aGetTask\x12\x1b.koophone.v1.GetTaskRequest\x1a\x1c.koophone.v1.GetTaskResponse\"(\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/instances/tasks/{task_id}\x90\x02\x01\x12\x84\x01\n" +
+	"\x0eSetVideoConfig\x12\".koophone.v1.SetVideoConfigRequest\x1a#.koophone.v1.SetVideoConfigResponse\")\x82\xd3\xe4\x93\x02 :\x01*\x1a\x1b/v1/instances/video-setting\x90\x02\x02\x12\x8f\x01\n" +
+	"\x10BatchQueryStatus\x12$.koophone.v1.BatchQueryStatusRequest\x1a%.koophone.v1.BatchQueryStatusResponse\".\x82\xd3\xe4\x93\x02%:\x01*\" /v1/instances/batch-query-status\x90\x02\x01\x12s\n" +
 	"\n" +
 	"BatchReset\x12\x1e.koophone.v1.BatchResetRequest\x1a\x1f.koophone.v1.BatchResetResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/instances/batch-reset\x12\x83\x01\n" +
 	"\x0eGetDeviceToken\x12\".koophone.v1.GetDeviceTokenRequest\x1a#.koophone.v1.GetDeviceTokenResponse\"(\x82\xd3\xe4\x93\x02\"\" /v1/instances/{instance_id}/auth\x12z\n" +
 	"\x0eAssignInstance\x12\".koophone.v1.AssignInstanceRequest\x1a#.koophone.v1.AssignInstanceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/instances/assign\x12\x82\x01\n" +
-	"\x10UnassignInstance\x12$.koophone.v1.UnassignInstanceRequest\x1a%.koophone.v1.UnassignInstanceResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/instances/unassign\x12y\n" +
-	"\rListInstances\x12!.koophone.v1.ListInstancesRequest\x1a\".koophone.v1.ListInstancesResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/instances/batch-query\x12\x89\x01\n" +
+	"\x10UnassignInstance\x12$.koophone.v1.UnassignInstanceRequest\x1a%.koophone.v1.UnassignInstanceResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/instances/unassign\x12|\n" +
+	"\rListInstances\x12!.koophone.v1.ListInstancesRequest\x1a\".koophone.v1.ListInstancesResponse\"$\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/instances/batch-query\x90\x02\x01\x12\x89\x01\n" +
 	"\x13BatchRebootInstance\x12'.koophone.v1.BatchRebootInstanceRequest\x1a(.koophone.v1.BatchRebootInstanceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/instances/reboot\x12\x90\x01\n" +
-	"\x15BatchPrepareInstances\x12).koophone.v1.BatchPrepareInstancesRequest\x1a*.koophone.v1.BatchPrepareInstancesResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/instances/prepare\x12~\n" +
-	"\fShowProgress\x12 .koophone.v1.ShowProgressRequest\x1a!.koophone.v1.ShowProgressResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/instances/prepare-progress\x12\x8c\x01\n" +
+	"\x15BatchPrepareInstances\x12).koophone.v1.BatchPrepareInstancesRequest\x1a*.koophone.v1.BatchPrepareInstancesResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/instances/prepare\x12\x81\x01\n" +
+	"\fShowProgress\x12 .koophone.v1.ShowProgressRequest\x1a!.koophone.v1.ShowProgressResponse\",\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/instances/prepare-progress\x90\x02\x01\x12\x8c\x01\n" +
 	"\x14BatchBackupInstances\x12(.koophone.v1.BatchBackupInstancesRequest\x1a).koophone.v1.BatchBackupInstancesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/instances/backup\x12\x9a\x01\n" +
 	"\x16StopInstancesStreaming\x12*.koophone.v1.StopInstancesStreamingRequest\x1a+.koophone.v1.StopInstancesStreamingResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/instances/streaming/stop\x12\x9e\x01\n" +
-	"\x17ReleaseInstancesSession\x12+.koophone.v1.ReleaseInstancesSessionRequest\x1a,.koophone.v1.ReleaseInstancesSessionResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/instances/session/release\x12y\n" +
-	"\tWatchTask\x12\x1d.koophone.v1.WatchTaskRequest\x1a\x1e.koophone.v1.WatchTaskResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/instances/tasks/{task_id}/watch0\x01\x12\x9e\x01\n" +
-	"\x14WatchPrepareProgress\x12(.koophone.v1.WatchPrepareProgressRequest\x1a).koophone.v1.WatchPrepareProgressResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/instances/prepare-progress/watch0\x01\x12\x8a\x01\n" +
-	"\x0fRunAsyncCommand\x12#.koophone.v1.RunAsyncCommandRequest\x1a$.koophone.v1.RunAsyncCommandResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/instances/async-command/run0\x01\x12\x87\x01\n" +
-	"\vOpenSession\x12\x1f.koophone.v1.OpenSessionRequest\x1a .koophone.v1.OpenSessionResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/instances/{instance_id}/open-session0\x01BLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
+	"\x17ReleaseInstancesSession\x12+.koophone.v1.ReleaseInstancesSessionRequest\x1a,.koophone.v1.ReleaseInstancesSessionResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/instances/session/release\x12\xed\x02\n" +
+	"\tWatchTask\x12\x1d.koophone.v1.WatchTaskRequest\x1a\x1e.koophone.v1.WatchTaskResponse\"\x9e\x02\x92A\xec\x01:\x14application/x-ndjson:\x11text/event-streamJ\xc0\x01\n" +
+	"\x03200\x12\xb8\x01\n" +
+	"\x8f\x01One WatchTaskStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12$\n" +
+	"\"\x1a .koophone.v1.WatchTaskStreamLine\x82\xd3\xe4\x93\x02%\x12#/v1/instances/tasks/{task_id}/watch\x90\x02\x010\x01\x12\xa8\x03\n" +
+	"\x14WatchPrepareProgress\x12(.koophone.v1.WatchPrepareProgressRequest\x1a).koophone.v1.WatchPrepareProgressResponse\"\xb8\x02\x92A\x82\x02:\x14application/x-ndjson:\x11text/event-streamJ\xd6\x01\n" +
+	"\x03200\x12\xce\x01\n" +
+	"\x9a\x01One WatchPrepareProgressStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12/\n" +
+	"-\x1a+.koophone.v1.WatchPrepareProgressStreamLine\x82\xd3\xe4\x93\x02):\x01*\"$/v1/instances/prepare-progress/watch\x90\x02\x010\x01\x12\x87\x03\n" +
+	"\x0fRunAsyncCommand\x12#.koophone.v1.RunAsyncCommandRequest\x1a$.koophone.v1.RunAsyncCommandResponse\"\xa6\x02\x92A\xf8\x01:\x14application/x-ndjson:\x11text/event-streamJ\xcc\x01\n" +
+	"\x03200\x12\xc4\x01\n" +
+	"\x95\x01One RunAsyncCommandStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12*\n" +
+	"(\x1a&.koophone.v1.RunAsyncCommandStreamLine\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/instances/async-command/run0\x01\x12\xfc\x02\n" +
+	"\vOpenSession\x12\x1f.koophone.v1.OpenSessionRequest\x1a .koophone.v1.OpenSessionResponse\"\xa7\x02\x92A\xf0\x01:\x14application/x-ndjson:\x11text/event-streamJ\xc4\x01\n" +
+	"\x03200\x12\xbc\x01\n" +
+	"\x91\x01One OpenSessionStreamLine per message: a line of newline-delimited JSON, or an SSE event (event: result or error) with Accept: text/event-stream.\x12&\n" +
+	"$\x1a\".koophone.v1.OpenSessionStreamLine\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/instances/{instance_id}/open-session0\x01B\xc7\x01\n" +
+	"\x17com.koophone.gateway.v1B\x14InstanceServiceProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
 	file_koophone_v1_instance_service_proto_rawDescOnce sync.Once

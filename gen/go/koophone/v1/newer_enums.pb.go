@@ -145,7 +145,8 @@ const file_koophone_v1_newer_enums_proto_rawDesc = "" +
 	"\x1dCUSTOM_IMAGE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CUSTOM_IMAGE_TYPE_SYSTEM\x10\x01\x12\x1c\n" +
 	"\x18CUSTOM_IMAGE_TYPE_CUSTOM\x10\x02\x12\x1d\n" +
-	"\x19CUSTOM_IMAGE_TYPE_PRIVATE\x10\x03BLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
+	"\x19CUSTOM_IMAGE_TYPE_PRIVATE\x10\x03B\xc2\x01\n" +
+	"\x17com.koophone.gateway.v1B\x0fNewerEnumsProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
 	file_koophone_v1_newer_enums_proto_rawDescOnce sync.Once

@@ -1248,11 +1248,12 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"PeriodType\x12\x1b\n" +
 	"\x17PERIOD_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PERIOD_TYPE_MONTH\x10\x02\x12\x14\n" +
-	"\x10PERIOD_TYPE_YEAR\x10\x032\xf6\x02\n" +
-	"\fOrderService\x12n\n" +
-	"\fBatchShowSku\x12 .koophone.v1.BatchShowSkuRequest\x1a!.koophone.v1.BatchShowSkuResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/instances/sku\x12z\n" +
+	"\x10PERIOD_TYPE_YEAR\x10\x032\xf9\x02\n" +
+	"\fOrderService\x12q\n" +
+	"\fBatchShowSku\x12 .koophone.v1.BatchShowSkuRequest\x1a!.koophone.v1.BatchShowSkuResponse\"\x1c\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/instances/sku\x90\x02\x01\x12z\n" +
 	"\x0eCreateInstance\x12\".koophone.v1.CreateInstanceRequest\x1a#.koophone.v1.CreateInstanceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/instances/create\x12z\n" +
-	"\x0eDeleteInstance\x12\".koophone.v1.DeleteInstanceRequest\x1a#.koophone.v1.DeleteInstanceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/instances/deleteBLZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1b\x06proto3"
+	"\x0eDeleteInstance\x12\".koophone.v1.DeleteInstanceRequest\x1a#.koophone.v1.DeleteInstanceResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/instances/deleteB\xc4\x01\n" +
+	"\x17com.koophone.gateway.v1B\x11OrderServiceProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
 	file_koophone_v1_order_service_proto_rawDescOnce sync.Once

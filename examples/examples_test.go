@@ -1,0 +1,91 @@
+// Package examples runs the Node, Python and curl examples against a gateway started on the embedded simulator and
+// checks what they print. `make test` installs what they need (test-deps, npm-deps) and generates clients/ first.
+package examples
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/server/servertest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// common are the lines every example prints, in this order (other lines may come between them). Only the end of
+// a watch is asserted: whether a "running" message comes first depends on how soon the watch starts.
+var common = []string{
+	`^list: 20 phones; this page: \w+, \w+, \w+, \w+, \w+$`,
+	`^sync: \w+ JOB_STATUS_SUCCEEDED "KooPhone"$`,
+	`^async: task [0-9a-f]+$`,
+	`^watch: running=0 succeeded=1 failed=0 terminal=true$`,
+	`^error: (PERMISSION_DENIED|HTTP 403) reason=KOOPHONE\.API\.1001 domain=koophone\.myhuaweicloud\.com operation=SyncCommand$`,
+	`^bad request: (INVALID_ARGUMENT|HTTP 400) command \(command\.charset\): may hold only letters`,
+	`^session: prepared \w+ PREPARE_STATUS_\w+ assigned=true$`,
+	`^session: progress PROGRESS_STATUS_READY waiting=0$`,
+	`^session: ready signalling=\S+ ice_servers=\d+ device_token=\(\d+ characters, not shown\)$`,
+}
+
+func TestExamples(t *testing.T) {
+	if _, err := os.Stat("../clients/koophone.binpb"); err != nil {
+		t.Fatalf("clients/ not generated (%v): run `make clients` (make test does)", err)
+	}
+	srv := servertest.Start(t, servertest.Fast...)
+	cases := []struct {
+		name  string
+		cmd   []string
+		extra []string // lines only this example prints, checked in order after the common ones' positions
+	}{
+		{"node", []string{"node", "node/example.js", srv.GRPCAddr()}, []string{`^session: end OK$`}},
+		{"python", []string{"/usr/bin/python3", "python/example.py", srv.GRPCAddr()}, []string{`^session: end OK$`}},
+		{"curl", []string{"bash", "curl.sh", "http://" + srv.HTTPAddr()}, []string{
+			`^watch: content-type application/x-ndjson$`,
+			`^bad body: HTTP 400 instance_idz \(body\.unknown_field\): no such field in this request request_id=\S+$`,
+			`^bad query: HTTP 400 query\.page_sise \(query\.unknown_parameter\): `,
+			`^wrong verb: HTTP 405 Allow: POST$`,
+			`^session: end \(content-type text/event-stream\)$`,
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each example opens its session on a phone of its own
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, c.cmd[0], c.cmd[1:]...).CombinedOutput()
+			t.Logf("%s output:\n%s", c.name, out)
+			if err != nil {
+				t.Fatalf("%s: %v", strings.Join(c.cmd, " "), err)
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			expectInOrder(t, lines, common)
+			expectInOrder(t, lines, c.extra)
+		})
+	}
+}
+
+// expectInOrder fails unless each pattern matches a line, after the line the previous pattern matched.
+func expectInOrder(t *testing.T, lines, patterns []string) {
+	t.Helper()
+	at := 0
+	for _, p := range patterns {
+		re := regexp.MustCompile(p)
+		found := false
+		for at < len(lines) {
+			at++
+			if re.MatchString(lines[at-1]) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no line matching %q (in order)", p)
+			return
+		}
+	}
+}

@@ -1,0 +1,143 @@
+package rest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// ndjsonMarshaler is the mirror's JSON for single answers and newline-delimited JSON for streams: grpc-gateway asks
+// a marshaler for StreamContentType before the first stream message, and writes Delimiter after each.
+type ndjsonMarshaler struct{ runtime.Marshaler }
+
+func (m *ndjsonMarshaler) StreamContentType(any) string { return MIMENDJSON }
+func (m *ndjsonMarshaler) Delimiter() []byte            { return []byte("\n") }
+
+// Marshal wraps a bare google.rpc.Status (what grpc-gateway's error handlers marshal) as {"error": status}, the
+// one error shape of every REST answer and stream.
+func (m *ndjsonMarshaler) Marshal(v any) ([]byte, error) { return m.Marshaler.Marshal(wrapStatus(v)) }
+
+func (m *ndjsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
+	return newBodyDecoder(m.Marshaler, r)
+}
+
+// sseMarshaler frames each stream message as a Server-Sent Event ("event: result" or "event: error", the JSON in
+// "data:"); single answers stay plain JSON. Chosen when the request says Accept: text/event-stream.
+type sseMarshaler struct{ runtime.Marshaler }
+
+func (m *sseMarshaler) StreamContentType(any) string { return MIMESSE }
+
+// Delimiter ends an event: grpc-gateway writes it after each marshalled message.
+func (m *sseMarshaler) Delimiter() []byte { return []byte("\n\n") }
+
+func (m *sseMarshaler) ContentType(v any) string {
+	if _, ok := streamChunk(v); ok {
+		return MIMESSE
+	}
+	return m.Marshaler.ContentType(v)
+}
+
+func (m *sseMarshaler) Marshal(v any) ([]byte, error) {
+	event, ok := streamChunk(v)
+	if !ok {
+		return m.Marshaler.Marshal(wrapStatus(v))
+	}
+	data, err := m.Marshaler.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	// JSON from the marshaler may span lines; each line of an event's data needs its own "data:" prefix.
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "event: %s\n", event)
+	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		b.WriteString("data: ")
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+func (m *sseMarshaler) NewDecoder(r io.Reader) runtime.Decoder { return newBodyDecoder(m.Marshaler, r) }
+
+// streamChunk tells whether v is one of grpc-gateway's stream chunks ({"result": …} or {"error": …}) and which.
+func streamChunk(v any) (string, bool) {
+	switch c := v.(type) {
+	case map[string]any:
+		if _, ok := c["result"]; ok && len(c) == 1 {
+			return "result", true
+		}
+	case map[string]proto.Message:
+		if _, ok := c["error"]; ok && len(c) == 1 {
+			return "error", true
+		}
+	}
+	return "", false
+}
+
+func wrapStatus(v any) any {
+	if st, ok := v.(*status.Status); ok {
+		return map[string]proto.Message{"error": st}
+	}
+	return v
+}
+
+// bodyDecoder reads a request body as the mirror's JSON and turns a failure into a fieldError that names the field
+// and says what is wrong in plain words, instead of the decoder's Go-flavoured message.
+type bodyDecoder struct {
+	base runtime.Marshaler
+	dec  *json.Decoder
+}
+
+func newBodyDecoder(base runtime.Marshaler, r io.Reader) runtime.Decoder {
+	return &bodyDecoder{base: base, dec: json.NewDecoder(r)}
+}
+
+func (d *bodyDecoder) Decode(v any) error {
+	var raw json.RawMessage
+	if err := d.dec.Decode(&raw); err != nil {
+		if errors.Is(err, io.EOF) {
+			return err // an empty body: grpc-gateway treats it as an empty request
+		}
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return bodyError("", "body.too_large", fmt.Sprintf("the body is larger than %d bytes", tooBig.Limit))
+		}
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			return bodyError("", "body.syntax", fmt.Sprintf("not valid JSON (at byte %d)", syntax.Offset))
+		}
+		return bodyError("", "body.syntax", "not valid JSON (the body ended early)")
+	}
+	if err := d.base.Unmarshal(raw, v); err != nil {
+		return describeUnmarshalError(err)
+	}
+	return nil
+}
+
+var (
+	unknownFieldRe = regexp.MustCompile(`unknown field "([^"]+)"`)
+	invalidValueRe = regexp.MustCompile(`invalid value for (\w+) (?:field|type:?) ?(\S*?):? `)
+	linePosRe      = regexp.MustCompile(`\(line \d+:\d+\): ?`)
+)
+
+// describeUnmarshalError rewords protojson's errors ("proto: (line 1:45): unknown field \"bogus\"").
+func describeUnmarshalError(err error) error {
+	msg := err.Error()
+	if m := unknownFieldRe.FindStringSubmatch(msg); m != nil {
+		return bodyError(m[1], "body.unknown_field", "no such field in this request")
+	}
+	if m := invalidValueRe.FindStringSubmatch(msg); m != nil {
+		return bodyError(m[2], "body.type", "must be a JSON value of type "+m[1])
+	}
+	msg = strings.TrimPrefix(linePosRe.ReplaceAllString(msg, ""), "proto: ")
+	return bodyError("", "body.invalid", msg)
+}

@@ -1,0 +1,161 @@
+package rest
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
+)
+
+// route is one google.api.http binding: a path template split into segments ("{x}" matches any one segment).
+type route struct {
+	method   string
+	segments []string
+	body     string // the binding's body field: "*" means every field comes from the body or the path
+}
+
+// routeTable knows every REST binding of the koophone.v1 services, read from the contract's google.api.http
+// options, so a 405 can say which methods the path allows (grpc-gateway's mux does not expose its routes).
+type routeTable struct {
+	routes []route
+	mux    *runtime.ServeMux // the mux the table's middleware runs in, for its marshalers and error handling
+}
+
+func newRouteTable() *routeTable {
+	t := &routeTable{}
+	pkg := pb.File_koophone_v1_instance_service_proto.Package()
+	protoregistry.GlobalFiles.RangeFilesByPackage(pkg, func(fd protoreflect.FileDescriptor) bool {
+		for i := 0; i < fd.Services().Len(); i++ {
+			methods := fd.Services().Get(i).Methods()
+			for j := 0; j < methods.Len(); j++ {
+				rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
+				t.add(rule)
+			}
+		}
+		return true
+	})
+	return t
+}
+
+func (t *routeTable) add(rule *annotations.HttpRule) {
+	if rule == nil {
+		return
+	}
+	method, path := "", ""
+	switch p := rule.GetPattern().(type) {
+	case *annotations.HttpRule_Get:
+		method, path = http.MethodGet, p.Get
+	case *annotations.HttpRule_Post:
+		method, path = http.MethodPost, p.Post
+	case *annotations.HttpRule_Put:
+		method, path = http.MethodPut, p.Put
+	case *annotations.HttpRule_Delete:
+		method, path = http.MethodDelete, p.Delete
+	case *annotations.HttpRule_Patch:
+		method, path = http.MethodPatch, p.Patch
+	}
+	if method != "" {
+		t.routes = append(t.routes, route{method: method, segments: strings.Split(strings.Trim(path, "/"), "/"), body: rule.GetBody()})
+	}
+	for _, extra := range rule.GetAdditionalBindings() {
+		t.add(extra)
+	}
+}
+
+// allowed lists the methods bound to path, sorted.
+func (t *routeTable) allowed(path string) []string {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range t.routes {
+		if matches(r.segments, segs) && !seen[r.method] {
+			seen[r.method] = true
+			out = append(out, r.method)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// rejectQueryOnBodyRoutes refuses query parameters on operations whose request comes whole from the body
+// (body: "*"): grpc-gateway does not read the query there, so a parameter would be silently ignored.
+func (t *routeTable) rejectQueryOnBodyRoutes(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
+		if r.URL.RawQuery != "" && t.wholeBody(r.Method, r.URL.Path) {
+			params := make([]string, 0, len(r.URL.Query()))
+			for k := range r.URL.Query() {
+				params = append(params, k)
+			}
+			sort.Strings(params)
+			name := strings.Join(params, ",")
+			if name == "" {
+				name = r.URL.RawQuery
+			}
+			err := queryError(name, "query.unknown_parameter", "this operation takes no query parameters: send every field in the JSON body")
+			_, outbound := runtime.MarshalerForRequest(t.mux, r)
+			errorHandler(r.Context(), t.mux, outbound, w, r, status.Error(codes.InvalidArgument, err.Error()))
+			return
+		}
+		next(w, r, pathParams)
+	}
+}
+
+func (t *routeTable) wholeBody(method, path string) bool {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for _, r := range t.routes {
+		if r.method == method && r.body == "*" && matches(r.segments, segs) {
+			return true
+		}
+	}
+	return false
+}
+
+func matches(template, segs []string) bool {
+	if len(template) != len(segs) {
+		return false
+	}
+	for i, s := range template {
+		if !(strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}")) && s != segs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// routingErrorHandler answers a path no operation has with 404 and a known path with the wrong verb with 405 and
+// an Allow header, both as {"error": status} with the gateway's ErrorInfo.
+func (t *routeTable) routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	var st *status.Status
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		allow := t.allowed(r.URL.Path)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		st = status.Newf(codes.Unimplemented, "method %s not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))
+		st = withInfo(st, pb.ErrorReason_HTTP_METHOD_NOT_ALLOWED, map[string]string{"allow": strings.Join(allow, ", ")})
+		errorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: st.Err()})
+		return
+	case http.StatusNotFound:
+		st = withInfo(status.Newf(codes.NotFound, "no operation at %s", r.URL.Path), pb.ErrorReason_HTTP_PATH_NOT_FOUND, nil)
+	default:
+		st = status.New(codes.InvalidArgument, http.StatusText(httpStatus))
+	}
+	errorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+func withInfo(st *status.Status, reason pb.ErrorReason, md map[string]string) *status.Status {
+	if withD, err := st.WithDetails(errcat.Info(reason, md)); err == nil {
+		return withD
+	}
+	return st
+}
