@@ -61,9 +61,10 @@ func (s *Server) probe(ctx context.Context) {
 				s.setServing(false)
 			}
 			s.log.Error("KooPhone refuses the gateway's credential: NOT_SERVING", "err", err)
-		case ue != nil && ue.Kind == upstream.KindCircuitOpen:
-			// KooPhone itself is failing, for every replica alike: taking this one out of the load balancer
-			// would only turn fast UNAVAILABLE answers into connection errors. /readyz shows the breaker.
+		case ue != nil && (ue.Kind == upstream.KindCircuitOpen || ue.Kind == upstream.KindRateLimited):
+			// KooPhone itself is failing (or this replica is at its rate limit), for every replica alike: taking
+			// this one out of the load balancer would only turn fast, explained answers into connection errors.
+			// /readyz shows the breaker.
 		case ready:
 			failures++
 			s.log.Warn("readiness probe failed", "err", err, "failures", failures)

@@ -54,6 +54,7 @@ func TestMetricsScrape(t *testing.T) {
 		_, _ = w.Recv()
 	}
 
+	scrape(t, "http://"+e.srv.HTTPAddr()+"/metrics")
 	body := scrape(t, "http://"+e.srv.HTTPAddr()+"/metrics")
 	for _, want := range []string{
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="ListInstances",grpc_service="koophone.v1.InstanceService",grpc_type="unary"}`,
@@ -75,6 +76,7 @@ func TestMetricsScrape(t *testing.T) {
 		`koophone_watch_polls_total{hub="task"}`,
 		`koophone_watch_poll_errors_total{hub="task"}`,
 		`koophone_watch_conflated_total{hub="task"}`,
+		`koophone_http_requests_total{code="200",method="GET",route="GET /metrics"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(body, want) {

@@ -41,10 +41,11 @@ func (t *Telemetry) HTTPMiddleware(next http.Handler) http.Handler {
 		route := new(string)
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		start := time.Now()
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), routeKey{}, route)))
+		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, route))
+		next.ServeHTTP(rec, r)
 		name := *route
 		if name == "" {
-			name = r.Pattern // a route of the server's own mux (health, metrics)
+			name = r.Pattern // a route of the server's own mux (health, metrics), which it sets on r
 		}
 		if name == "" || name == "/" {
 			name = "unmatched"

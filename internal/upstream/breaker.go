@@ -86,6 +86,12 @@ func (b *breaker) state() string {
 	return breakerState(b.cb.State())
 }
 
+// openError is the refusal of an open breaker.
+func (b *breaker) openError() *Error {
+	return &Error{Kind: KindCircuitOpen, RetryAfter: b.openFor,
+		Message: "KooPhone is failing: the circuit breaker is open, nothing was sent"}
+}
+
 // allow asks to send one attempt; done reports its outcome. A refusal is a KindCircuitOpen error.
 func (b *breaker) allow() (done func(r *attemptResult, ctx context.Context), e *Error) {
 	if b == nil {
@@ -93,8 +99,7 @@ func (b *breaker) allow() (done func(r *attemptResult, ctx context.Context), e *
 	}
 	d, err := b.cb.Allow()
 	if err != nil {
-		return nil, &Error{Kind: KindCircuitOpen, RetryAfter: b.openFor,
-			Message: "KooPhone is failing: the circuit breaker is open, nothing was sent"}
+		return nil, b.openError()
 	}
 	return func(r *attemptResult, ctx context.Context) { d(breakerVerdict(r, ctx)) }, nil
 }

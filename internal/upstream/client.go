@@ -243,11 +243,10 @@ func (c *Client) guardedAttempt(ctx context.Context, cl call, target, id string,
 		c.obs.Attempt(cl.op, resultClass(e), 0, n, 0)
 		return attemptResult{err: e, notSent: true}
 	}
-	if c.breaker.state() == BreakerOpen { // checked first, so an open breaker never waits for the limiter
-		_, e := c.breaker.allow()
-		if e != nil {
-			return refused(e)
-		}
+	// Checked first, so an open breaker never waits for the limiter. (Only a look: a half-open breaker's probe
+	// slot is taken by allow below, whose done is always called.)
+	if c.breaker.state() == BreakerOpen {
+		return refused(c.breaker.openError())
 	}
 	start := c.clock.Now()
 	if err := c.limiter.Wait(ctx, !cl.read); err != nil {
