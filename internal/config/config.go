@@ -50,6 +50,9 @@ type Config struct {
 	WatchFirstInterval time.Duration
 	WatchMaxInterval   time.Duration
 	WatchTerminalTTL   time.Duration
+
+	// Operators.
+	PprofAddr string // loopback address of /debug/pprof; empty = off
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -125,6 +128,7 @@ func (c *Config) settings() []setting {
 		{flag: "watch-first-interval", env: "KOOPHONE_WATCH_FIRST_INTERVAL", def: "500ms", help: "streams: first upstream poll interval, and the interval after a change", set: dur(&c.WatchFirstInterval)},
 		{flag: "watch-max-interval", env: "KOOPHONE_WATCH_MAX_INTERVAL", def: "10s", help: "streams: longest poll interval while nothing changes", set: dur(&c.WatchMaxInterval)},
 		{flag: "watch-terminal-ttl", env: "KOOPHONE_WATCH_TERMINAL_TTL", def: "1m", help: "streams: how long a finished task's last state is served without polling", set: dur(&c.WatchTerminalTTL)},
+		{flag: "pprof-addr", env: "KOOPHONE_PPROF_ADDR", help: "serve /debug/pprof on this loopback address, e.g. 127.0.0.1:6060; empty (default) = off", set: str(&c.PprofAddr)},
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/pprofserver"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
@@ -48,6 +49,7 @@ type Server struct {
 	health   *healthService
 	gwConn   *grpc.ClientConn
 	http     *http.Server
+	pprof    *pprofserver.Server // nil unless --pprof-addr
 
 	grpcAddr, httpAddr string
 	stopProbe          context.CancelFunc
@@ -156,6 +158,13 @@ func (s *Server) start(ctx context.Context) error {
 	// No WriteTimeout: it would cut long watch streams; each stream is bounded by its caller and by shutdown.
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	s.serve("http", func() error { return s.http.Serve(httpLis) })
+
+	if cfg.PprofAddr != "" {
+		if s.pprof, err = pprofserver.Start(cfg.PprofAddr); err != nil {
+			return err
+		}
+		log.Warn("serving /debug/pprof for operators", "addr", s.pprof.Addr())
+	}
 
 	probeCtx, cancel := context.WithCancel(context.Background())
 	s.stopProbe = cancel
@@ -305,6 +314,9 @@ func (s *Server) closeAll() {
 	}
 	if s.services != nil {
 		s.services.Close()
+	}
+	if s.pprof != nil {
+		_ = s.pprof.Close()
 	}
 	if s.up != nil {
 		s.up.Close()
