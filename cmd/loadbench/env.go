@@ -73,13 +73,15 @@ func (s *simulator) login() (string, error) {
 // calls returns the simulator's request counters per operation.
 func (s *simulator) calls() (map[string]int64, error) {
 	var m map[string]int64
-	return m, getJSON(s.url+"/_sim/calls", &m)
+	err := getJSON(s.url+"/_sim/calls", &m)
+	return m, err
 }
 
 // connsOpened is how many TCP connections clients have opened to the simulator.
 func (s *simulator) connsOpened() (int64, error) {
 	var m map[string]int64
-	return m["opened"], getJSON(s.url+"/_sim/connections", &m)
+	err := getJSON(s.url+"/_sim/connections", &m)
+	return m["opened"], err
 }
 
 // setFaults replaces the simulator's faults with the JSON list.

@@ -50,7 +50,8 @@ type options struct {
 	jobDuration time.Duration
 	pollWindow  time.Duration
 
-	skip map[string]bool
+	skip       map[string]bool
+	profileDir string
 }
 
 func main() {
@@ -101,6 +102,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.jobDuration, "job-duration", 2*time.Minute, "how long the watched tasks run (must outlast opening the watchers and the poll window)")
 	fs.DurationVar(&o.pollWindow, "poll-window", 20*time.Second, "how long upstream polls are counted while the watchers idle")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch")
+	fs.StringVar(&o.profileDir, "profile", "", "instead of benchmarking, save CPU profiles (gRPC, REST) and allocations of a saturated gateway in this directory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -162,41 +164,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
-	logf("process logs in %s", o.logDir)
-	var callOpts []grpc.CallOption
-	if len(o.header) > 0 {
-		md := metadata.MD{}
-		for k, vs := range o.header {
-			md.Append(strings.ToLower(k), vs...)
-		}
-		callOpts = append(callOpts, perRPCMetadata(md))
+	if o.profileDir != "" {
+		return profile(ctx, o, o.profileDir)
 	}
-
-	s, err := startSim(ctx, o)
+	rep, err := execute(ctx, o)
 	if err != nil {
 		return err
-	}
-	defer s.stop()
-	rep := &report{opts: o}
-
-	if !o.skip["unary"] || !o.skip["slow"] {
-		if err := unaryAndSlow(ctx, o, s, rep, callOpts); err != nil {
-			return err
-		}
-	}
-	if !o.skip["watch"] {
-		for _, n := range o.watchers {
-			g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-watch-%d", n))
-			if err != nil {
-				return err
-			}
-			w, err := watchers(ctx, o, s, g, n, callOpts)
-			g.stop()
-			if err != nil {
-				return fmt.Errorf("%d watchers: %w", n, err)
-			}
-			rep.watch = append(rep.watch, w)
-		}
 	}
 	md := rep.markdown()
 	fmt.Fprint(out, md)
@@ -204,6 +177,46 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return os.WriteFile(o.out, []byte(md), 0o644)
 	}
 	return nil
+}
+
+// execute runs every phase not skipped and returns the measurements.
+func execute(ctx context.Context, o *options) (*report, error) {
+	var err error
+	if o.logDir == "" {
+		if o.logDir, err = os.MkdirTemp("", "loadbench-"); err != nil {
+			return nil, err
+		}
+	}
+	logf("process logs in %s", o.logDir)
+	callOpts := callOptions(o)
+
+	s, err := startSim(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	rep := &report{opts: o}
+
+	if !o.skip["unary"] || !o.skip["slow"] {
+		if err := unaryAndSlow(ctx, o, s, rep, callOpts); err != nil {
+			return nil, err
+		}
+	}
+	if !o.skip["watch"] {
+		for _, n := range o.watchers {
+			g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-watch-%d", n))
+			if err != nil {
+				return nil, err
+			}
+			w, err := watchers(ctx, o, s, g, n, callOpts)
+			g.stop()
+			if err != nil {
+				return nil, fmt.Errorf("%d watchers: %w", n, err)
+			}
+			rep.watch = append(rep.watch, w)
+		}
+	}
+	return rep, nil
 }
 
 // unaryAndSlow runs the side-by-side comparison and then the slow-upstream bursts, on one gateway and one bare
@@ -296,6 +309,18 @@ func waitCall(ctx context.Context, p *proc, call callFunc) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// callOptions sends the -header values as metadata on every gRPC call.
+func callOptions(o *options) []grpc.CallOption {
+	if len(o.header) == 0 {
+		return nil
+	}
+	md := metadata.MD{}
+	for k, vs := range o.header {
+		md.Append(strings.ToLower(k), vs...)
+	}
+	return []grpc.CallOption{perRPCMetadata(md)}
 }
 
 // perRPCMetadata adds md to every call's outgoing metadata.
