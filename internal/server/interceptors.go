@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/koophone-gateway/koophone-gateway/internal/calllog"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
@@ -31,22 +31,19 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 //
 //  1. request id: the caller's x-request-id or a new UUID, in the context (for KooPhone and every log line) and in
 //     the response headers;
-//  2. logging: one line per call with code and duration, never payloads (they can hold device tokens);
+//  2. logging (internal/calllog): one line per call with code and duration, never payloads (they can hold device
+//     tokens), and no work at all when the level drops the line;
 //  3. recovery: a panic becomes INTERNAL and a log line with the stack, never a crash;
 //  4. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
 //  5. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
 func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
-	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		log.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})}
 	unary := []grpc.UnaryServerInterceptor{
 		unaryRequestID,
-		logging.UnaryServerInterceptor(logger, logOpts...),
+		calllog.UnaryServerInterceptor(log),
 		recovery.UnaryServerInterceptor(recoverOpts...),
 		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := validate(v, req); err != nil {
@@ -65,7 +62,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 	}
 	stream := []grpc.StreamServerInterceptor{
 		streamRequestID,
-		logging.StreamServerInterceptor(logger, logOpts...),
+		calllog.StreamServerInterceptor(log),
 		recovery.StreamServerInterceptor(recoverOpts...),
 		func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return h(srv, &validatingStream{ServerStream: ss, v: v})
