@@ -14,13 +14,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/inproc"
 	"github.com/koophone-gateway/koophone-gateway/internal/pprofserver"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -33,6 +33,14 @@ var serviceNames = []string{
 	pb.OrderService_ServiceDesc.ServiceName,
 	pb.AppService_ServiceDesc.ServiceName,
 }
+
+// The REST mirror's in-memory connections to the gRPC server: unary calls spread over a few (one HTTP/2
+// connection serialises its calls through one reader and one writer), streams over others, each admitting
+// --max-concurrent-streams held REST watches.
+const (
+	mirrorUnaryConns  = 4
+	mirrorStreamConns = 4
+)
 
 // Server is a running gateway.
 type Server struct {
@@ -47,7 +55,8 @@ type Server struct {
 	services *service.Services
 	grpc     *grpc.Server
 	health   *healthService
-	gwConn   *grpc.ClientConn
+	gwLis    *inproc.Listener // the REST mirror's in-memory way into s.grpc
+	gwConns  *inproc.Conns
 	http     *http.Server
 	pprof    *pprofserver.Server // nil unless --pprof-addr
 
@@ -140,14 +149,17 @@ func (s *Server) start(ctx context.Context) error {
 		return fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
 	}
 	s.httpAddr = httpLis.Addr().String()
-	// The mirror calls the gRPC server over loopback, so REST callers meet the same interceptors.
-	s.gwConn, err = grpc.NewClient(loopback(s.grpcAddr),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	// The mirror calls the same gRPC server in process, over in-memory connections (no TCP hop), so REST callers
+	// meet the same interceptors; unary calls and streams use connections of their own, so held REST watch streams
+	// cannot take the slots unary REST callers need.
+	s.gwLis = inproc.Listen()
+	s.serve("grpc-mirror", func() error { return s.grpc.Serve(s.gwLis) })
+	s.gwConns, err = inproc.Dial(s.gwLis, mirrorUnaryConns, mirrorStreamConns,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
-	gw, err := newGateway(ctx, s.gwConn)
+	gw, err := newGateway(ctx, s.gwConns)
 	if err != nil {
 		return err
 	}
@@ -303,8 +315,8 @@ func (s *Server) closeAll() {
 	if s.stopProbe != nil {
 		s.stopProbe()
 	}
-	if s.gwConn != nil {
-		_ = s.gwConn.Close()
+	if s.gwConns != nil {
+		s.gwConns.Close()
 	}
 	if s.grpc != nil {
 		s.grpc.Stop()
@@ -324,16 +336,4 @@ func (s *Server) closeAll() {
 	if s.simHTTP != nil {
 		_ = s.simHTTP.Close()
 	}
-}
-
-// loopback turns a listen address into one to dial: an unspecified host becomes 127.0.0.1.
-func loopback(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
