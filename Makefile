@@ -15,7 +15,7 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test test-deps lint generate check-generated breaking tools grpcurl build bench profile smoke clean
+.PHONY: all run test test-deps test-dates lint generate check-generated breaking tools grpcurl build bench profile smoke clean
 
 all: build
 
@@ -23,9 +23,19 @@ all: build
 run:
 	go run ./cmd/server
 
-## test: lint (incl. stale gen/ check) and every test with the race detector
-test: lint test-deps
-	go test -race -count=1 -timeout 20m ./...
+## test: lint (incl. stale gen/ check), every test with the race detector, then the suites on shifted dates
+test:
+	scripts/stage.sh tools $(MAKE) --no-print-directory $(TOOLS)
+	scripts/stage.sh lint $(MAKE) --no-print-directory lint
+	scripts/stage.sh test-deps $(MAKE) --no-print-directory test-deps
+	scripts/stage.sh go-test go test -race -count=1 -timeout 20m ./...
+	scripts/stage.sh test-dates $(MAKE) --no-print-directory test-dates
+
+## test-dates: every suite with its fake clocks a year ahead and a year back, so no part may read the wall clock
+## where a test injected one (tests start on fixed dates; see internal/clock/clocktest)
+test-dates:
+	KOOPHONE_TEST_CLOCK_SHIFT=8760h go test -count=1 -timeout 10m ./...
+	KOOPHONE_TEST_CLOCK_SHIFT=-8760h go test -count=1 -timeout 10m ./...
 
 ## test-deps: install what the tests need beyond Go (Debian packages, npm), only when missing
 test-deps:
