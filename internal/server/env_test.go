@@ -60,9 +60,10 @@ type env struct {
 	shut   bool
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts the gateway; flags adds to (or overrides) its test configuration.
+func newEnv(t *testing.T, flags ...string) *env {
 	t.Helper()
-	cfg, err := config.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=200"},
+	cfg, err := config.Load(append([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=200"}, flags...),
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
