@@ -50,8 +50,9 @@ type options struct {
 	jobDuration time.Duration
 	pollWindow  time.Duration
 
-	skip       map[string]bool
-	profileDir string
+	skip        map[string]bool
+	profileDir  string
+	heapProfile string // idle watchers: save the gateway's heap profile here (N and .pprof appended)
 }
 
 func main() {
@@ -102,6 +103,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.jobDuration, "job-duration", 2*time.Minute, "how long the watched tasks run (must outlast opening the watchers and the poll window)")
 	fs.DurationVar(&o.pollWindow, "poll-window", 20*time.Second, "how long upstream polls are counted while the watchers idle")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch")
+	fs.StringVar(&o.heapProfile, "watch-heap-profile", "", "save the gateway's heap profile while the watchers idle, to this path + N.pprof")
 	fs.StringVar(&o.profileDir, "profile", "", "instead of benchmarking, save CPU profiles (gRPC, REST) and allocations of a saturated gateway in this directory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -129,6 +129,11 @@ func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, 
 	}
 	r.heap, r.goroutines = rt.HeapAlloc, rt.Goroutines
 	r.rss, _, _ = memStatus(g.pid())
+	if o.heapProfile != "" {
+		if err := save("http://"+g.pprofAddr+"/debug/pprof/heap", fmt.Sprintf("%s%d.pprof", o.heapProfile, n)); err != nil {
+			return nil, err
+		}
+	}
 
 	calls0, err := s.calls()
 	if err != nil {
