@@ -6,8 +6,8 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
