@@ -76,17 +76,22 @@ breaking: $(TOOLS)
 smoke: $(BIN)/grpcurl
 	scripts/smoke.sh
 
-## bench: every figure of docs/benchmarks.md in one run (~12 min; BENCH_FLAGS passes loadbench flags, e.g.
-## BENCH_FLAGS='-header "Authorization: Bearer x"'): cmd/loadbench (direct, bare proxy, gateway gRPC and REST
-## side by side; a slow upstream; idle watchers), then the Go benchmarks with -benchmem; tables go to $(BENCH_OUT)
+## bench: every figure of docs/benchmarks.md in one run (~15 min): cmd/loadbench (direct, bare proxy, gateway gRPC
+## and REST side by side; a slow upstream; idle watchers), then the Go benchmarks with -benchmem; the tables go to
+## $(BENCH_OUT). BENCH_BEFORE=<git revision> also measures the gateway built from that revision, alongside, for
+## before/after ratios; BENCH_FLAGS passes loadbench flags (e.g. -header "Authorization: Bearer x").
 BENCH_OUT ?= bench-results.md
+BENCH_BEFORE ?=
 BENCH_FLAGS ?=
 bench:
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  go build -o "$$tmp/" ./cmd/server ./cmd/koophone-sim ./cmd/loadbench; \
-	  "$$tmp/loadbench" -gateway "$$tmp/server" -sim "$$tmp/koophone-sim" -out $(BENCH_OUT) $(BENCH_FLAGS)
+	  before=(); if [ -n "$(BENCH_BEFORE)" ]; then \
+	    mkdir "$$tmp/src"; git archive "$(BENCH_BEFORE)" | tar -x -C "$$tmp/src"; \
+	    (cd "$$tmp/src" && go build -o "$$tmp/server-before" ./cmd/server); before=(-gateway-before "$$tmp/server-before"); fi; \
+	  "$$tmp/loadbench" -gateway "$$tmp/server" -sim "$$tmp/koophone-sim" -out $(BENCH_OUT) "$${before[@]}" $(BENCH_FLAGS)
 	@{ echo; echo '### Go benchmarks (-benchmem)'; echo; echo '```'; \
-	  go test -run '^$$' -bench . -benchmem ./internal/stream/ ./internal/service/ ./internal/upstream/ ./internal/server/; \
+	  go test -run '^$$' -bench . -benchmem ./internal/stream/ ./internal/service/ ./internal/upstream/ ./internal/calllog/ ./internal/server/; \
 	  echo '```'; } | tee -a $(BENCH_OUT)
 
 ## profile: CPU profiles (gRPC, REST) and allocations of a gateway at saturation, and their top entries

@@ -23,13 +23,13 @@ type simulator struct {
 	token string   // an IAM token for direct calls and the bare proxy
 }
 
-func startSim(ctx context.Context, o *options) (*simulator, error) {
+func startSim(ctx context.Context, o *options, name string, jobDuration time.Duration) (*simulator, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProc("sim", o.logDir, o.simBin, []string{"-addr", addr, "-fleet", "200",
-		"-job-duration", o.jobDuration.String(), "-token-ttl", "24h"}, nil)
+	p, err := startProc(name, o.logDir, o.simBin, []string{"-addr", addr, "-fleet", "200",
+		"-job-duration", jobDuration.String(), "-token-ttl", "24h"}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ type gateway struct {
 	grpcAddr, httpAddr, pprofAddr string
 }
 
-func startGateway(ctx context.Context, o *options, s *simulator, name string) (*gateway, error) {
+func startGateway(ctx context.Context, o *options, s *simulator, name, bin string) (*gateway, error) {
 	var g gateway
 	for _, a := range []*string{&g.grpcAddr, &g.httpAddr, &g.pprofAddr} {
 		var err error
@@ -119,7 +119,7 @@ func startGateway(ctx context.Context, o *options, s *simulator, name string) (*
 		"KOOPHONE_IAM_PASSWORD=" + s.creds.Password, "KOOPHONE_PROJECT=" + s.creds.ProjectName,
 	}
 	env = append(env, o.gatewayEnv...)
-	p, err := startProc(name, o.logDir, o.gatewayBin, nil, env)
+	p, err := startProc(name, o.logDir, bin, nil, env)
 	if err != nil {
 		return nil, err
 	}

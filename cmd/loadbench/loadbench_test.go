@@ -36,7 +36,7 @@ func TestSmoke(t *testing.T) {
 		"-gateway", filepath.Join(dir, "server"), "-sim", filepath.Join(dir, "koophone-sim"), "-logs", dir,
 		"-conc", "4", "-rounds", "1", "-segment", "300ms", "-warmup", "100ms", "-rates", "200",
 		"-slow-calls", "200", "-slow-latency", "50ms",
-		"-watchers", "200", "-tasks", "5", "-job-duration", "8s", "-poll-window", "1s",
+		"-watchers", "200", "-tasks", "5", "-job-duration", "8s", "-poll-window", "1s", "-gateway-before", filepath.Join(dir, "server"),
 		"-gateway-env", "KOOPHONE_WATCH_FIRST_INTERVAL=100ms", "-gateway-env", "KOOPHONE_WATCH_MAX_INTERVAL=500ms",
 	}, &progress)
 	if err != nil {
@@ -47,7 +47,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
 
-	if len(rep.unary) != 2 || len(rep.paths) != 4 {
+	if len(rep.unary) != 2 || len(rep.paths) != 6 || len(rep.slow) != 3 {
 		t.Fatalf("%d loads, %d paths", len(rep.unary), len(rep.paths))
 	}
 	for li, row := range rep.unary {
@@ -75,7 +75,8 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("watchers: %+v", *w)
 	}
 	md := rep.markdown()
-	for _, want := range []string{"calls/s ÷ bare", "| gateway REST |", "upstream connections opened", "RSS per watcher"} {
+	for _, want := range []string{"calls/s ÷ bare", "| gateway REST |", "| before: gateway REST |", "this build ÷ the earlier build",
+		"upstream connections opened", "RSS per watcher"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

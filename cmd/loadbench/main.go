@@ -35,6 +35,7 @@ import (
 
 type options struct {
 	gatewayBin, simBin, logDir, out string
+	gatewayBefore                   string // optional: an earlier build, measured alongside (unary and slow phases)
 	gatewayEnv                      []string
 	header                          http.Header // sent to the gateway on every call (REST headers, gRPC metadata)
 
@@ -85,6 +86,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.SetOutput(out)
 	fs.StringVar(&o.gatewayBin, "gateway", "bin/koophone-gateway", "gateway binary")
 	fs.StringVar(&o.simBin, "sim", "bin/koophone-sim", "simulator binary")
+	fs.StringVar(&o.gatewayBefore, "gateway-before", "", "an earlier gateway binary to measure alongside, for before/after ratios in one run")
 	fs.StringVar(&o.logDir, "logs", "", "directory for the processes' logs (default: a new temporary directory)")
 	fs.StringVar(&o.out, "out", "", "also write the markdown tables to this file")
 	var env, headers listFlag
@@ -100,7 +102,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.slowLatency, "slow-latency", 200*time.Millisecond, "slow upstream: the simulator's added latency")
 	watch := fs.String("watchers", "10000,100000", "idle watcher counts, comma-separated")
 	fs.IntVar(&o.tasks, "tasks", 100, "tasks the watchers spread over")
-	fs.DurationVar(&o.jobDuration, "job-duration", 2*time.Minute, "how long the watched tasks run (must outlast opening the watchers and the poll window)")
+	fs.DurationVar(&o.jobDuration, "job-duration", 0, "how long the watched tasks run; it must outlast opening the watchers and the poll window (0: 30s + 1.5ms per watcher + the poll window)")
 	fs.DurationVar(&o.pollWindow, "poll-window", 20*time.Second, "how long upstream polls are counted while the watchers idle")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch")
 	fs.StringVar(&o.heapProfile, "watch-heap-profile", "", "save the gateway's heap profile while the watchers idle, to this path + N.pprof")
@@ -192,33 +194,50 @@ func execute(ctx context.Context, o *options) (*report, error) {
 	logf("process logs in %s", o.logDir)
 	callOpts := callOptions(o)
 
-	s, err := startSim(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer s.stop()
 	rep := &report{opts: o}
-
 	if !o.skip["unary"] || !o.skip["slow"] {
-		if err := unaryAndSlow(ctx, o, s, rep, callOpts); err != nil {
+		s, err := startSim(ctx, o, "sim", time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		err = unaryAndSlow(ctx, o, s, rep, callOpts)
+		s.stop()
+		if err != nil {
 			return nil, err
 		}
 	}
 	if !o.skip["watch"] {
 		for _, n := range o.watchers {
-			g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-watch-%d", n))
-			if err != nil {
-				return nil, err
-			}
-			w, err := watchers(ctx, o, s, g, n, callOpts)
-			g.stop()
-			if err != nil {
+			if err := watchPhase(ctx, o, rep, n, callOpts); err != nil {
 				return nil, fmt.Errorf("%d watchers: %w", n, err)
 			}
-			rep.watch = append(rep.watch, w)
 		}
 	}
 	return rep, nil
+}
+
+// watchPhase runs n idle watchers on a simulator and a gateway of their own, with tasks long enough to open them.
+func watchPhase(ctx context.Context, o *options, rep *report, n int, callOpts []grpc.CallOption) error {
+	jd := o.jobDuration
+	if jd == 0 {
+		jd = 30*time.Second + time.Duration(n)*1500*time.Microsecond + o.pollWindow
+	}
+	s, err := startSim(ctx, o, fmt.Sprintf("sim-watch-%d", n), jd)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-watch-%d", n), o.gatewayBin)
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	w, err := watchers(ctx, o, s, g, n, jd, callOpts)
+	if err != nil {
+		return err
+	}
+	rep.watch = append(rep.watch, w)
+	return nil
 }
 
 // unaryAndSlow runs the side-by-side comparison and then the slow-upstream bursts, on one gateway and one bare
@@ -249,7 +268,7 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 	}
 
 	if !o.skip["unary"] {
-		g, err := startGateway(ctx, o, s, "gateway-unary")
+		g, err := startGateway(ctx, o, s, "gateway-unary", o.gatewayBin)
 		if err != nil {
 			return err
 		}
@@ -258,10 +277,26 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 		if err != nil {
 			return err
 		}
-		defer grpcP.close()
 		paths := []path{directPath(s, ids), barePath, grpcP, restPath(g, ids, o.header)}
-		defer paths[0].close()
-		defer paths[3].close()
+		if o.gatewayBefore != "" {
+			gb, err := startGateway(ctx, o, s, "gateway-unary-before", o.gatewayBefore)
+			if err != nil {
+				return err
+			}
+			defer gb.stop()
+			grpcB, err := grpcPath("before: gateway gRPC", gb.grpcAddr, gb.pid(), 4, ids, callOpts...)
+			if err != nil {
+				return err
+			}
+			paths = append(paths, grpcB, restPath(gb, ids, o.header))
+			paths[len(paths)-1].name = "before: gateway REST"
+		}
+		defer func() {
+			for _, p := range paths[2:] {
+				p.close()
+			}
+			paths[0].close()
+		}()
 		loads := []load{{name: fmt.Sprintf("saturation (%d callers)", o.conc)}}
 		for _, r := range o.rates {
 			loads = append(loads, load{name: fmt.Sprintf("%d calls/s", r), rate: r})
@@ -278,20 +313,27 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 			return err
 		}
 		defer s.setFaults("[]")
-		g, err := startGateway(ctx, o, s, "gateway-slow")
-		if err != nil {
-			return err
+		bins := [][2]string{{"gateway gRPC", o.gatewayBin}}
+		if o.gatewayBefore != "" {
+			bins = append(bins, [2]string{"before: gateway gRPC", o.gatewayBefore})
 		}
-		defer g.stop()
-		gw, err := burst(ctx, o, s, "gateway gRPC", g.grpcAddr, g.pid(), g.pprofAddr, callOpts)
-		if err != nil {
-			return err
+		for i, nb := range bins {
+			g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-slow-%d", i), nb[1])
+			if err != nil {
+				return err
+			}
+			r, err := burst(ctx, o, s, nb[0], g.grpcAddr, g.pid(), g.pprofAddr, callOpts)
+			g.stop()
+			if err != nil {
+				return err
+			}
+			rep.slow = append(rep.slow, r)
 		}
 		b, err := burst(ctx, o, s, "bare proxy", bareAddr, bare.pid(), "", nil)
 		if err != nil {
 			return err
 		}
-		rep.slow = []burstResult{gw, b}
+		rep.slow = append(rep.slow, b)
 	}
 	return nil
 }

@@ -15,12 +15,12 @@ import (
 // each (dir/cpu-grpc.pprof, dir/cpu-rest.pprof) and the allocations since start (dir/allocs.pprof), read from
 // the gateway's --pprof-addr. `make profile` prints their top entries with go tool pprof.
 func profile(ctx context.Context, o *options, dir string) error {
-	s, err := startSim(ctx, o)
+	s, err := startSim(ctx, o, "sim", time.Minute)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	g, err := startGateway(ctx, o, s, "gateway-profile")
+	g, err := startGateway(ctx, o, s, "gateway-profile", o.gatewayBin)
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,7 @@ func (r *report) markdown() string {
 		b.WriteString("\n")
 	}
 	if r.watch != nil {
-		fmt.Fprintf(&b, "### Idle watchers (WatchTask over real gRPC connections, %d per connection; tasks run %v)\n\n", streamsPerConn, o.jobDuration)
+		fmt.Fprintf(&b, "### Idle watchers (WatchTask over real gRPC connections, %d per connection; gateway defaults: polls from 500ms backing off to 10s)\n\n", streamsPerConn)
 		b.WriteString("| watchers | tasks | RSS per watcher | heap per watcher | goroutines per watcher | RSS above idle gateway | upstream polls/s | gateway CPU while idle | task end → last watcher p50 / max | watchers told | time to open |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, w := range r.watch {
 			p50, mx := time.Duration(0), time.Duration(0)
@@ -75,19 +75,40 @@ func (r *report) unaryTables(b *strings.Builder) {
 		}
 		return -1
 	}
-	direct, bare, grpcI, rest := idx("direct"), idx("bare proxy"), idx("gateway gRPC"), idx("gateway REST")
+	direct, bare, grpcI, grpcBefore := idx("direct"), idx("bare proxy"), idx("gateway gRPC"), idx("before: gateway gRPC")
 	fmt.Fprintf(b, "### Unary: BatchQueryStatus of 10 phones — ratios\n\n%d rounds of %v per load and path, alternating; "+
 		"CPU per call is user+system time of the serving process (/proc/<pid>/stat) over successful calls.\n\n", o.rounds, o.segment)
-	b.WriteString("| load | path | calls/s ÷ direct | calls/s ÷ bare | p50 ÷ bare | p99 ÷ bare | CPU/call ÷ bare | CPU/call ÷ gateway gRPC |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| load | path | calls/s ÷ direct | calls/s ÷ bare | p50 ÷ bare | p99 ÷ bare | CPU/call ÷ bare | CPU/call ÷ same build's gRPC |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for li, l := range r.loads {
 		m := r.unary[li]
-		for _, pi := range []int{bare, grpcI, rest} {
+		for pi := range r.paths {
+			if pi == direct {
+				continue
+			}
+			sameGRPC := grpcI
+			if strings.HasPrefix(r.paths[pi].name, "before:") {
+				sameGRPC = grpcBefore
+			}
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", l.name, r.paths[pi].name,
 				ratio(m[pi].rate(), m[direct].rate()), ratio(m[pi].rate(), m[bare].rate()),
 				ratio(float64(m[pi].quantile(0.5)), float64(m[bare].quantile(0.5))),
 				ratio(float64(m[pi].quantile(0.99)), float64(m[bare].quantile(0.99))),
 				ratio(float64(m[pi].cpuPerCall()), float64(m[bare].cpuPerCall())),
-				ratio(float64(m[pi].cpuPerCall()), float64(m[grpcI].cpuPerCall())))
+				ratio(float64(m[pi].cpuPerCall()), float64(m[sameGRPC].cpuPerCall())))
+		}
+	}
+	if grpcBefore >= 0 {
+		restI, restBefore := idx("gateway REST"), idx("before: gateway REST")
+		b.WriteString("\n### Unary: this build ÷ the earlier build (-gateway-before), same run\n\n")
+		b.WriteString("| load | path | calls/s | p50 | p99 | CPU/call |\n|---|---|---:|---:|---:|---:|\n")
+		for li, l := range r.loads {
+			m := r.unary[li]
+			for _, pair := range [][2]int{{grpcI, grpcBefore}, {restI, restBefore}} {
+				a, o := &m[pair[0]], &m[pair[1]]
+				fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", l.name, r.paths[pair[0]].name, ratio(a.rate(), o.rate()),
+					ratio(float64(a.quantile(0.5)), float64(o.quantile(0.5))), ratio(float64(a.quantile(0.99)), float64(o.quantile(0.99))),
+					ratio(float64(a.cpuPerCall()), float64(o.cpuPerCall())))
+			}
 		}
 	}
 	b.WriteString("\n### Unary: absolute figures\n\n")

@@ -16,6 +16,7 @@ import (
 // watchResult is N idle WatchTask streams over 100 tasks on one fresh gateway.
 type watchResult struct {
 	watchers, tasks            int
+	jobDuration                time.Duration
 	openTime                   time.Duration
 	idleRSS, rss               int64
 	idleHeap, heap             int64
@@ -34,8 +35,8 @@ func (w *watchResult) perWatcher(total, idle int64) float64 {
 // streamsPerConn keeps each connection well under the gateway's default 10,000 concurrent streams.
 const streamsPerConn = 5000
 
-func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, opts []grpc.CallOption) (*watchResult, error) {
-	r := &watchResult{watchers: n, tasks: o.tasks}
+func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, jobDuration time.Duration, opts []grpc.CallOption) (*watchResult, error) {
+	r := &watchResult{watchers: n, tasks: o.tasks, jobDuration: jobDuration}
 	time.Sleep(time.Second) // let the fresh gateway settle before the idle reading
 	rt, err := readRuntime(g.pprofAddr)
 	if err != nil {
@@ -58,7 +59,7 @@ func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, 
 		if err != nil {
 			return nil, fmt.Errorf("AsyncCommand: %w", err)
 		}
-		taskIDs[i], ends[i] = res.GetTaskId(), sent.Add(o.jobDuration)
+		taskIDs[i], ends[i] = res.GetTaskId(), sent.Add(jobDuration)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
