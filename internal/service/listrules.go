@@ -174,6 +174,9 @@ func (lr *listRules) filter() protovalidate.Filter {
 	})
 }
 
+// covers reports whether m has lists checked here (otherwise the filter would only cost an option per call).
+func (lr *listRules) covers(m proto.Message) bool { return len(lr.byType[reflect.TypeOf(m)]) > 0 }
+
 // valid reports whether every covered list of m keeps its rules.
 func (lr *listRules) valid(m proto.Message) bool {
 	rules := lr.byType[reflect.TypeOf(m)]

@@ -55,10 +55,11 @@ func requestMessages() []proto.Message {
 func (v *Validator) Validate(msg proto.Message) error {
 	var violations []*errdetails.BadRequest_FieldViolation
 	var err error
-	if v.lists.valid(msg) {
+	if v.lists.covers(msg) && v.lists.valid(msg) {
 		err = v.pv.Validate(msg, v.skipLists)
 	} else {
-		err = v.pv.Validate(msg) // a list is bad: protovalidate names every violation, lists included
+		// No list to skip, or a bad one: protovalidate checks (and names) everything.
+		err = v.pv.Validate(msg)
 	}
 	if err != nil {
 		var ve *protovalidate.ValidationError
