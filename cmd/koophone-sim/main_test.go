@@ -110,8 +110,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if status != 200 || m["error_code"] != "0" || m["data"].(map[string]any)["total_count"] != float64(5) {
 		t.Fatalf("ListInstances: HTTP %d %v", status, m)
 	}
-	// Four requests went out on a keep-alive client (a fault or an unread body may cost a new connection); the
-	// last one is still open.
+	// Four requests went out on a keep-alive client (a fault or an unread body may cost a new connection, which
+	// the server may not have seen close yet); the last one is still open.
 	res, err = client.Get(env["KOOPHONE_ENDPOINT"] + "/_sim/connections")
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	var conns map[string]int
 	err = json.NewDecoder(res.Body).Decode(&conns)
 	res.Body.Close()
-	if err != nil || conns["opened"] < 1 || conns["opened"] > 4 || conns["open"] != 1 {
+	if err != nil || conns["opened"] < 1 || conns["opened"] > 4 || conns["open"] < 1 || conns["open"] > conns["opened"] {
 		t.Fatalf("/_sim/connections: %v %v", conns, err)
 	}
 

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"time"
 )
 
@@ -24,16 +26,17 @@ type simulator struct {
 }
 
 func startSim(ctx context.Context, o *options, name string, jobDuration time.Duration) (*simulator, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	p, err := startProc(name, o.logDir, o.simBin, []string{"-addr", addr, "-fleet", "200",
+	p, err := startProc(name, o.logDir, o.simBin, []string{"-addr", "127.0.0.1:0", "-fleet", "200",
 		"-job-duration", jobDuration.String(), "-token-ttl", "24h"}, nil)
 	if err != nil {
 		return nil, err
 	}
-	s := &simulator{proc: p, url: "http://" + addr}
+	m, err := waitLog(ctx, p, simListening)
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	s := &simulator{proc: p, url: m[1]}
 	if err := waitHTTP(ctx, p, s.url+"/_sim/instances"); err != nil {
 		p.stop()
 		return nil, err
@@ -50,6 +53,12 @@ func startSim(ctx context.Context, o *options, name string, jobDuration time.Dur
 	}
 	return s, nil
 }
+
+var (
+	simListening   = regexp.MustCompile(`KooPhone simulator listening on (http://\S+)`)
+	gatewayServing = regexp.MustCompile(`msg=serving grpc=(\S+) http=(\S+)`)
+	gatewayPprof   = regexp.MustCompile(`msg="serving /debug/pprof for operators" addr=(\S+)`)
+)
 
 // login gets a project-scoped IAM token from the simulator's Keystone endpoint.
 func (s *simulator) login() (string, error) {
@@ -106,15 +115,9 @@ type gateway struct {
 
 func startGateway(ctx context.Context, o *options, s *simulator, name, bin string) (*gateway, error) {
 	var g gateway
-	for _, a := range []*string{&g.grpcAddr, &g.httpAddr, &g.pprofAddr} {
-		var err error
-		if *a, err = freeAddr(); err != nil {
-			return nil, err
-		}
-	}
 	env := []string{
-		"KOOPHONE_GRPC_ADDR=" + g.grpcAddr, "KOOPHONE_HTTP_ADDR=" + g.httpAddr, "KOOPHONE_PPROF_ADDR=" + g.pprofAddr,
-		"KOOPHONE_LOG_LEVEL=info", "KOOPHONE_ENDPOINT=" + s.url, "KOOPHONE_IAM_ENDPOINT=" + s.url,
+		"KOOPHONE_GRPC_ADDR=127.0.0.1:0", "KOOPHONE_HTTP_ADDR=127.0.0.1:0", "KOOPHONE_PPROF_ADDR=127.0.0.1:0",
+		"KOOPHONE_LOG_LEVEL=info", "KOOPHONE_LOG_FORMAT=text", "KOOPHONE_ENDPOINT=" + s.url, "KOOPHONE_IAM_ENDPOINT=" + s.url,
 		"KOOPHONE_IAM_DOMAIN=" + s.creds.Domain, "KOOPHONE_IAM_USER=" + s.creds.User,
 		"KOOPHONE_IAM_PASSWORD=" + s.creds.Password, "KOOPHONE_PROJECT=" + s.creds.ProjectName,
 	}
@@ -126,9 +129,20 @@ func startGateway(ctx context.Context, o *options, s *simulator, name, bin strin
 	g.proc = p
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := waitHTTP(ctx, p, "http://"+g.httpAddr+"/readyz"); err != nil {
+	m, err := waitLog(ctx, p, gatewayServing)
+	if err == nil {
+		g.grpcAddr, g.httpAddr = m[1], m[2]
+		err = waitHTTP(ctx, p, "http://"+g.httpAddr+"/readyz")
+	}
+	if err != nil {
 		p.stop()
 		return nil, err
+	}
+	// An earlier build (-gateway-before) may predate --pprof-addr: then there are no goroutine or heap readings.
+	if b, err := os.ReadFile(p.log); err == nil {
+		if m := gatewayPprof.FindStringSubmatch(string(b)); m != nil {
+			g.pprofAddr = m[1]
+		}
 	}
 	return &g, nil
 }

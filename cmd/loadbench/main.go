@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -247,16 +248,17 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 	if err != nil {
 		return err
 	}
-	bareAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	bare, err := startProc("bareproxy", o.logDir, self, []string{"bareproxy", "-listen", bareAddr, "-upstream", s.url},
+	bare, err := startProc("bareproxy", o.logDir, self, []string{"bareproxy", "-listen", "127.0.0.1:0", "-upstream", s.url},
 		[]string{"LOADBENCH_TOKEN=" + s.token})
 	if err != nil {
 		return err
 	}
 	defer bare.stop()
+	m, err := waitLog(ctx, bare, bareListening)
+	if err != nil {
+		return err
+	}
+	bareAddr := m[1]
 	ids := s.ids[:10]
 	barePath, err := grpcPath("bare proxy", bareAddr, bare.pid(), 4, ids)
 	if err != nil {
@@ -337,6 +339,8 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 	}
 	return nil
 }
+
+var bareListening = regexp.MustCompile(`bare proxy on (\S+)`)
 
 // waitCall retries call until it succeeds (the process is up), the process exits, or 30s pass.
 func waitCall(ctx context.Context, p *proc, call callFunc) error {

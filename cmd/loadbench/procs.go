@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,14 +20,15 @@ import (
 
 // proc is a child process the harness started: the simulator, a gateway or the bare proxy.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
+	name, log string // log: the file its stdout and stderr go to
+	cmd       *exec.Cmd
+	done      chan struct{}
 }
 
 // startProc starts bin with args and env; its stdout and stderr go to logDir/name.log.
 func startProc(name, logDir, bin string, args, env []string) (*proc, error) {
-	logFile, err := os.Create(filepath.Join(logDir, name+".log"))
+	logPath := filepath.Join(logDir, name+".log")
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +39,7 @@ func startProc(name, logDir, bin string, args, env []string) (*proc, error) {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	p := &proc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
@@ -113,14 +114,27 @@ func memStatus(pid int) (rss, peak int64, err error) {
 	return rss, peak, sc.Err()
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// waitLog waits until the process' log matches re (every process listens on port 0 and logs the address it got:
+// picking a free port for it instead would race with whatever else runs on the machine), and returns the
+// submatches.
+func waitLog(ctx context.Context, p *proc, re *regexp.Regexp) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		if b, err := os.ReadFile(p.log); err == nil {
+			if m := re.FindStringSubmatch(string(b)); m != nil {
+				return m, nil
+			}
+		}
+		if p.exited() {
+			return nil, fmt.Errorf("%s exited before logging %q (see %s)", p.name, re, p.log)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s never logged %q (see %s): %w", p.name, re, p.log, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // waitHTTP polls url until it answers 200, the process exits, or ctx ends.
