@@ -15,8 +15,8 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test test-deps test-dates lint generate check-generated breaking tools grpcurl build bench smoke clean \
-	npm-deps clients docs openapi-lint docs-ui check-docs-ui
+.PHONY: all run test test-deps test-dates lint generate check-generated breaking tools grpcurl build bench profile smoke \
+	clean npm-deps clients docs openapi-lint docs-ui check-docs-ui
 
 all: build
 
@@ -81,9 +81,32 @@ breaking: $(TOOLS)
 smoke: $(BIN)/grpcurl
 	scripts/smoke.sh
 
-## bench: fan-out benchmarks of the watch hub (figures go in docs/benchmarks.md)
+## bench: every figure of docs/benchmarks.md in one run (~15 min): cmd/loadbench (direct, bare proxy, gateway gRPC
+## and REST side by side; a slow upstream; idle watchers), then the Go benchmarks with -benchmem; the tables go to
+## $(BENCH_OUT). BENCH_BEFORE=<git revision> also measures the gateway built from that revision, alongside, for
+## before/after ratios; BENCH_FLAGS passes loadbench flags (e.g. -header "Authorization: Bearer x").
+BENCH_OUT ?= bench-results.md
+BENCH_BEFORE ?=
+BENCH_FLAGS ?=
 bench:
-	go test -run '^$$' -bench . -benchmem ./internal/stream/
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  go build -o "$$tmp/" ./cmd/server ./cmd/koophone-sim ./cmd/loadbench; \
+	  before=(); if [ -n "$(BENCH_BEFORE)" ]; then \
+	    mkdir "$$tmp/src"; git archive "$(BENCH_BEFORE)" | tar -x -C "$$tmp/src"; \
+	    (cd "$$tmp/src" && go build -o "$$tmp/server-before" ./cmd/server); before=(-gateway-before "$$tmp/server-before"); fi; \
+	  "$$tmp/loadbench" -gateway "$$tmp/server" -sim "$$tmp/koophone-sim" -out $(BENCH_OUT) "$${before[@]}" $(BENCH_FLAGS)
+	@{ echo; echo '### Go benchmarks (-benchmem)'; echo; echo '```'; \
+	  go test -run '^$$' -bench . -benchmem ./internal/stream/ ./internal/service/ ./internal/upstream/ ./internal/calllog/ ./internal/server/; \
+	  echo '```'; } | tee -a $(BENCH_OUT)
+
+## profile: CPU profiles (gRPC, REST) and allocations of a gateway at saturation, and their top entries
+PROFILE_DIR ?= profiles
+profile:
+	@mkdir -p $(PROFILE_DIR); tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  go build -o "$$tmp/" ./cmd/server ./cmd/koophone-sim ./cmd/loadbench; \
+	  "$$tmp/loadbench" -gateway "$$tmp/server" -sim "$$tmp/koophone-sim" -profile $(PROFILE_DIR) -segment 20s $(BENCH_FLAGS); \
+	  for p in cpu-grpc cpu-rest; do echo "== $$p"; go tool pprof -top -nodecount=25 "$$tmp/server" $(PROFILE_DIR)/$$p.pprof 2>/dev/null | sed -n '4,32p'; done; \
+	  echo "== allocs (alloc_space)"; go tool pprof -top -nodecount=20 -sample_index=alloc_space "$$tmp/server" $(PROFILE_DIR)/allocs.pprof 2>/dev/null | sed -n '4,27p'
 
 ## tools: install the pinned code generators and buf into ./bin
 tools: $(TOOLS) grpcurl

@@ -115,7 +115,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	// Connections are counted here, outside the simulated API, so load tests can see how many the gateway opened.
+	var conns connCounter
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_sim/connections", conns.serve)
+	mux.Handle("/", s)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnState: conns.track}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -150,7 +155,7 @@ func printBanner(out io.Writer, url string, s *sim.Server, cfg sim.Config) {
 	c := s.Credentials()
 	fmt.Fprintf(out, `KooPhone simulator listening on %[1]s
   fleet %[2]d phones, seed %[3]d, jobs %[4]s, prepare %[5]d x %[6]s + %[7]s restore
-  admin: %[1]s/_sim/faults, /_sim/calls, /_sim/revoke-tokens
+  admin: %[1]s/_sim/faults, /_sim/calls, /_sim/connections, /_sim/revoke-tokens
 
 IAM endpoint  POST %[1]s/v3/auth/tokens
   domain      %[8]s

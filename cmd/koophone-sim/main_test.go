@@ -114,6 +114,18 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if status, m = list("&pool_name=p2"); status != 200 || m["data"].(map[string]any)["total_count"] != float64(2) {
 		t.Fatalf("ListInstances pool_name=p2: HTTP %d %v", status, m)
 	}
+	// Five requests went out on a keep-alive client (a fault or an unread body may cost a new connection, which
+	// the server may not have seen close yet); the last one is still open.
+	res, err = client.Get(env["KOOPHONE_ENDPOINT"] + "/_sim/connections")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns map[string]int
+	err = json.NewDecoder(res.Body).Decode(&conns)
+	res.Body.Close()
+	if err != nil || conns["opened"] < 1 || conns["opened"] > 5 || conns["open"] < 1 || conns["open"] > conns["opened"] {
+		t.Fatalf("/_sim/connections: %v %v", conns, err)
+	}
 
 	cancel()
 	select {

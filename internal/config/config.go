@@ -93,6 +93,9 @@ type Config struct {
 	FleetBatchSize        int
 	FleetConcurrency      int
 	FleetProgressInterval time.Duration
+
+	// Operators.
+	PprofAddr string // loopback address of /debug/pprof; empty = off
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -273,6 +276,7 @@ func (c *Config) settings() []setting {
 		{flag: "fleet-batch-size", env: "KOOPHONE_FLEET_BATCH_SIZE", def: "100", help: "fleet RPCs: most phones per KooPhone call (1..100)", set: num(&c.FleetBatchSize)},
 		{flag: "fleet-concurrency", env: "KOOPHONE_FLEET_CONCURRENCY", def: "4", help: "fleet RPCs: most batches in progress at once per call", set: num(&c.FleetConcurrency)},
 		{flag: "fleet-progress-interval", env: "KOOPHONE_FLEET_PROGRESS_INTERVAL", def: "2s", help: "fleet RPCs: time between progress messages", set: dur(&c.FleetProgressInterval)},
+		{flag: "pprof-addr", env: "KOOPHONE_PPROF_ADDR", help: "serve /debug/pprof on this loopback address, e.g. 127.0.0.1:6060; empty (default) = off", set: str(&c.PprofAddr)},
 	}
 }
 

@@ -115,3 +115,14 @@ func TestHelpDocumentsEverySetting(t *testing.T) {
 		}
 	}
 }
+
+func TestPprofOffByDefault(t *testing.T) {
+	c, err := Load(nil, env(nil), &strings.Builder{})
+	if err != nil || c.PprofAddr != "" {
+		t.Fatalf("default pprof addr %q, err %v", c.PprofAddr, err)
+	}
+	c, err = Load(nil, env(map[string]string{"KOOPHONE_PPROF_ADDR": "127.0.0.1:6060"}), &strings.Builder{})
+	if err != nil || c.PprofAddr != "127.0.0.1:6060" {
+		t.Fatalf("pprof addr %q, err %v", c.PprofAddr, err)
+	}
+}

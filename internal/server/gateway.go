@@ -20,7 +20,7 @@ import (
 // newGateway returns the REST/JSON mirror: grpc-gateway handlers that call the gRPC server through conn (so every
 // REST call goes through the same interceptors as a gRPC call), with snake_case JSON, unknown fields rejected,
 // X-Request-Id forwarded both ways, and errors as JSON google.rpc.Status.
-func newGateway(ctx context.Context, conn *grpc.ClientConn, guard *auth.Guard, opts ...runtime.ServeMuxOption) (*runtime.ServeMux, error) {
+func newGateway(ctx context.Context, conn grpc.ClientConnInterface, guard *auth.Guard, opts ...runtime.ServeMuxOption) (*runtime.ServeMux, error) {
 	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		// DiscardUnknown false: a misspelt field is an error, not a silently ignored setting.
@@ -49,13 +49,13 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, guard *auth.Guard, o
 		// BadRequest for unreadable bodies and unknown query parameters, 405 with Allow.
 		rest.Options(marshaler),
 	}, opts...)...)
-	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		pb.RegisterInstanceServiceHandler,
-		pb.RegisterOrderServiceHandler,
-		pb.RegisterAppServiceHandler,
-		pb.RegisterFleetServiceHandler,
+	for _, err := range []error{
+		pb.RegisterInstanceServiceHandlerClient(ctx, mux, pb.NewInstanceServiceClient(conn)),
+		pb.RegisterOrderServiceHandlerClient(ctx, mux, pb.NewOrderServiceClient(conn)),
+		pb.RegisterAppServiceHandlerClient(ctx, mux, pb.NewAppServiceClient(conn)),
+		pb.RegisterFleetServiceHandlerClient(ctx, mux, pb.NewFleetServiceClient(conn)),
 	} {
-		if err := register(ctx, mux, conn); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("register REST handlers: %w", err)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
+	"github.com/koophone-gateway/koophone-gateway/internal/calllog"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
@@ -33,7 +33,8 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 //
 //  1. request id: the caller's x-request-id or a new UUID, in the context (for KooPhone and every log line) and in
 //     the response headers;
-//  2. logging: one line per call with code and duration, never payloads (they can hold device tokens);
+//  2. logging (internal/calllog): one line per call with code and duration, never payloads (they can hold device
+//     tokens), and no work at all when the level drops the line;
 //  3. recovery: a panic becomes INTERNAL and a log line with the stack, never a crash;
 //  4. authentication, audit, authorization (KooPhone services only; health and reflection stay open): the caller
 //     is named before anything looks at the request, denials are audited too, and validation errors never tell
@@ -41,14 +42,12 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 //  5. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
 //  6. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
 func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration, guard *auth.Guard) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
-	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		if isHealthCall(fields) {
-			lvl = logging.LevelDebug // load balancers check every few seconds: not worth an INFO line each
-		}
-		log.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-	// The call log names the principal and, for REST calls, the real client (read when the call ends).
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithFieldsFromContext(auth.LogFields)}
+	// The call log names the principal and, for REST calls, the real client (read when the call ends); health
+	// checks, every few seconds from each load balancer, log at debug.
+	logOpts := []calllog.Option{
+		calllog.WithFields(func(ctx context.Context) []any { return auth.LogFields(ctx) }),
+		calllog.QuietServices(healthpb.Health_ServiceDesc.ServiceName),
+	}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
@@ -56,7 +55,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 	unary := []grpc.UnaryServerInterceptor{
 		unaryRequestID,
 		guard.CallInfoUnary(),
-		logging.UnaryServerInterceptor(logger, logOpts...),
+		calllog.UnaryServerInterceptor(log, logOpts...),
 		recovery.UnaryServerInterceptor(recoverOpts...),
 	}
 	unary = append(unary, guard.Unary()...)
@@ -79,7 +78,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 	stream := []grpc.StreamServerInterceptor{
 		streamRequestID,
 		guard.CallInfoStream(),
-		logging.StreamServerInterceptor(logger, logOpts...),
+		calllog.StreamServerInterceptor(log, logOpts...),
 		recovery.StreamServerInterceptor(recoverOpts...),
 	}
 	stream = append(stream, guard.Stream()...)
@@ -89,16 +88,6 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		},
 	)
 	return unary, stream
-}
-
-// isHealthCall reports a call of the health service, from the logging middleware's fields.
-func isHealthCall(fields []any) bool {
-	for i := 0; i+1 < len(fields); i += 2 {
-		if fields[i] == "grpc.service" && fields[i+1] == healthpb.Health_ServiceDesc.ServiceName {
-			return true
-		}
-	}
-	return false
 }
 
 func validate(ctx context.Context, log *slog.Logger, v *service.Validator, req any) error {

@@ -26,6 +26,8 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/apidocs"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/inproc"
+	"github.com/koophone-gateway/koophone-gateway/internal/pprofserver"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/telemetry"
@@ -39,6 +41,18 @@ var serviceNames = []string{
 	pb.AppService_ServiceDesc.ServiceName,
 	pb.FleetService_ServiceDesc.ServiceName,
 }
+
+// The REST mirror's in-memory connections to the gRPC server: unary calls spread over a few (one HTTP/2
+// connection serialises its calls through one reader and one writer), streams over others, each admitting
+// --max-concurrent-streams held REST watches.
+const (
+	mirrorUnaryConns  = 4
+	mirrorStreamConns = 4
+)
+
+// streamWorkers is how many goroutines the gRPC server keeps to run handlers on; each idle one holds its stack
+// (8-16 KiB).
+const streamWorkers = 256
 
 // Server is a running gateway.
 type Server struct {
@@ -54,11 +68,13 @@ type Server struct {
 	sec      *security
 	grpc     *grpc.Server
 	health   *healthService
-	gwConn   *grpc.ClientConn
+	gwLis    *inproc.Listener // the REST mirror's in-memory way into s.grpc
+	gwConns  *inproc.Conns
 	http     *http.Server
 	metrics  *http.Server // the optional /metrics-only listener
 	tel      *telemetry.Telemetry
-	active   atomic.Int64 // gRPC calls in progress, for the count of calls cut at shutdown
+	active   atomic.Int64        // gRPC calls in progress, for the count of calls cut at shutdown
+	pprof    *pprofserver.Server // nil unless --pprof-addr
 
 	grpcAddr, httpAddr string
 	metricsAddr        string
@@ -171,6 +187,10 @@ func (s *Server) start(ctx context.Context) error {
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		// Reuse handler goroutines: a fresh goroutine per call starts with a 2 KiB stack and grows it through the
+		// interceptor chain on every call (runtime.newstack was ~10% of the gateway's CPU); a worker's stack has
+		// grown already. Calls beyond the workers still get goroutines of their own.
+		grpc.NumStreamWorkers(streamWorkers),
 		// MaxConnectionAge makes long-lived clients reconnect now and then, so they spread over new replicas.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second,
 			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace}),
@@ -201,15 +221,19 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	s.httpAddr = httpLis.Addr().String()
-	// The mirror calls the gRPC server over loopback, so REST callers meet the same interceptors.
-	s.gwConn, err = grpc.NewClient(loopback(s.grpcAddr),
-		grpc.WithTransportCredentials(s.sec.mirrorCreds()),
-		grpc.WithStatsHandler(s.tel.ClientHandler()), // the REST call and its gRPC hop are one trace
+	// The mirror calls the same gRPC server in process, over in-memory connections (no TCP hop), so REST callers
+	// meet the same interceptors; unary calls and streams use connections of their own, so held REST watch streams
+	// cannot take the slots unary REST callers need.
+	s.gwLis = inproc.Listen()
+	s.serve("grpc-mirror", func() error { return s.grpc.Serve(s.gwLis) })
+	s.gwConns, err = inproc.Dial(s.gwLis, mirrorUnaryConns, mirrorStreamConns,
+		grpc.WithTransportCredentials(s.sec.mirrorCreds()), // TLS pinned to our own certificate when TLS is on
+		grpc.WithStatsHandler(s.tel.ClientHandler()),       // the REST call and its gRPC hop are one trace
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
-	gw, err := newGateway(ctx, s.gwConn, s.sec.guard, runtime.WithMiddlewares(telemetry.RouteMiddleware))
+	gw, err := newGateway(ctx, s.gwConns, s.sec.guard, runtime.WithMiddlewares(telemetry.RouteMiddleware))
 	if err != nil {
 		return err
 	}
@@ -237,6 +261,13 @@ func (s *Server) start(ctx context.Context) error {
 		if err := s.startMetrics(); err != nil {
 			return err
 		}
+	}
+
+	if cfg.PprofAddr != "" {
+		if s.pprof, err = pprofserver.Start(cfg.PprofAddr); err != nil {
+			return err
+		}
+		log.Warn("serving /debug/pprof for operators", "addr", s.pprof.Addr())
 	}
 
 	probeCtx, cancel := context.WithCancel(context.Background())
@@ -397,8 +428,8 @@ func (s *Server) closeAll() {
 	if s.stopProbe != nil {
 		s.stopProbe()
 	}
-	if s.gwConn != nil {
-		_ = s.gwConn.Close()
+	if s.gwConns != nil {
+		s.gwConns.Close()
 	}
 	if s.grpc != nil {
 		s.grpc.Stop()
@@ -408,6 +439,9 @@ func (s *Server) closeAll() {
 	}
 	if s.services != nil {
 		s.services.Close()
+	}
+	if s.pprof != nil {
+		_ = s.pprof.Close()
 	}
 	if s.up != nil {
 		s.up.Close()
@@ -426,16 +460,4 @@ func (s *Server) closeAll() {
 	if s.sec != nil {
 		_ = s.sec.auditClose()
 	}
-}
-
-// loopback turns a listen address into one to dial: an unspecified host becomes 127.0.0.1.
-func loopback(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }

@@ -20,17 +20,21 @@ import (
 // crossFieldRules below, the one hand-written place. Either way a bad request gets INVALID_ARGUMENT with a
 // google.rpc.BadRequest holding one violation per bad field.
 type Validator struct {
-	pv protovalidate.Validator
+	pv        protovalidate.Validator
+	lists     *listRules                     // rules on lists of strings, checked in Go (listrules.go)
+	skipLists protovalidate.ValidationOption // protovalidate without those fields
 }
 
 // NewValidator compiles the contract's rules for every request message up front, so a broken rule fails at start-up
 // rather than on a caller's request.
 func NewValidator() (*Validator, error) {
-	pv, err := protovalidate.New(protovalidate.WithMessages(requestMessages()...))
+	msgs := requestMessages()
+	pv, err := protovalidate.New(protovalidate.WithMessages(msgs...))
 	if err != nil {
 		return nil, fmt.Errorf("compile validation rules: %w", err)
 	}
-	return &Validator{pv: pv}, nil
+	lists := newListRules(msgs)
+	return &Validator{pv: pv, lists: lists, skipLists: protovalidate.WithFilter(lists.filter())}, nil
 }
 
 // requestMessages lists every request message of the services.
@@ -52,7 +56,14 @@ func requestMessages() []proto.Message {
 // Validate returns nil for a good request and an INVALID_ARGUMENT status with a BadRequest otherwise.
 func (v *Validator) Validate(msg proto.Message) error {
 	var violations []*errdetails.BadRequest_FieldViolation
-	if err := v.pv.Validate(msg); err != nil {
+	var err error
+	if v.lists.covers(msg) && v.lists.valid(msg) {
+		err = v.pv.Validate(msg, v.skipLists)
+	} else {
+		// No list to skip, or a bad one: protovalidate checks (and names) everything.
+		err = v.pv.Validate(msg)
+	}
+	if err != nil {
 		var ve *protovalidate.ValidationError
 		if !errors.As(err, &ve) {
 			// A rule that does not compile is our bug, not the caller's.

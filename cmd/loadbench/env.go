@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"time"
+)
+
+// simulator is the standalone koophone-sim process and what the harness needs from it.
+type simulator struct {
+	*proc
+	url   string
+	creds struct {
+		Domain      string `json:"domain"`
+		User        string `json:"user"`
+		Password    string `json:"password"`
+		ProjectName string `json:"project_name"`
+	}
+	ids   []string // the tenant's phones
+	token string   // an IAM token for direct calls and the bare proxy
+}
+
+func startSim(ctx context.Context, o *options, name string, jobDuration time.Duration) (*simulator, error) {
+	p, err := startProc(name, o.logDir, o.simBin, []string{"-addr", "127.0.0.1:0", "-fleet", "200",
+		"-job-duration", jobDuration.String(), "-token-ttl", "24h"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	m, err := waitLog(ctx, p, simListening)
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	s := &simulator{proc: p, url: m[1]}
+	if err := waitHTTP(ctx, p, s.url+"/_sim/instances"); err != nil {
+		p.stop()
+		return nil, err
+	}
+	if err := getJSON(s.url+"/_sim/credentials", &s.creds); err == nil {
+		err = getJSON(s.url+"/_sim/instances", &s.ids)
+	}
+	if err == nil {
+		s.token, err = s.login()
+	}
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+var (
+	simListening   = regexp.MustCompile(`KooPhone simulator listening on (http://\S+)`)
+	gatewayServing = regexp.MustCompile(`msg=serving grpc=(\S+) http=(\S+)`)
+	gatewayPprof   = regexp.MustCompile(`msg="serving /debug/pprof for operators" addr=(\S+)`)
+)
+
+// login gets a project-scoped IAM token from the simulator's Keystone endpoint.
+func (s *simulator) login() (string, error) {
+	body, _ := json.Marshal(map[string]any{"auth": map[string]any{
+		"identity": map[string]any{"methods": []string{"password"}, "password": map[string]any{"user": map[string]any{
+			"name": s.creds.User, "password": s.creds.Password, "domain": map[string]string{"name": s.creds.Domain},
+		}}},
+		"scope": map[string]any{"project": map[string]string{"name": s.creds.ProjectName}},
+	}})
+	res, err := http.Post(s.url+"/v3/auth/tokens", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("IAM login: HTTP %d", res.StatusCode)
+	}
+	return res.Header.Get("X-Subject-Token"), nil
+}
+
+// calls returns the simulator's request counters per operation.
+func (s *simulator) calls() (map[string]int64, error) {
+	var m map[string]int64
+	err := getJSON(s.url+"/_sim/calls", &m)
+	return m, err
+}
+
+// connsOpened is how many TCP connections clients have opened to the simulator.
+func (s *simulator) connsOpened() (int64, error) {
+	var m map[string]int64
+	err := getJSON(s.url+"/_sim/connections", &m)
+	return m["opened"], err
+}
+
+// setFaults replaces the simulator's faults with the JSON list.
+func (s *simulator) setFaults(list string) error {
+	req, _ := http.NewRequest(http.MethodPut, s.url+"/_sim/faults", bytes.NewBufferString(list))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("set faults: HTTP %d", res.StatusCode)
+	}
+	return nil
+}
+
+// gateway is a koophone-gateway process in front of the simulator, with pprof on for the harness' readings.
+type gateway struct {
+	*proc
+	grpcAddr, httpAddr, pprofAddr string
+}
+
+func startGateway(ctx context.Context, o *options, s *simulator, name, bin string) (*gateway, error) {
+	var g gateway
+	env := []string{
+		"KOOPHONE_GRPC_ADDR=127.0.0.1:0", "KOOPHONE_HTTP_ADDR=127.0.0.1:0", "KOOPHONE_PPROF_ADDR=127.0.0.1:0",
+		"KOOPHONE_LOG_LEVEL=info", "KOOPHONE_LOG_FORMAT=text", "KOOPHONE_ENDPOINT=" + s.url, "KOOPHONE_IAM_ENDPOINT=" + s.url,
+		"KOOPHONE_IAM_DOMAIN=" + s.creds.Domain, "KOOPHONE_IAM_USER=" + s.creds.User,
+		"KOOPHONE_IAM_PASSWORD=" + s.creds.Password, "KOOPHONE_PROJECT=" + s.creds.ProjectName,
+	}
+	env = append(env, o.gatewayEnv...)
+	p, err := startProc(name, o.logDir, bin, nil, env)
+	if err != nil {
+		return nil, err
+	}
+	g.proc = p
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	m, err := waitLog(ctx, p, gatewayServing)
+	if err == nil {
+		g.grpcAddr, g.httpAddr = m[1], m[2]
+		err = waitHTTP(ctx, p, "http://"+g.httpAddr+"/readyz")
+	}
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	// An earlier build (-gateway-before) may predate --pprof-addr: then there are no goroutine or heap readings.
+	if b, err := os.ReadFile(p.log); err == nil {
+		if m := gatewayPprof.FindStringSubmatch(string(b)); m != nil {
+			g.pprofAddr = m[1]
+		}
+	}
+	return &g, nil
+}

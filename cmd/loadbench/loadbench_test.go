@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary stand in for loadbench when the harness re-executes itself as the bare proxy.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "bareproxy" {
+		if err := runBareProxy(os.Args[2:]); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs every phase of the harness at a tiny scale (a few hundred calls per path, 200 watchers) against
+// real gateway and simulator processes, and checks that every figure was measured and every call succeeded.
+// It guards the harness, not the gateway's speed: nothing here is timed.
+func TestSmoke(t *testing.T) {
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/server", "./cmd/koophone-sim")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var progress strings.Builder
+	logOut = &progress
+	o, err := parse([]string{
+		"-gateway", filepath.Join(dir, "server"), "-sim", filepath.Join(dir, "koophone-sim"), "-logs", dir,
+		"-conc", "4", "-rounds", "1", "-segment", "300ms", "-warmup", "100ms", "-rates", "200",
+		"-slow-calls", "200", "-slow-latency", "50ms",
+		"-watchers", "200", "-tasks", "5", "-job-duration", "8s", "-poll-window", "1s", "-gateway-before", filepath.Join(dir, "server"),
+		"-gateway-env", "KOOPHONE_WATCH_FIRST_INTERVAL=100ms", "-gateway-env", "KOOPHONE_WATCH_MAX_INTERVAL=500ms",
+	}, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := execute(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+
+	if len(rep.unary) != 2 || len(rep.paths) != 6 || len(rep.slow) != 3 {
+		t.Fatalf("%d loads, %d paths", len(rep.unary), len(rep.paths))
+	}
+	for li, row := range rep.unary {
+		for pi, m := range row {
+			name := rep.loads[li].name + " / " + rep.paths[pi].name
+			if m.calls == 0 || m.errs != 0 {
+				t.Errorf("%s: %d of %d calls failed, first: %v", name, m.errs, m.calls, m.firstErr)
+			}
+			if rep.paths[pi].pid != 0 && m.cpu <= 0 && li == 0 {
+				t.Errorf("%s: no CPU time measured", name)
+			}
+		}
+	}
+	for _, b := range rep.slow {
+		if b.ok != b.calls || b.connsOpened < 1 || b.peakRSS <= 0 {
+			t.Errorf("slow burst %s: %d of %d ok, %d connections, peak RSS %d, first error %v",
+				b.path, b.ok, b.calls, b.connsOpened, b.peakRSS, b.firstErr)
+		}
+	}
+	if len(rep.watch) != 1 {
+		t.Fatalf("%d watch results", len(rep.watch))
+	}
+	w := rep.watch[0]
+	if w.terminal != 200 || w.failed != 0 || len(w.delays) != 5 || w.pollsPerSec <= 0 || w.heap <= 0 || w.rss <= 0 {
+		t.Errorf("watchers: %+v", *w)
+	}
+	md := rep.markdown()
+	for _, want := range []string{"calls/s ÷ bare", "| gateway REST |", "| before: gateway REST |", "this build ÷ the earlier build",
+		"upstream connections opened", "RSS per watcher"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
