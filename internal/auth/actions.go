@@ -96,14 +96,16 @@ var Rules = map[string]Rule{
 	// Fleet RPCs resolve their selector through ListInstances pages, then act batch by batch: they need the list
 	// action and every action of the batches they start and follow.
 	fleetSvc + "ListAllInstances": read(ActionList),
+	// RunFleetCommand's default mode (ASYNC) starts AsyncCommand batches and follows their tasks; SYNC mode sends
+	// SyncCommand batches and needs that action as well.
 	fleetSvc + "RunFleetCommand": {
-		Actions: []string{ActionList},
+		Actions: []string{ActionList, ActionAsyncCommand, ActionQueryJob},
 		Write:   true,
 		Extra: func(req proto.Message) []string {
 			if r, ok := req.(*pb.RunFleetCommandRequest); ok && r.GetMode() == pb.FleetCommandMode_FLEET_COMMAND_MODE_SYNC {
 				return []string{ActionSyncCommand}
 			}
-			return []string{ActionAsyncCommand, ActionQueryJob}
+			return nil
 		},
 	},
 	fleetSvc + "ResetFleet":        write(ActionList, ActionReset, ActionQueryJob),

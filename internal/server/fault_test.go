@@ -428,6 +428,7 @@ func TestFaultMixedLoad(t *testing.T) {
 					_, err = e.order.CreateInstance(ctx, createReq(goodSku, 1))
 				default:
 					req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/instances/batch-query-status", strings.NewReader(`{"instance_ids":["`+phones[j]+`"]}`))
+					req.Header.Set("Content-Type", "application/json")
 					res, herr := hc.Do(req)
 					if herr != nil {
 						errs <- herr

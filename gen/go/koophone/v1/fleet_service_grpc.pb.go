@@ -56,8 +56,8 @@ type FleetServiceClient interface {
 	ListAllInstances(ctx context.Context, in *ListAllInstancesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListAllInstancesResponse], error)
 	// Runs an adb shell command on every selected phone: mode ASYNC (default) starts AsyncCommand batches and follows
 	// their tasks; SYNC sends SyncCommand batches and reports their answers.
-	// IAM actions: koophone:cloudphoneResource:queryInstanceBatch, plus asyncInvokeInstance and queryExecuteJob
-	// (ASYNC) or syncInvokeInstance (SYNC).
+	// IAM actions: koophone:cloudphoneResource:queryInstanceBatch, asyncInvokeInstance, queryExecuteJob; mode SYNC
+	// also needs syncInvokeInstance.
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	RunFleetCommand(ctx context.Context, in *RunFleetCommandRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FleetEvent], error)
@@ -259,8 +259,8 @@ type FleetServiceServer interface {
 	ListAllInstances(*ListAllInstancesRequest, grpc.ServerStreamingServer[ListAllInstancesResponse]) error
 	// Runs an adb shell command on every selected phone: mode ASYNC (default) starts AsyncCommand batches and follows
 	// their tasks; SYNC sends SyncCommand batches and reports their answers.
-	// IAM actions: koophone:cloudphoneResource:queryInstanceBatch, plus asyncInvokeInstance and queryExecuteJob
-	// (ASYNC) or syncInvokeInstance (SYNC).
+	// IAM actions: koophone:cloudphoneResource:queryInstanceBatch, asyncInvokeInstance, queryExecuteJob; mode SYNC
+	// also needs syncInvokeInstance.
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
 	RunFleetCommand(*RunFleetCommandRequest, grpc.ServerStreamingServer[FleetEvent]) error
