@@ -1,0 +1,3 @@
+module github.com/koophone-gateway/koophone-gateway/deploy
+
+go 1.26.8
