@@ -12,6 +12,7 @@ need_apt() {
 }
 
 # Each test dependency is one line below: the command that proves it is there, and the Debian package(s) that bring it.
+need_apt redis-server redis-server # internal/coord and the scale-out test start their own
 
 if ((${#missing[@]})); then
 	echo "test-deps: installing ${missing[*]}"
