@@ -738,7 +738,12 @@ type CreateInstanceRequest struct {
 	// How the order is paid.
 	ChargeParam *ChargeParam `protobuf:"bytes,8,opt,name=charge_param,json=chargeParam,proto3" json:"charge_param,omitempty"`
 	// The network line, e.g. "EIP"; optional, at most 64 characters.
-	Network       string `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
+	Network string `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -832,6 +837,13 @@ func (x *CreateInstanceRequest) GetChargeParam() *ChargeParam {
 func (x *CreateInstanceRequest) GetNetwork() string {
 	if x != nil {
 		return x.Network
+	}
+	return ""
+}
+
+func (x *CreateInstanceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -1033,7 +1045,12 @@ type DeleteInstanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The phones, 1 to 100 instance ids of at most 32 characters each (KooPhone's instanceIdList); yearly/monthly
 	// phones only.
-	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	InstanceIds []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1073,6 +1090,13 @@ func (x *DeleteInstanceRequest) GetInstanceIds() []string {
 		return x.InstanceIds
 	}
 	return nil
+}
+
+func (x *DeleteInstanceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // DeleteInstanceResponse is empty: the phones are unsubscribed.
@@ -1166,7 +1190,7 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"scene_desc\x18\x05 \x01(\tR\tsceneDesc\x12\"\n" +
 	"\rscene_desc_en\x18\x06 \x01(\tR\vsceneDescEn\x12\x12\n" +
 	"\x04tags\x18\a \x01(\tR\x04tags\x12\x17\n" +
-	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\xc0\x03\n" +
+	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\xec\x03\n" +
 	"\x15CreateInstanceRequest\x12$\n" +
 	"\x02os\x18\x01 \x01(\tB\x14\xbaH\x11r\x0fR\x05AOSP9R\x06AOSP11R\x02os\x121\n" +
 	"\x0finstance_sku_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\rinstanceSkuId\x12)\n" +
@@ -1177,7 +1201,9 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"\x05count\x18\a \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xdc\v(\x01R\x05count\x12C\n" +
 	"\fcharge_param\x18\b \x01(\v2\x18.koophone.v1.ChargeParamB\x06\xbaH\x03\xc8\x01\x01R\vchargeParam\x12!\n" +
-	"\anetwork\x18\t \x01(\tB\a\xbaH\x04r\x02\x18@R\anetwork\"\x8d\x02\n" +
+	"\anetwork\x18\t \x01(\tB\a\xbaH\x04r\x02\x18@R\anetwork\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\x8d\x02\n" +
 	"\vChargeParam\x12J\n" +
 	"\rcharging_mode\x18\x01 \x01(\x0e2\x19.koophone.v1.ChargingModeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\fchargingMode\x12D\n" +
@@ -1194,9 +1220,11 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"\fInstanceInfo\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12#\n" +
-	"\rinstance_name\x18\x02 \x01(\tR\finstanceName\"N\n" +
+	"\rinstance_name\x18\x02 \x01(\tR\finstanceName\"z\n" +
 	"\x15DeleteInstanceRequest\x125\n" +
-	"\finstance_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\"\x18\n" +
+	"\finstance_ids\x18\x01 \x03(\tB\x12\xbaH\x0f\x92\x01\f\b\x01\x10d\"\x06r\x04\x10\x01\x18 R\vinstanceIds\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\x18\n" +
 	"\x16DeleteInstanceResponse*O\n" +
 	"\fChargingMode\x12\x1d\n" +
 	"\x19CHARGING_MODE_UNSPECIFIED\x10\x00\x12 \n" +
