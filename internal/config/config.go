@@ -50,6 +50,15 @@ type Config struct {
 	WatchFirstInterval time.Duration
 	WatchMaxInterval   time.Duration
 	WatchTerminalTTL   time.Duration
+
+	// Scale-out (internal/coord). With RedisURL empty each replica works alone.
+	RedisURL           string
+	RedisLeaseTTL      time.Duration
+	QuotaReadRate      int // upstream reads per second for all replicas together; 0: unlimited
+	QuotaWriteRate     int // upstream writes per second for all replicas together; 0: unlimited
+	QuotaReplicas      int // replicas sharing the quota: each spends 1/QuotaReplicas of it while Redis is down
+	IdempotencyTTL     time.Duration
+	IdempotencyMaxKeys int // in-memory store (without Redis)
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -125,6 +134,13 @@ func (c *Config) settings() []setting {
 		{flag: "watch-first-interval", env: "KOOPHONE_WATCH_FIRST_INTERVAL", def: "500ms", help: "streams: first upstream poll interval, and the interval after a change", set: dur(&c.WatchFirstInterval)},
 		{flag: "watch-max-interval", env: "KOOPHONE_WATCH_MAX_INTERVAL", def: "10s", help: "streams: longest poll interval while nothing changes", set: dur(&c.WatchMaxInterval)},
 		{flag: "watch-terminal-ttl", env: "KOOPHONE_WATCH_TERMINAL_TTL", def: "1m", help: "streams: how long a finished task's last state is served without polling", set: dur(&c.WatchTerminalTTL)},
+		{env: "KOOPHONE_REDIS_URL", secret: true, help: "Redis shared by the replicas (pollers, quota, idempotency keys): redis://[:password@]host:port/db, rediss:// for TLS, ?master_name=NAME for Sentinel, redis+cluster:// for a Cluster; empty: each replica alone", set: str(&c.RedisURL)},
+		{flag: "redis-lease-ttl", env: "KOOPHONE_REDIS_LEASE_TTL", def: "5s", help: "scale-out: how long a dead replica's pollers stay unclaimed (the failover time)", set: dur(&c.RedisLeaseTTL)},
+		{flag: "quota-read-rate", env: "KOOPHONE_QUOTA_READ_RATE", def: "0", help: "upstream read calls per second, all replicas together (0: unlimited)", set: num(&c.QuotaReadRate)},
+		{flag: "quota-write-rate", env: "KOOPHONE_QUOTA_WRITE_RATE", def: "0", help: "upstream write calls per second, all replicas together (0: unlimited)", set: num(&c.QuotaWriteRate)},
+		{flag: "quota-replicas", env: "KOOPHONE_QUOTA_REPLICAS", def: "1", help: "replicas sharing the quota; while Redis is down each spends its 1/N share", set: num(&c.QuotaReplicas)},
+		{flag: "idempotency-ttl", env: "KOOPHONE_IDEMPOTENCY_TTL", def: "24h", help: "how long a write's request_id (Idempotency-Key) is remembered", set: dur(&c.IdempotencyTTL)},
+		{flag: "idempotency-max-keys", env: "KOOPHONE_IDEMPOTENCY_MAX_KEYS", def: "100000", help: "without Redis: most request_ids kept in memory (oldest dropped first)", set: num(&c.IdempotencyMaxKeys)},
 	}
 }
 
@@ -246,6 +262,12 @@ func (c *Config) check() error {
 	}
 	if c.WatchMaxInterval < c.WatchFirstInterval {
 		return errors.New("--watch-max-interval must not be shorter than --watch-first-interval")
+	}
+	if c.QuotaReplicas < 1 {
+		return errors.New("--quota-replicas must be at least 1")
+	}
+	if c.RedisURL != "" && c.RedisLeaseTTL < 300*time.Millisecond {
+		return errors.New("--redis-lease-ttl must be at least 300ms")
 	}
 	if c.SimFleet < 1 && c.Endpoint == "" {
 		return errors.New("--sim-fleet must be at least 1")

@@ -57,10 +57,25 @@ type Quota struct {
 
 // NewQuota returns the shared budget. A zero Rate means unlimited for that kind.
 func (c *Coord) NewQuota(cfg QuotaConfig) (*Quota, error) {
+	return newQuota(c, cfg, c.cfg.Clock)
+}
+
+// NewLocalQuota returns a budget of this replica alone (no Redis): cfg's rates divided by cfg.Replicas.
+func NewLocalQuota(cfg QuotaConfig, clk clock.Clock) (*Quota, error) {
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	return newQuota(nil, cfg, clk)
+}
+
+func newQuota(c *Coord, cfg QuotaConfig, clk clock.Clock) (*Quota, error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	q := &Quota{c: c, rl: redis_rate.NewLimiter(c.rdb), clk: c.cfg.Clock}
+	q := &Quota{c: c, clk: clk}
+	if c != nil {
+		q.rl = redis_rate.NewLimiter(c.rdb)
+	}
 	for i, r := range []Rate{cfg.Read, cfg.Write} {
 		if r.Events < 0 || r.Per < 0 || r.Burst < 0 {
 			return nil, fmt.Errorf("upstream quota: rate %d per %v burst %d: must not be negative", r.Events, r.Per, r.Burst)
@@ -99,6 +114,9 @@ func (q *Quota) Wait(ctx context.Context, write bool) error {
 		if q.limits[i].IsZero() {
 			return nil
 		}
+		if q.c == nil {
+			return q.waitLocal(ctx, i)
+		}
 		octx, cancel := q.c.opCtx(ctx)
 		res, err := q.rl.Allow(octx, q.c.key("quota", kind), q.limits[i])
 		cancel()
@@ -125,7 +143,9 @@ func (q *Quota) waitLocal(ctx context.Context, i int) error {
 		r.CancelAt(q.clk.Now())
 		return err
 	}
-	q.c.stats.localQuota.Add(1)
+	if q.c != nil {
+		q.c.stats.localQuota.Add(1)
+	}
 	return nil
 }
 
@@ -134,6 +154,9 @@ func (q *Quota) waitHold(ctx context.Context) error {
 	q.mu.Lock()
 	until := q.hold
 	q.mu.Unlock()
+	if q.c == nil {
+		return q.sleep(ctx, until.Sub(q.clk.Now()))
+	}
 	octx, cancel := q.c.opCtx(ctx)
 	ms, err := q.c.rdb.Get(octx, q.c.key("quota", "hold")).Int64()
 	cancel()
@@ -173,7 +196,7 @@ func (q *Quota) HoldUntil(t time.Time) {
 	}
 	q.mu.Unlock()
 	d := t.Sub(q.clk.Now())
-	if d <= 0 {
+	if d <= 0 || q.c == nil {
 		return
 	}
 	ctx, cancel := q.c.opCtx(context.Background())

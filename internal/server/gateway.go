@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
 )
 
 // newGateway returns the REST/JSON mirror: grpc-gateway handlers that call the gRPC server through conn (so every
@@ -29,6 +30,9 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn) (*runtime.ServeMux, 
 		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
 			if textproto.CanonicalMIMEHeaderKey(key) == "X-Request-Id" {
 				return RequestIDHeader, true
+			}
+			if textproto.CanonicalMIMEHeaderKey(key) == "Idempotency-Key" {
+				return idempotency.HeaderName, true
 			}
 			return runtime.DefaultHeaderMatcher(key)
 		}),

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -79,6 +80,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
+	if st, ok := s.CoordStatus(); ok {
+		// Degraded is still ready: the replica serves on its own (see internal/coord); the detail says so.
+		_, _ = fmt.Fprintln(w, st.Detail())
+	}
 }
 
 // healthService is grpc's health server plus an end for Watch streams at shutdown: without it, a load balancer's

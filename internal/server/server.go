@@ -21,6 +21,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
@@ -42,6 +43,7 @@ type Server struct {
 	sim     *sim.Server  // the embedded simulator, nil against a real endpoint
 	simHTTP *http.Server // serves sim on loopback
 	up      *upstream.Client
+	coord   *coord.Coord // Redis coordination (KOOPHONE_REDIS_URL), nil without it
 
 	services *service.Services
 	grpc     *grpc.Server
@@ -88,6 +90,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 // start builds and starts everything; on error, what it started is left for closeAll.
 func (s *Server) start(ctx context.Context) error {
 	cfg, log := s.cfg, s.log
+	if err := s.openCoord(); err != nil {
+		return err
+	}
 	if err := s.startUpstream(); err != nil {
 		return err
 	}
@@ -100,6 +105,7 @@ func (s *Server) start(ctx context.Context) error {
 		MaxInterval:   cfg.WatchMaxInterval,
 		TerminalTTL:   cfg.WatchTerminalTTL,
 	}
+	idem := s.scaleOut(&watch)
 	if s.opts.watch != nil {
 		s.opts.watch(&watch)
 	}
@@ -109,6 +115,7 @@ func (s *Server) start(ctx context.Context) error {
 	}
 
 	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout)
+	unary = append(unary, idem) // innermost: after validation and the default deadline
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -217,11 +224,16 @@ func (s *Server) startUpstream() error {
 			})
 		}
 	}
+	hc, err := s.upstreamHTTP()
+	if err != nil {
+		return err
+	}
 	up, err := upstream.New(upstream.Config{
-		Endpoint:  endpoint,
-		Auth:      auth,
-		Logger:    s.log.With("component", "upstream"),
-		UserAgent: "koophone-gateway",
+		Endpoint:   endpoint,
+		Auth:       auth,
+		HTTPClient: hc,
+		Logger:     s.log.With("component", "upstream"),
+		UserAgent:  "koophone-gateway",
 	})
 	if err != nil {
 		return fmt.Errorf("KooPhone client: %w", err)
@@ -311,6 +323,9 @@ func (s *Server) closeAll() {
 	}
 	if s.simHTTP != nil {
 		_ = s.simHTTP.Close()
+	}
+	if s.coord != nil {
+		_ = s.coord.Close() // after the hubs: their pollers release their leases first
 	}
 }
 
