@@ -15,7 +15,7 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test test-deps lint generate check-generated breaking tools grpcurl build bench smoke clean
+.PHONY: all run test test-deps test-deploy lint generate check-generated breaking tools grpcurl build bench smoke clean
 
 all: build
 
@@ -26,6 +26,11 @@ run:
 ## test: lint (incl. stale gen/ check) and every test with the race detector
 test: lint test-deps
 	go test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory test-deploy
+
+## test-deploy: render deploy/'s kustomize overlays and check them against the server (deploy/ is its own module)
+test-deploy:
+	cd deploy && go vet ./... && go test -race -count=1 ./...
 
 ## test-deps: install what the tests need beyond Go (Debian packages, npm), only when missing
 test-deps:

@@ -24,6 +24,10 @@ const (
 	probeFailuresToDrop = 2
 )
 
+// LivenessService is a health service name that is SERVING for as long as the process serves gRPC, whatever
+// KooPhone's state: a liveness probe on it restarts a wedged gateway, never one that merely waits for KooPhone.
+const LivenessService = "liveness"
+
 func (s *Server) setServing(ok bool) {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
 	if ok {

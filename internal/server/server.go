@@ -130,6 +130,7 @@ func (s *Server) start(ctx context.Context) error {
 	pb.RegisterAppServiceServer(s.grpc, s.services.App)
 	s.health = newHealthService()
 	s.setServing(false)
+	s.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
