@@ -15,7 +15,7 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test test-deps test-deploy lint generate check-generated breaking tools grpcurl build bench smoke clean
+.PHONY: all run test test-deps test-dates test-deploy lint generate check-generated breaking tools grpcurl build bench smoke clean
 
 all: build
 
@@ -23,10 +23,20 @@ all: build
 run:
 	go run ./cmd/server
 
-## test: lint (incl. stale gen/ check) and every test with the race detector
-test: lint test-deps
-	go test -race -count=1 -timeout 20m ./...
-	$(MAKE) --no-print-directory test-deploy
+## test: lint (incl. stale gen/ check), every test with the race detector, then the suites on shifted dates
+test:
+	scripts/stage.sh tools $(MAKE) --no-print-directory $(TOOLS)
+	scripts/stage.sh lint $(MAKE) --no-print-directory lint
+	scripts/stage.sh test-deps $(MAKE) --no-print-directory test-deps
+	scripts/stage.sh go-test go test -race -count=1 -timeout 20m ./...
+	scripts/stage.sh test-dates $(MAKE) --no-print-directory test-dates
+	scripts/stage.sh test-deploy $(MAKE) --no-print-directory test-deploy
+
+## test-dates: every suite with its fake clocks a year ahead and a year back, so no part may read the wall clock
+## where a test injected one (tests start on fixed dates; see internal/clock/clocktest)
+test-dates:
+	KOOPHONE_TEST_CLOCK_SHIFT=8760h go test -count=1 -timeout 10m ./...
+	KOOPHONE_TEST_CLOCK_SHIFT=-8760h go test -count=1 -timeout 10m ./...
 
 ## test-deploy: render deploy/'s kustomize overlays and check them against the server (deploy/ is its own module)
 test-deploy:

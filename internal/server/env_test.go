@@ -24,6 +24,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -66,14 +67,13 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := clock.NewFake(time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC))
+	clk := clocktest.NewFake(time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC))
 	log := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		log = NewLogger(testWriter{t}, "text", slog.LevelDebug)
 	}
-	srv, err := Start(context.Background(), cfg, log,
+	srv, err := Start(context.Background(), cfg, log, WithClock(clk),
 		WithSimConfig(func(c *sim.Config) {
-			c.Clock = clk
 			c.JobDuration = jobDuration
 			c.PrepareStep = prepareStep
 			c.PrepareQueue = prepareQueue
@@ -83,7 +83,6 @@ func newEnv(t *testing.T) *env {
 			c.Seed = 7
 		}),
 		WithWatchOptions(func(o *service.WatchOptions) {
-			o.Clock = clk
 			o.Rand = func() float64 { return 0.5 } // no jitter: the same steps every run
 			// The poll timeout runs on the fake clock too: keep it out of reach of the steps tests take, so a
 			// slow loopback call on a loaded machine never turns into an extra poll.
@@ -179,6 +178,24 @@ func (e *env) advanceUntil(step time.Duration, done func() bool) {
 		e.clk.Advance(step)
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// runClock moves the fake clock forward in the background, 100ms every 2ms of real time, until the returned stop is
+// called: for calls that wait on the gateway's clock (the client honouring a Retry-After) with no stream to drive.
+func (e *env) runClock() (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+				e.clk.Advance(100 * time.Millisecond)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // prepared assigns phone to user and prepares it until ready.

@@ -21,7 +21,7 @@ func (s *Server) openCoord() error {
 	if s.cfg.RedisURL == "" {
 		return nil
 	}
-	c, err := coord.Open(coord.Config{URL: s.cfg.RedisURL, LeaseTTL: s.cfg.RedisLeaseTTL})
+	c, err := coord.Open(coord.Config{URL: s.cfg.RedisURL, LeaseTTL: s.cfg.RedisLeaseTTL, Clock: s.opts.clockOrReal()})
 	if err != nil {
 		return err
 	}
@@ -46,22 +46,22 @@ func (s *Server) upstreamHTTP() (*http.Client, error) {
 		q, err = s.coord.NewQuota(qc)
 	} else {
 		qc.Replicas = 1 // alone: the whole quota is this replica's
-		q, err = coord.NewLocalQuota(qc, nil)
+		q, err = coord.NewLocalQuota(qc, s.opts.clockOrReal())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--quota-*: %w", err)
 	}
-	return &http.Client{Transport: coord.QuotaTransport{Next: upstream.NewTransport(), Quota: q}}, nil
+	return &http.Client{Transport: coord.QuotaTransport{Next: upstream.NewTransport(), Quota: q, Clock: s.opts.clockOrReal()}}, nil
 }
 
 // scaleOut returns the watch hubs' peer and the idempotency interceptor.
 func (s *Server) scaleOut(watch *service.WatchOptions) grpc.UnaryServerInterceptor {
-	var store idempotency.Store = idempotency.NewMemory(nil, s.cfg.IdempotencyMaxKeys)
+	var store idempotency.Store = idempotency.NewMemory(s.opts.clockOrReal(), s.cfg.IdempotencyMaxKeys)
 	if s.coord != nil && s.cfg.RedisURL != "" {
 		watch.Peer = s.coord
 		store = s.coord.KeyStore()
 	}
-	return idempotency.UnaryServerInterceptor(idempotency.Options{Store: store, TTL: s.cfg.IdempotencyTTL})
+	return idempotency.UnaryServerInterceptor(idempotency.Options{Store: store, TTL: s.cfg.IdempotencyTTL, Clock: s.opts.clockOrReal()})
 }
 
 // CoordStatus is the replica's view of Redis (degraded or not, counters), for readiness details and metrics;

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
@@ -62,15 +63,28 @@ type Server struct {
 type Option func(*options)
 
 type options struct {
+	clock clock.Clock
 	sim   func(*sim.Config)
 	watch func(*service.WatchOptions)
 }
+
+// WithClock runs every time-dependent part Start builds (the embedded simulator, the IAM token cache, the KooPhone
+// client's signing and back-off, the streams' polling) on c, so a test's fake clock is the only time they see.
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 
 // WithSimConfig lets f adjust the embedded simulator's configuration before it starts.
 func WithSimConfig(f func(*sim.Config)) Option { return func(o *options) { o.sim = f } }
 
 // WithWatchOptions lets f adjust the streams' polling policy.
 func WithWatchOptions(f func(*service.WatchOptions)) Option { return func(o *options) { o.watch = f } }
+
+// clock is the one clock every part runs on: the wall clock unless a test injected its own.
+func (o *options) clockOrReal() clock.Clock {
+	if o.clock == nil {
+		return clock.Real{}
+	}
+	return o.clock
+}
 
 // Start builds everything from cfg, listens on both ports and serves in the background. Health reports
 // NOT_SERVING until KooPhone (or the simulator) has answered a probe.
@@ -104,6 +118,7 @@ func (s *Server) start(ctx context.Context) error {
 		FirstInterval: cfg.WatchFirstInterval,
 		MaxInterval:   cfg.WatchMaxInterval,
 		TerminalTTL:   cfg.WatchTerminalTTL,
+		Clock:         s.opts.clockOrReal(),
 	}
 	idem := s.scaleOut(&watch)
 	if s.opts.watch != nil {
@@ -188,6 +203,7 @@ func (s *Server) startUpstream() error {
 		simCfg.JobDuration = cfg.SimJobDuration
 		simCfg.PrepareStep = cfg.SimPrepareStep
 		simCfg.Logger = s.log.With("component", "sim")
+		simCfg.Clock = s.opts.clockOrReal()
 		if s.opts.sim != nil {
 			s.opts.sim(&simCfg)
 		}
@@ -208,6 +224,8 @@ func (s *Server) startUpstream() error {
 			User:     creds.User,
 			Password: creds.Password,
 			Project:  creds.ProjectName,
+			Clock:    s.opts.clockOrReal(),
+			Logger:   s.log.With("component", "iam"),
 		})
 	} else {
 		switch {
@@ -222,6 +240,8 @@ func (s *Server) startUpstream() error {
 				User:     cfg.IAMUser,
 				Password: cfg.IAMPassword,
 				Project:  cfg.Project,
+				Clock:    s.opts.clockOrReal(),
+				Logger:   s.log.With("component", "iam"),
 			})
 		}
 	}
@@ -235,6 +255,7 @@ func (s *Server) startUpstream() error {
 		HTTPClient: hc,
 		Logger:     s.log.With("component", "upstream"),
 		UserAgent:  "koophone-gateway",
+		Clock:      s.opts.clockOrReal(),
 	})
 	if err != nil {
 		return fmt.Errorf("KooPhone client: %w", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 )
 
 // FuzzRequest throws arbitrary methods, paths, Authorization headers and bodies at the handler. Nothing may
@@ -17,7 +18,7 @@ import (
 //
 //	go test -run '^$' -fuzz FuzzRequest -fuzztime 60s ./internal/sim/
 func FuzzRequest(f *testing.F) {
-	start := time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC)
+	start := clocktest.Start(time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC))
 	s := New(Config{Clock: clock.NewFake(start), FleetSize: 3, Seed: 7, ForeignInstances: []string{"f0reign01"}})
 	id := s.InstanceIDs()[0]
 	tok := s.issueToken(start, start.Add(time.Hour))

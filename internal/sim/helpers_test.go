@@ -12,12 +12,21 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var start = time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC)
+// iamTime and kooTime are how IAM and KooPhone write times.
+const iamTime = "2006-01-02T15:04:05.000000Z"
+
+func kooTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }
+
+// fleetBorn is when the simulator's first phone was created: 30 days before the clock it starts on.
+var fleetBorn = start.AddDate(0, 0, -30)
+
+var start = clocktest.Start(time.Date(2026, 11, 27, 1, 2, 3, 0, time.UTC))
 
 // env is a simulator on a loopback port, driven by a fake clock, with a token already issued.
 type env struct {

@@ -40,7 +40,7 @@ func TestIAMIssuesProjectToken(t *testing.T) {
 	if err := json.Unmarshal(r.body, &body); err != nil {
 		t.Fatal(err)
 	}
-	if body.Token.ExpiresAt != "2026-11-28T01:02:03.000000Z" || body.Token.IssuedAt != "2026-11-27T01:02:03.000000Z" {
+	if body.Token.ExpiresAt != start.Add(24*time.Hour).Format(iamTime) || body.Token.IssuedAt != start.Format(iamTime) {
 		t.Errorf("expires_at %q issued_at %q", body.Token.ExpiresAt, body.Token.IssuedAt)
 	}
 	if body.Token.Project.ID != sim.DefaultProjectID || body.Token.Project.Name != "cn-north-7" ||

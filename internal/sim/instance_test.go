@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -257,7 +258,7 @@ func TestListInstances(t *testing.T) {
 		InstanceSku:   "专业版 | 8 核 | 16GB | 10GB 存储 | 最高分辨率 720p",
 		RunningStatus: 2, BillingMode: "1", ProjectID: sim.DefaultProjectID, ProjectName: "cn-north-7",
 		PhoneID: "null", AccountName: sim.DefaultDomain, RegionName: "华北-乌兰察布-二零三",
-		RegionNameEn: "CN North-Ulanqab203", BackupTime: "2026-10-28 01:02:03", RestoreTime: "2026-10-28 01:02:03",
+		RegionNameEn: "CN North-Ulanqab203", BackupTime: kooTime(start.AddDate(0, 0, -30)), RestoreTime: kooTime(start.AddDate(0, 0, -30)),
 	}
 	if first != want {
 		t.Fatalf("row\n got %+v\nwant %+v", first, want)
@@ -288,7 +289,7 @@ func TestListInstances(t *testing.T) {
 		t.Fatalf("by name: %d rows", len(rows))
 	}
 	// The fleet was created an hour apart, starting 30 days before the clock.
-	if rows := e.list("query_start_time=2026-10-28%2002:00:00&query_end_time=2026-10-28%2004:02:03"); len(rows) != 3 ||
+	if rows := e.list("query_start_time=" + url.QueryEscape(kooTime(fleetBorn.Add(59*time.Minute))) + "&query_end_time=" + url.QueryEscape(kooTime(fleetBorn.Add(3*time.Hour)))); len(rows) != 3 ||
 		rows[0].InstanceID != ids[1] {
 		t.Fatalf("by time: %+v", rows)
 	}

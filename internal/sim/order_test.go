@@ -78,7 +78,7 @@ func (e *env) create(body any) createData {
 func TestCreateAndDeleteInstances(t *testing.T) {
 	e := newEnv(t, func(c *sim.Config) { c.Stock = 5; c.ForeignInstances = []string{"f0reign01"} })
 	d := e.create(createBody(nil))
-	if !regexp.MustCompile(`^CS2611270102[A-Z0-9]{5}$`).MatchString(d.OrderID) || len(d.InstanceInfos) != 2 ||
+	if !regexp.MustCompile(`^CS`+start.Format("0601021504")+`[A-Z0-9]{5}$`).MatchString(d.OrderID) || len(d.InstanceInfos) != 2 ||
 		d.InstanceInfos[0].InstanceName != "koophone-00001" || d.InstanceInfos[1].InstanceName != "koophone-00002" {
 		t.Fatalf("%+v", d)
 	}

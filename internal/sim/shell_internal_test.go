@@ -5,13 +5,15 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 )
 
 func TestShell(t *testing.T) {
 	s := New(Config{FleetSize: 1})
 	p := s.phones[s.fleet[0]]
 	p.apps["com.tencent.mm"] = app{name: "com.tencent.mm", version: "8.0.58", file: "mm.apk"}
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := clocktest.Start(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	for _, tc := range []struct {
 		cmd  string
 		ok   bool
@@ -39,7 +41,7 @@ func TestShell(t *testing.T) {
 		{"uname -q", false, "Unknown option"},
 		{"dumpsys", true, "battery"},
 		{"dumpsys wifi", true, "Can't find service: wifi"},
-		{"date", true, "Fri Jan  2 03:04:05 UTC 2026"},
+		{"date", true, now.Format(time.UnixDate)},
 		{"whoami", true, "shell"},
 		{"/system/bin/ls", false, "not found"},
 	} {

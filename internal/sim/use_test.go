@@ -179,7 +179,7 @@ func TestPrepareProgressAndStream(t *testing.T) {
 		t.Fatalf("after backup progress %+v", p)
 	}
 	e.deviceToken(ids[0]).want(t, 200, "KOOPHONE.API.62010")
-	if rows := e.list("instance_id=" + ids[0]); rows[0].BackupStatus != 2 || rows[0].BackupTime != "2026-11-27 01:02:11" {
+	if rows := e.list("instance_id=" + ids[0]); rows[0].BackupStatus != 2 || rows[0].BackupTime != kooTime(start.Add(8*time.Second)) {
 		t.Fatalf("row after backup %+v", rows[0])
 	}
 

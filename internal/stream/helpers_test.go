@@ -10,11 +10,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+var t0 = clocktest.Start(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 
 // testPollTimeout is long and odd so its timers (the per-poll watchdog) are told apart from the poller's waits.
 const testPollTimeout = 7 * time.Hour

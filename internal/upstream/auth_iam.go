@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
@@ -24,6 +26,7 @@ type IAMConfig struct {
 	Project    string       // project id (32 hex characters) or project name
 	HTTPClient *http.Client // optional; default built from NewTransport()
 	Clock      clock.Clock  // default clock.Real{}
+	Logger     *slog.Logger // optional; warns when IAM's clock and ours disagree
 }
 
 // String never prints the password, so that a logged configuration is safe.
@@ -41,6 +44,9 @@ const (
 	iamFetchTimeout = 30 * time.Second
 	// iamRetryPause spaces refresh attempts while IAM fails and the current token is still valid.
 	iamRetryPause = 30 * time.Second
+	// iamSkewWarning is how far IAM's clock may be from ours before we say so: lifetimes are measured on IAM's own
+	// clock, so skew does no harm, but it breaks AK/SK signing and reading logs side by side.
+	iamSkewWarning = time.Minute
 )
 
 var projectIDPattern = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
@@ -252,6 +258,7 @@ func (a *iamAuth) fetch() (*iamToken, error) {
 	var body struct {
 		Token struct {
 			ExpiresAt string `json:"expires_at"`
+			IssuedAt  string `json:"issued_at"`
 		} `json:"token"`
 	}
 	if err := json.Unmarshal(raw, &body); err != nil {
@@ -261,12 +268,48 @@ func (a *iamAuth) fetch() (*iamToken, error) {
 	if err != nil {
 		return nil, a.fail(resp.StatusCode, "IAM answer has no valid token.expires_at", nil)
 	}
-	now := a.clock.Now()
-	life := expires.Sub(now)
-	if life <= 0 {
-		return nil, a.fail(resp.StatusCode, "IAM issued an already expired token (clock skew?)", nil)
+	arrived := a.clock.Now()
+	life, err := a.lifetime(expires, body.Token.IssuedAt, arrived)
+	if err != nil {
+		return nil, a.fail(resp.StatusCode, err.Error(), nil)
 	}
-	return &iamToken{value: value, expires: expires, refreshAt: expires.Add(-refreshMargin(life))}, nil
+	// The token's life is counted from when the answer arrived, on our clock: both ends of it come from IAM's
+	// clock, so a gateway whose clock is hours or days off IAM's still uses and refreshes it on time.
+	local := arrived.Add(life)
+	return &iamToken{value: value, expires: local, refreshAt: local.Add(-refreshMargin(life))}, nil
+}
+
+// lifetime is how long a token lives by IAM's own clock: expires_at − issued_at. Without a usable issued_at (IAM
+// always sends one; a proxy might strip it) it falls back to expires_at − our clock, which is only right when the
+// two clocks agree.
+func (a *iamAuth) lifetime(expires time.Time, issuedAt string, arrived time.Time) (time.Duration, error) {
+	issued, err := time.Parse(time.RFC3339Nano, issuedAt)
+	if err != nil {
+		life := expires.Sub(arrived)
+		if life <= 0 {
+			return 0, errors.New("IAM issued an already expired token by our clock and sent no issued_at to measure it by")
+		}
+		return life, nil
+	}
+	life := expires.Sub(issued)
+	if life <= 0 {
+		return 0, fmt.Errorf("IAM issued a token whose expires_at (%s) is not after its issued_at (%s)",
+			expires.UTC().Format(time.RFC3339), issued.UTC().Format(time.RFC3339))
+	}
+	// issued_at is stamped just before the answer leaves IAM, so issued − arrived is the skew up to one round trip.
+	if skew := issued.Sub(arrived); skew > iamSkewWarning || skew < -iamSkewWarning {
+		a.logger().Warn("IAM's clock and this host's differ; token lifetimes follow IAM's clock",
+			"skew", skew.Round(time.Second).String(), "iam_time", issued.UTC().Format(time.RFC3339),
+			"local_time", arrived.UTC().Format(time.RFC3339))
+	}
+	return life, nil
+}
+
+func (a *iamAuth) logger() *slog.Logger {
+	if a.cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.cfg.Logger
 }
 
 // refreshMargin is how long before expiry a token is replaced: when a quarter of its life or an hour remains,

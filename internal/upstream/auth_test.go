@@ -481,3 +481,92 @@ func TestIAMRefreshDoesNotBlockOthers(t *testing.T) {
 		t.Fatalf("tokens %v", got)
 	}
 }
+
+// TestIAMTokenUnderClockSkew: IAM's clock and the gateway's differ by hours or days either way. The token's life
+// is read off IAM's own issued_at/expires_at and counted from its arrival on the gateway's clock, so it is used at
+// once, kept for its life and refreshed in the same window as without skew; a skew over a minute is logged once
+// per token with its measure.
+func TestIAMTokenUnderClockSkew(t *testing.T) {
+	for _, skew := range []time.Duration{0, 2 * time.Hour, -2 * time.Hour, 72 * time.Hour, -72 * time.Hour} {
+		t.Run(skew.String(), func(t *testing.T) {
+			gw := clock.NewFake(epoch)                       // the gateway's clock
+			iam := newIAM(t, clock.NewFake(epoch.Add(skew))) // IAM's, skew ahead of it
+			advance := func(d time.Duration) { gw.Advance(d); iam.fc.Advance(d) }
+			var logs syncBuffer
+			cfg := iamConfig(iam, projectID)
+			cfg.Clock = gw
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			u := tokenUpstream(t, func(string, int) bool { return true })
+			c := newClient(t, u.URL, func(c *Config) { c.Auth = NewIAMPassword(cfg); c.Clock = gw })
+			call := func() {
+				t.Helper()
+				if _, err := c.BatchQueryStatus(context.Background(), InstanceIDsRequest{InstanceIDs: []string{"a"}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			call()
+			call()
+			advance(17 * time.Hour) // a 24 h token is refreshed 6 h before it expires, whatever the skew
+			call()
+			if n := iam.calls.Load(); n != 1 {
+				t.Fatalf("%d IAM calls before the refresh window", n)
+			}
+			advance(2 * time.Hour)
+			call()
+			if n := iam.calls.Load(); n != 2 {
+				t.Fatalf("%d IAM calls in the refresh window", n)
+			}
+			want := "iam-token-1,iam-token-1,iam-token-1,iam-token-2"
+			if got := strings.Join(tokensSeen(u), ","); got != want {
+				t.Fatalf("tokens sent %s, want %s", got, want)
+			}
+			warned := strings.Count(logs.String(), "IAM's clock and this host's differ")
+			switch {
+			case skew == 0 && warned != 0:
+				t.Fatalf("warned without skew: %s", logs.String())
+			case skew != 0 && (warned != 2 || !strings.Contains(logs.String(), "skew="+skew.String())):
+				t.Fatalf("want two warnings naming skew=%s, got: %s", skew, logs.String())
+			}
+		})
+	}
+}
+
+// TestIAMTokenLifeFromIssuedAt: a token whose expires_at is not after its issued_at is refused, whatever the
+// gateway's clock says.
+func TestIAMTokenLifeFromIssuedAt(t *testing.T) {
+	fc := clock.NewFake(epoch)
+	iam := newIAM(t, fc)
+	iam.setAnswer(func(w http.ResponseWriter, _ int) bool {
+		w.Header().Set("X-Subject-Token", "backwards")
+		reply(w, 201, `{"token":{"expires_at":"2099-01-01T00:00:00.000000Z","issued_at":"2099-01-02T00:00:00.000000Z"}}`)
+		return true
+	})
+	u := tokenUpstream(t, func(string, int) bool { return true })
+	c := newClient(t, u.URL, func(cfg *Config) { cfg.Auth = NewIAMPassword(iamConfig(iam, projectID)); cfg.Clock = fc })
+	_, err := c.BatchQueryStatus(context.Background(), InstanceIDsRequest{InstanceIDs: []string{"a"}})
+	var ue *Error
+	if !errors.As(err, &ue) || ue.Kind != KindAuth || !strings.Contains(ue.Message, "not after its issued_at") {
+		t.Fatalf("got %v", err)
+	}
+	if len(u.requests()) != 0 {
+		t.Fatal("KooPhone was called without a valid token")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 )
 
 func TestMain(m *testing.M) {
@@ -22,7 +23,7 @@ func TestMain(m *testing.M) {
 
 const testToken = "static-token-SECRET-1f0e"
 
-var epoch = time.Date(2025, 11, 20, 8, 0, 0, 0, time.UTC)
+var epoch = clocktest.Start(time.Date(2025, 11, 20, 8, 0, 0, 0, time.UTC))
 
 // seen is one request as the fake upstream received it.
 type seen struct {

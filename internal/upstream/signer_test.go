@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 )
 
 func mustURL(t *testing.T, s string) *url.URL {
@@ -195,7 +195,7 @@ func TestSignatureCoversEveryBodyByte(t *testing.T) {
 // End to end: what the client puts on the wire is exactly what it signed, with the client's clock and project.
 func TestAKSKOnTheWire(t *testing.T) {
 	const ak, sk = "AKTESTAKTEST", "SK-SECRET-do-not-leak"
-	fc := clock.NewFake(time.Date(2025, 11, 20, 8, 30, 5, 0, time.UTC))
+	fc := clocktest.NewFake(time.Date(2025, 11, 20, 8, 30, 5, 0, time.UTC))
 	var u *fakeUpstream
 	u = newUpstream(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		rec := u.requests()[n-1]
@@ -222,7 +222,7 @@ func TestAKSKOnTheWire(t *testing.T) {
 	}
 	for _, rec := range u.requests() {
 		h := rec.Header
-		if h.Get("X-Sdk-Date") != "20251120T083005Z" || h.Get("X-Project-Id") != "9d71ec45aef04d84a991c12250227b5c" {
+		if h.Get("X-Sdk-Date") != fc.Now().UTC().Format("20060102T150405Z") || h.Get("X-Project-Id") != "9d71ec45aef04d84a991c12250227b5c" {
 			t.Errorf("X-Sdk-Date %q X-Project-Id %q", h.Get("X-Sdk-Date"), h.Get("X-Project-Id"))
 		}
 		if !strings.HasPrefix(h.Get("Authorization"), "SDK-HMAC-SHA256 Access="+ak+", SignedHeaders=host;x-project-id;x-sdk-date, Signature=") {

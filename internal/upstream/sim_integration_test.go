@@ -57,12 +57,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
 // itStart is the fake time every simulator starts at (whole seconds: the fleet's creation times are truncated).
-var itStart = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+var itStart = clocktest.Start(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 
 var (
 	hex32      = regexp.MustCompile(`^[0-9a-f]{32}$`)
