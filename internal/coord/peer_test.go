@@ -139,7 +139,9 @@ func TestSharedPollerFailoverAndOutage(t *testing.T) {
 	hubs[l].Close()
 	_ = coords[l].Close()
 	closed[l] = true
+	died := time.Now()
 	eventually(t, "a new leader", func() bool { return leader() >= 0 })
+	t.Logf("failover after a leader died without releasing (lease TTL 300ms): %v", time.Since(died).Round(time.Millisecond))
 	up.value.Store("v3")
 	for i := range 3 {
 		if !closed[i] {

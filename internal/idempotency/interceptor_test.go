@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
-	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
 )
 
@@ -193,7 +193,7 @@ func TestMemoryStore(t *testing.T) {
 }
 
 func TestMemoryExpiryAndBound(t *testing.T) {
-	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := clocktest.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	m := idempotency.NewMemory(clk, 2)
 	srv := &orders{}
 	c := serve(t, srv, idempotency.Options{Store: m, Clock: clk})
@@ -218,7 +218,7 @@ func TestMemoryExpiryAndBound(t *testing.T) {
 }
 
 func TestStalePendingIsUnknown(t *testing.T) {
-	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := clocktest.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	m := idempotency.NewMemory(clk, 0)
 	srv := &orders{release: make(chan struct{})}
 	c := serve(t, srv, idempotency.Options{Store: m, Clock: clk, MaxPending: time.Minute})

@@ -222,26 +222,6 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 		ids = append(ids, res.GetTaskId())
 	}
 
-	// 3,000 watchers, each task's spread over the three replicas.
-	wctx, cancelWatch := context.WithCancel(ctx)
-	defer cancelWatch()
-	var ws []*watcher
-	var wg sync.WaitGroup
-	for i := range tasks * watchersPerKey {
-		w := &watcher{task: ids[i%tasks], gw: (i / tasks) % replicas}
-		ws = append(ws, w)
-		wg.Add(1)
-		go func() { defer wg.Done(); w.run(wctx, gws, alive) }()
-	}
-	eventually(t, "every watcher has a first snapshot", func() bool {
-		for _, w := range ws {
-			if !w.got.Load() {
-				return false
-			}
-		}
-		return true
-	})
-
 	// One poller per task across the replicas: Redis holds one lease per task, and the simulator sees no more
 	// GetTask calls per task than one poller can make (one per 400ms at the shortest jittered interval).
 	leases := func(idx ...int) int {
@@ -251,7 +231,6 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, "one lease per task", func() bool { return leases(0, 1, 2) == tasks })
 	measure := func(what string) {
 		t.Helper()
 		a := counter.snapshot()
@@ -270,6 +249,37 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 			t.Errorf("%s: a task had %d GetTask calls in %v; one poller makes at most %d", what, most, window, limit)
 		}
 	}
+	// First one watcher per task, all on replica 0: the upstream load of a single replica, for comparison.
+	wctx, cancelWatch := context.WithCancel(ctx)
+	defer cancelWatch()
+	var ws []*watcher
+	var wg sync.WaitGroup
+	for i := range tasks {
+		w := &watcher{task: ids[i], gw: 0}
+		ws = append(ws, w)
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(wctx, gws, alive) }()
+	}
+	eventually(t, "replica 0 polls every task", func() bool { return gws[0].leases() == tasks })
+	measure("1 replica")
+
+	// Then 3,000 more watchers, each task's spread over the three replicas.
+	for i := range tasks * watchersPerKey {
+		w := &watcher{task: ids[i%tasks], gw: (i / tasks) % replicas}
+		ws = append(ws, w)
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(wctx, gws, alive) }()
+	}
+	eventually(t, "every watcher has a first snapshot", func() bool {
+		for _, w := range ws {
+			if !w.got.Load() {
+				return false
+			}
+		}
+		return true
+	})
+
+	eventually(t, "one lease per task", func() bool { return leases(0, 1, 2) == tasks })
 	measure("3 replicas sharing Redis")
 
 	// The shared quota: every replica hammers reads; the simulator sees at most the budget (plus its burst).
