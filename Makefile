@@ -15,7 +15,7 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test test-deps test-dates test-deploy lint generate check-generated breaking tools grpcurl build bench smoke clean
+.PHONY: all run test test-deps test-dates test-deploy image lint generate check-generated breaking tools grpcurl build bench smoke clean
 
 all: build
 
@@ -41,6 +41,17 @@ test-dates:
 ## test-deploy: render deploy/'s kustomize overlays and check them against the server (deploy/ is its own module)
 test-deploy:
 	cd deploy && go vet ./... && go test -race -count=1 ./...
+
+## image: the gateway and simulator images as `docker load`-able tarballs in dist/, built without a Docker engine
+## (static binaries on an empty base, nonroot; deploy/cmd/mkimage). Not part of `make test`: CI's cold run stays short.
+image:
+	mkdir -p dist/linux
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags='-s -w' -o dist/linux/koophone-gateway ./cmd/server
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags='-s -w' -o dist/linux/koophone-sim ./cmd/koophone-sim
+	cd deploy && go run ./cmd/mkimage -binary ../dist/linux/koophone-gateway -name koophone-gateway \
+	  -tag koophone-gateway:dev -out ../dist/koophone-gateway.tar
+	cd deploy && go run ./cmd/mkimage -gateway=false -binary ../dist/linux/koophone-sim -name koophone-sim \
+	  -tag koophone-sim:dev -out ../dist/koophone-sim.tar
 
 ## test-deps: install what the tests need beyond Go (Debian packages, npm), only when missing
 test-deps:
