@@ -15,8 +15,8 @@ GRPCURL_VERSION           := v1.9.4
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
-.PHONY: all run test test-deps test-dates lint generate check-generated breaking tools grpcurl build bench profile smoke \
-	clean npm-deps clients docs openapi-lint docs-ui check-docs-ui
+.PHONY: all run test test-deps test-dates test-deploy image lint generate check-generated breaking tools grpcurl build \
+	bench profile smoke clean npm-deps clients docs openapi-lint docs-ui check-docs-ui
 
 all: build
 
@@ -32,6 +32,7 @@ test:
 	scripts/stage.sh clients $(MAKE) --no-print-directory npm-deps clients openapi-lint check-docs-ui
 	scripts/stage.sh go-test go test -race -count=1 -timeout 20m ./...
 	scripts/stage.sh test-dates $(MAKE) --no-print-directory test-dates
+	scripts/stage.sh test-deploy $(MAKE) --no-print-directory test-deploy
 
 ## test-dates: every suite with its fake clocks a year ahead and a year back, so no part may read the wall clock
 ## where a test injected one (tests start on fixed dates; see internal/clock/clocktest)
@@ -40,6 +41,21 @@ DATED_PACKAGES = $$(go list ./... | grep -v -e /examples -e /internal/apidocs)
 test-dates:
 	KOOPHONE_TEST_CLOCK_SHIFT=8760h go test -count=1 -timeout 10m $(DATED_PACKAGES)
 	KOOPHONE_TEST_CLOCK_SHIFT=-8760h go test -count=1 -timeout 10m $(DATED_PACKAGES)
+
+## test-deploy: render deploy/'s kustomize overlays and check them against the server (deploy/ is its own module)
+test-deploy:
+	cd deploy && go vet ./... && go test -race -count=1 ./...
+
+## image: the gateway and simulator images as `docker load`-able tarballs in dist/, built without a Docker engine
+## (static binaries on an empty base, nonroot; deploy/cmd/mkimage). Not part of `make test`: CI's cold run stays short.
+image:
+	mkdir -p dist/linux
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags='-s -w' -o dist/linux/koophone-gateway ./cmd/server
+	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags='-s -w' -o dist/linux/koophone-sim ./cmd/koophone-sim
+	cd deploy && go run ./cmd/mkimage -binary ../dist/linux/koophone-gateway -name koophone-gateway \
+	  -tag koophone-gateway:dev -out ../dist/koophone-gateway.tar
+	cd deploy && go run ./cmd/mkimage -gateway=false -binary ../dist/linux/koophone-sim -name koophone-sim \
+	  -tag koophone-sim:dev -out ../dist/koophone-sim.tar
 
 ## test-deps: install what the tests need beyond Go (Debian packages, npm), only when missing
 test-deps:

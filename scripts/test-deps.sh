@@ -21,6 +21,7 @@ need_apt node nodejs                                                            
 need_apt npm npm
 need_apt jq jq                                                                   # examples/curl.sh
 need_apt curl curl
+need_apt redis-server redis-server # internal/coord and the scale-out test start their own
 
 if ((${#missing[@]})); then
 	echo "test-deps: installing ${missing[*]}"

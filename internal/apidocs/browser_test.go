@@ -55,7 +55,7 @@ func TestDocsPageInChromium(t *testing.T) {
 	}
 	services := slices.Clone(report.Services)
 	sort.Strings(services)
-	if !slices.Equal(services, []string{"AppService", "InstanceService", "OrderService"}) {
+	if !slices.Equal(services, []string{"AppService", "FleetService", "InstanceService", "OrderService"}) {
 		t.Errorf("services %v", report.Services)
 	}
 	want := contractOperations()

@@ -96,6 +96,13 @@ type Config struct {
 
 	// Operators.
 	PprofAddr string // loopback address of /debug/pprof; empty = off
+
+	// Scale-out (internal/coord). With RedisURL empty each replica works alone.
+	RedisURL           string
+	RedisLeaseTTL      time.Duration
+	QuotaReplicas      int // replicas sharing the quota: each spends 1/QuotaReplicas of it while Redis is down
+	IdempotencyTTL     time.Duration
+	IdempotencyMaxKeys int // in-memory store (without Redis)
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -277,6 +284,11 @@ func (c *Config) settings() []setting {
 		{flag: "fleet-concurrency", env: "KOOPHONE_FLEET_CONCURRENCY", def: "4", help: "fleet RPCs: most batches in progress at once per call", set: num(&c.FleetConcurrency)},
 		{flag: "fleet-progress-interval", env: "KOOPHONE_FLEET_PROGRESS_INTERVAL", def: "2s", help: "fleet RPCs: time between progress messages", set: dur(&c.FleetProgressInterval)},
 		{flag: "pprof-addr", env: "KOOPHONE_PPROF_ADDR", help: "serve /debug/pprof on this loopback address, e.g. 127.0.0.1:6060; empty (default) = off", set: str(&c.PprofAddr)},
+		{env: "KOOPHONE_REDIS_URL", secret: true, help: "Redis shared by the replicas (pollers, quota, idempotency keys): redis://[:password@]host:port/db, rediss:// for TLS, ?master_name=NAME for Sentinel, redis+cluster:// for a Cluster; empty: each replica alone", set: str(&c.RedisURL)},
+		{flag: "redis-lease-ttl", env: "KOOPHONE_REDIS_LEASE_TTL", def: "5s", help: "scale-out: how long a dead replica's pollers stay unclaimed (the failover time)", set: dur(&c.RedisLeaseTTL)},
+		{flag: "quota-replicas", env: "KOOPHONE_QUOTA_REPLICAS", def: "1", help: "replicas sharing the --upstream-*-rate budget through Redis; while Redis is down each spends its 1/N share", set: num(&c.QuotaReplicas)},
+		{flag: "idempotency-ttl", env: "KOOPHONE_IDEMPOTENCY_TTL", def: "24h", help: "how long a write's request_id (Idempotency-Key) is remembered", set: dur(&c.IdempotencyTTL)},
+		{flag: "idempotency-max-keys", env: "KOOPHONE_IDEMPOTENCY_MAX_KEYS", def: "100000", help: "without Redis: most request_ids kept in memory (oldest dropped first)", set: num(&c.IdempotencyMaxKeys)},
 	}
 }
 
@@ -412,6 +424,12 @@ func (c *Config) check() error {
 	}
 	if c.FleetProgressInterval <= 0 {
 		return errors.New("--fleet-progress-interval must be positive")
+	}
+	if c.QuotaReplicas < 1 {
+		return errors.New("--quota-replicas must be at least 1")
+	}
+	if c.RedisURL != "" && c.RedisLeaseTTL < 300*time.Millisecond {
+		return errors.New("--redis-lease-ttl must be at least 300ms")
 	}
 	if c.SimFleet < 1 && c.Endpoint == "" {
 		return errors.New("--sim-fleet must be at least 1")

@@ -14,6 +14,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
+	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
 	"github.com/koophone-gateway/koophone-gateway/internal/rest"
 )
 
@@ -32,6 +33,9 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, guard *auth.
 		runtime.WithIncomingHeaderMatcher(auth.MirrorHeaderMatcher(func(key string) (string, bool) {
 			if textproto.CanonicalMIMEHeaderKey(key) == "X-Request-Id" {
 				return RequestIDHeader, true
+			}
+			if textproto.CanonicalMIMEHeaderKey(key) == "Idempotency-Key" {
+				return idempotency.HeaderName, true
 			}
 			return runtime.DefaultHeaderMatcher(key)
 		})),

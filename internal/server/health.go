@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -23,6 +24,10 @@ const (
 	probeInterval       = 30 * time.Second
 	probeFailuresToDrop = 2
 )
+
+// LivenessService is a health service name that is SERVING for as long as the process serves gRPC, whatever
+// KooPhone's state: a liveness probe on it restarts a wedged gateway, never one that merely waits for KooPhone.
+const LivenessService = "liveness"
 
 func (s *Server) setServing(ok bool) {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
@@ -94,6 +99,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready\n" + breaker))
+	if st, ok := s.CoordStatus(); ok {
+		// Degraded is still ready: the replica serves on its own (see internal/coord); the detail says so.
+		_, _ = fmt.Fprintln(w, st.Detail())
+	}
 }
 
 // healthService is grpc's health server plus an end for Watch streams at shutdown: without it, a load balancer's

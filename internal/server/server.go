@@ -26,6 +26,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/apidocs"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/inproc"
 	"github.com/koophone-gateway/koophone-gateway/internal/pprofserver"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
@@ -63,6 +64,7 @@ type Server struct {
 	sim     *sim.Server  // the embedded simulator, nil against a real endpoint
 	simHTTP *http.Server // serves sim on loopback
 	up      *upstream.Client
+	coord   *coord.Coord // Redis coordination (KOOPHONE_REDIS_URL), nil without it
 
 	services *service.Services
 	sec      *security
@@ -139,6 +141,9 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	s.tel = tel
+	if err := s.openCoord(); err != nil {
+		return err
+	}
 	if err := s.startUpstream(); err != nil {
 		return err
 	}
@@ -155,6 +160,7 @@ func (s *Server) start(ctx context.Context) error {
 		MaxPollers:    cfg.WatchMaxPollers,
 		Clock:         s.opts.clockOrReal(),
 	}
+	idem := s.scaleOut(&watch)
 	if s.opts.watch != nil {
 		s.opts.watch(&watch)
 	}
@@ -180,6 +186,7 @@ func (s *Server) start(ctx context.Context) error {
 	// Telemetry sits right after the request id: it sees every call, including those later steps refuse.
 	unary = slices.Insert(unary, 1, s.tel.GRPC.UnaryServerInterceptor(), s.countUnary)
 	stream = slices.Insert(stream, 1, s.tel.GRPC.StreamServerInterceptor(), s.countStream)
+	unary = append(unary, idem) // idempotency keys innermost: after authorization, validation and the deadline
 	s.grpc = grpc.NewServer(append(s.sec.grpcOptions(cfg),
 		grpc.StatsHandler(s.tel.ServerHandler()),
 		newMarkingCodec(), // malformed requests become INVALID_ARGUMENT in validation
@@ -203,6 +210,7 @@ func (s *Server) start(ctx context.Context) error {
 	pb.RegisterFleetServiceServer(s.grpc, s.services.Fleet)
 	s.health = newHealthService()
 	s.setServing(false)
+	s.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	if s.sec.reflection(cfg) {
 		reflection.Register(s.grpc)
@@ -346,6 +354,9 @@ func (s *Server) startUpstream() error {
 		Clock:     s.opts.clockOrReal(),
 	}
 	s.guard(&upCfg)
+	if err := s.sharedQuota(&upCfg); err != nil {
+		return err
+	}
 	if s.opts.upstream != nil {
 		s.opts.upstream(&upCfg)
 	}
@@ -459,5 +470,8 @@ func (s *Server) closeAll() {
 	}
 	if s.sec != nil {
 		_ = s.sec.auditClose()
+	}
+	if s.coord != nil {
+		_ = s.coord.Close() // after the hubs: their pollers release their leases first
 	}
 }

@@ -47,6 +47,7 @@ type WatchOptions struct {
 	MaxPollers    int            // things polled at once per hub on this replica; 0: no cap
 	Clock         clock.Clock    // tests drive polling with a fake clock
 	Rand          func() float64 // tests make jitter deterministic
+	Peer          stream.Peer    // shares each poller with the other replicas (internal/coord); nil: none
 }
 
 // watchers holds the hubs: tasks (GetTask) and preparations (ShowProgress). Values are the messages sent, built
@@ -81,8 +82,22 @@ func newWatchers(up Upstream, o WatchOptions) *watchers {
 	return &watchers{
 		up:       up,
 		stepTime: stepTime,
-		tasks:    stream.NewLocal[*pb.WatchTaskResponse](cfg),
-		progress: stream.NewLocal[*pb.WatchPrepareProgressResponse](progressCfg),
+		tasks:    stream.NewShared(cfg, o.Peer, protoCodec[*pb.WatchTaskResponse]()),
+		progress: stream.NewShared(progressCfg, o.Peer, protoCodec[*pb.WatchPrepareProgressResponse]()),
+	}
+}
+
+// protoCodec carries a hub's messages between replicas.
+func protoCodec[T interface {
+	proto.Message
+	*M
+}, M any]() stream.Codec[T] {
+	return stream.Codec[T]{
+		Marshal: func(v T) ([]byte, error) { return proto.Marshal(v) },
+		Unmarshal: func(b []byte) (T, error) {
+			v := T(new(M))
+			return v, proto.Unmarshal(b, v)
+		},
 	}
 }
 

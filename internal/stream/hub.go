@@ -162,6 +162,9 @@ type Local[T any] struct {
 	mu      sync.Mutex // guards entries, closed and each poller's hub-side fields; held only to join and leave
 	entries map[Key]*poller[T]
 	closed  bool
+
+	peer  Peer // nil: this replica polls every key itself (see NewShared)
+	codec Codec[T]
 }
 
 var _ Hub[int] = (*Local[int])(nil)

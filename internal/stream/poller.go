@@ -71,10 +71,26 @@ func (p *poller[T]) run() {
 	interval := cfg.FirstInterval
 	failures := 0
 	lastOK := cfg.Clock.Now()
+	var shared <-chan Shared
+	if p.h.peer != nil {
+		name := PeerName(p.key)
+		shared = p.h.peer.Follow(p.ctx, name)
+		defer p.h.peer.Release(name)
+	}
 	for {
 		// A stop that raced with the timer must not cost one more upstream call.
 		if p.ctx.Err() != nil {
 			return
+		}
+		if p.h.peer != nil {
+			if lead, retry := p.h.peer.Lead(p.ctx, PeerName(p.key)); !lead {
+				if p.follow(shared, retry) {
+					return
+				}
+				// Following is not an outage: a replica that takes the lead starts with a fresh budget.
+				failures, lastOK = 0, cfg.Clock.Now()
+				continue
+			}
 		}
 		v, err, timedOut := p.poll()
 		if p.ctx.Err() != nil {
@@ -95,6 +111,9 @@ func (p *poller[T]) run() {
 				interval = cfg.FirstInterval
 			} else {
 				interval = p.grow(interval)
+			}
+			if p.h.peer != nil {
+				p.share(v, terminal) // unchanged ones too: they keep the replicas' kept copy fresh
 			}
 			if terminal {
 				p.finish(cfg.TerminalTTL)

@@ -12,11 +12,12 @@ type Stats struct {
 	PollErrors uint64 // polls that returned an error (transient or not)
 	Delivered  uint64 // snapshots returned by Next
 	Conflated  uint64 // snapshots a watcher never received because a newer one replaced them first
+	Shared     uint64 // snapshots received from another replica's poller (with a Peer)
 }
 
 type counters struct {
-	watchers, pollers, cached               atomic.Int64
-	polls, pollErrors, delivered, conflated atomic.Uint64
+	watchers, pollers, cached                       atomic.Int64
+	polls, pollErrors, delivered, conflated, shared atomic.Uint64
 }
 
 func (c *counters) read() Stats {
@@ -28,5 +29,6 @@ func (c *counters) read() Stats {
 		PollErrors: c.pollErrors.Load(),
 		Delivered:  c.delivered.Load(),
 		Conflated:  c.conflated.Load(),
+		Shared:     c.shared.Load(),
 	}
 }

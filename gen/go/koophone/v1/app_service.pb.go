@@ -46,8 +46,13 @@ type InstallAppRequest struct {
 	InstallPackageUrl string `protobuf:"bytes,9,opt,name=install_package_url,json=installPackageUrl,proto3" json:"install_package_url,omitempty"`
 	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
 	InstanceIdList []string `protobuf:"bytes,10,rep,name=instance_id_list,json=instanceIdList,proto3" json:"instance_id_list,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InstallAppRequest) Reset() {
@@ -150,6 +155,13 @@ func (x *InstallAppRequest) GetInstanceIdList() []string {
 	return nil
 }
 
+func (x *InstallAppRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // InstallAppResponse is the started task.
 type InstallAppResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -209,7 +221,7 @@ var File_koophone_v1_app_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_app_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkoophone/v1/app_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1akoophone/v1/app_list.proto\x1a\x18koophone/v1/common.proto\"\xa5\a\n" +
+	"\x1dkoophone/v1/app_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1akoophone/v1/app_list.proto\x1a\x18koophone/v1/common.proto\"\xd1\a\n" +
 	"\x11InstallAppRequest\x12&\n" +
 	"\ffast_install\x18\x01 \x01(\bH\x00R\vfastInstall\x88\x01\x01\x12*\n" +
 	"\vobject_name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18dR\n" +
@@ -229,7 +241,9 @@ const file_koophone_v1_app_service_proto_rawDesc = "" +
 	"\x13install_package_url\x18\t \x01(\tB\\\xbaHY\xba\x01N\n" +
 	"\x19install_package_url.https\x12\x14must be an https URL\x1a\x1bthis.startsWith('https://')r\x06\x18\xd0\x0f\x88\x01\x01R\x11installPackageUrl\x12N\n" +
 	"\x10instance_id_list\x18\n" +
-	" \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\x0einstanceIdListB\x0f\n" +
+	" \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\x0einstanceIdList\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestIdB\x0f\n" +
 	"\r_fast_install\"]\n" +
 	"\x12InstallAppResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +

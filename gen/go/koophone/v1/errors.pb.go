@@ -82,7 +82,8 @@ const (
 	// This replica already polls as many distinct tasks or phones as it may. RESOURCE_EXHAUSTED: watch something
 	// already watched, or retry later (another replica may take it).
 	ErrorReason_TOO_MANY_WATCHES ErrorReason = 13
-	// An idempotency key was used again with a different request. FAILED_PRECONDITION: use a new key.
+	// An idempotency key (request_id, Idempotency-Key) was used again with a different request. ALREADY_EXISTS
+	// (409); metadata names the key: use a new key for a new request.
 	ErrorReason_IDEMPOTENCY_KEY_REUSED ErrorReason = 14
 	// REST only: the path exists but not with this HTTP method. 405 with an Allow header.
 	ErrorReason_HTTP_METHOD_NOT_ALLOWED ErrorReason = 15
@@ -90,6 +91,13 @@ const (
 	ErrorReason_HTTP_PATH_NOT_FOUND ErrorReason = 16
 	// The caller's credential is not accepted: an unknown, expired or malformed API key. UNAUTHENTICATED.
 	ErrorReason_INVALID_CREDENTIALS ErrorReason = 17
+	// A repeat of a keyed write whose first outcome was never known (KooPhone did not answer). UNKNOWN: check the
+	// state (ListInstances, GetTask) before sending it again under a new key.
+	ErrorReason_IDEMPOTENT_OUTCOME_UNKNOWN ErrorReason = 18
+	// Keyed writes fail closed when the key store (Redis) cannot be reached. UNAVAILABLE: nothing was sent.
+	ErrorReason_IDEMPOTENCY_STORE_UNAVAILABLE ErrorReason = 19
+	// A repeat of a keyed write gave up waiting for the first call, still in flight. ABORTED: repeat it later.
+	ErrorReason_IDEMPOTENT_CALL_IN_FLIGHT ErrorReason = 20
 )
 
 // Enum value maps for ErrorReason.
@@ -113,26 +121,32 @@ var (
 		15: "HTTP_METHOD_NOT_ALLOWED",
 		16: "HTTP_PATH_NOT_FOUND",
 		17: "INVALID_CREDENTIALS",
+		18: "IDEMPOTENT_OUTCOME_UNKNOWN",
+		19: "IDEMPOTENCY_STORE_UNAVAILABLE",
+		20: "IDEMPOTENT_CALL_IN_FLIGHT",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED": 0,
-		"UPSTREAM_UNAVAILABLE":     1,
-		"UPSTREAM_HTTP_ERROR":      2,
-		"UPSTREAM_BAD_RESPONSE":    3,
-		"UPSTREAM_AUTH_FAILED":     4,
-		"SERVER_SHUTTING_DOWN":     5,
-		"INSTANCE_NOT_ASSIGNED":    6,
-		"INSTANCE_BUSY":            7,
-		"PREPARE_FAILED":           8,
-		"ACTION_DENIED":            9,
-		"MISSING_CREDENTIALS":      10,
-		"OUTCOME_UNKNOWN":          11,
-		"RATE_LIMITED":             12,
-		"TOO_MANY_WATCHES":         13,
-		"IDEMPOTENCY_KEY_REUSED":   14,
-		"HTTP_METHOD_NOT_ALLOWED":  15,
-		"HTTP_PATH_NOT_FOUND":      16,
-		"INVALID_CREDENTIALS":      17,
+		"ERROR_REASON_UNSPECIFIED":      0,
+		"UPSTREAM_UNAVAILABLE":          1,
+		"UPSTREAM_HTTP_ERROR":           2,
+		"UPSTREAM_BAD_RESPONSE":         3,
+		"UPSTREAM_AUTH_FAILED":          4,
+		"SERVER_SHUTTING_DOWN":          5,
+		"INSTANCE_NOT_ASSIGNED":         6,
+		"INSTANCE_BUSY":                 7,
+		"PREPARE_FAILED":                8,
+		"ACTION_DENIED":                 9,
+		"MISSING_CREDENTIALS":           10,
+		"OUTCOME_UNKNOWN":               11,
+		"RATE_LIMITED":                  12,
+		"TOO_MANY_WATCHES":              13,
+		"IDEMPOTENCY_KEY_REUSED":        14,
+		"HTTP_METHOD_NOT_ALLOWED":       15,
+		"HTTP_PATH_NOT_FOUND":           16,
+		"INVALID_CREDENTIALS":           17,
+		"IDEMPOTENT_OUTCOME_UNKNOWN":    18,
+		"IDEMPOTENCY_STORE_UNAVAILABLE": 19,
+		"IDEMPOTENT_CALL_IN_FLIGHT":     20,
 	}
 )
 
@@ -167,7 +181,7 @@ var File_koophone_v1_errors_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x18koophone/v1/errors.proto\x12\vkoophone.v1*\xc3\x03\n" +
+	"\x18koophone/v1/errors.proto\x12\vkoophone.v1*\xa5\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14UPSTREAM_UNAVAILABLE\x10\x01\x12\x17\n" +
@@ -187,7 +201,10 @@ const file_koophone_v1_errors_proto_rawDesc = "" +
 	"\x16IDEMPOTENCY_KEY_REUSED\x10\x0e\x12\x1b\n" +
 	"\x17HTTP_METHOD_NOT_ALLOWED\x10\x0f\x12\x17\n" +
 	"\x13HTTP_PATH_NOT_FOUND\x10\x10\x12\x17\n" +
-	"\x13INVALID_CREDENTIALS\x10\x11B\xbe\x01\n" +
+	"\x13INVALID_CREDENTIALS\x10\x11\x12\x1e\n" +
+	"\x1aIDEMPOTENT_OUTCOME_UNKNOWN\x10\x12\x12!\n" +
+	"\x1dIDEMPOTENCY_STORE_UNAVAILABLE\x10\x13\x12\x1d\n" +
+	"\x19IDEMPOTENT_CALL_IN_FLIGHT\x10\x14B\xbe\x01\n" +
 	"\x17com.koophone.gateway.v1B\vErrorsProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (

@@ -31,7 +31,12 @@ type SyncCommandRequest struct {
 	// charset plus the space its own example uses): no shell operators, quotes or newlines.
 	Command string `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
 	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
-	InstanceIds   []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	InstanceIds []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -78,6 +83,13 @@ func (x *SyncCommandRequest) GetInstanceIds() []string {
 		return x.InstanceIds
 	}
 	return nil
+}
+
+func (x *SyncCommandRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // SyncCommandResponse holds each phone's outcome.
@@ -223,7 +235,12 @@ type AsyncCommandRequest struct {
 	// The adb shell command, at most 1024 bytes, of letters, digits, spaces and `_ . / : -` only.
 	Command string `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
 	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
-	InstanceIds   []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	InstanceIds []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,6 +287,13 @@ func (x *AsyncCommandRequest) GetInstanceIds() []string {
 		return x.InstanceIds
 	}
 	return nil
+}
+
+func (x *AsyncCommandRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // AsyncCommandResponse is the started task.
@@ -437,8 +461,13 @@ type SetVideoConfigRequest struct {
 	// Exactly six settings: one for each of the network types MOBILE_NETWORK, WIFI and WIRED combined with each of
 	// the encodings H264 and H265.
 	InstanceSettings []*InstanceSetting `protobuf:"bytes,2,rep,name=instance_settings,json=instanceSettings,proto3" json:"instance_settings,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetVideoConfigRequest) Reset() {
@@ -483,6 +512,13 @@ func (x *SetVideoConfigRequest) GetInstanceSettings() []*InstanceSetting {
 		return x.InstanceSettings
 	}
 	return nil
+}
+
+func (x *SetVideoConfigRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // InstanceSetting is the video setting of one network × encoding combination.
@@ -866,7 +902,12 @@ func (x *StatusResult) GetRawStatus() int32 {
 type BatchResetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
-	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	InstanceIds []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -906,6 +947,13 @@ func (x *BatchResetRequest) GetInstanceIds() []string {
 		return x.InstanceIds
 	}
 	return nil
+}
+
+func (x *BatchResetRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // BatchResetResponse is the started task.
@@ -1400,6 +1448,11 @@ type AssignInstanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1 to 100 user-phone pairs.
 	UserInstances []*UserInstance `protobuf:"bytes,1,rep,name=user_instances,json=userInstances,proto3" json:"user_instances,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1439,6 +1492,13 @@ func (x *AssignInstanceRequest) GetUserInstances() []*UserInstance {
 		return x.UserInstances
 	}
 	return nil
+}
+
+func (x *AssignInstanceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // AssignInstanceResponse is empty: the phones are assigned.
@@ -1483,6 +1543,11 @@ type UnassignInstanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1 to 100 user-phone pairs.
 	UserInstances []*UserInstance `protobuf:"bytes,1,rep,name=user_instances,json=userInstances,proto3" json:"user_instances,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1522,6 +1587,13 @@ func (x *UnassignInstanceRequest) GetUserInstances() []*UserInstance {
 		return x.UserInstances
 	}
 	return nil
+}
+
+func (x *UnassignInstanceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // UnassignInstanceResponse is the started task.
@@ -2064,7 +2136,12 @@ func (x *Instance) GetRestoreTime() string {
 type BatchRebootInstanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each; all must be running.
-	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	InstanceIds []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2104,6 +2181,13 @@ func (x *BatchRebootInstanceRequest) GetInstanceIds() []string {
 		return x.InstanceIds
 	}
 	return nil
+}
+
+func (x *BatchRebootInstanceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // BatchRebootInstanceResponse is empty: the phones are rebooting.
@@ -2149,7 +2233,12 @@ type BatchPrepareInstancesRequest struct {
 	// The user: 1 to 32 letters, digits or `_ . @ -`; the phones must be assigned to this user.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
-	InstanceIds   []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	InstanceIds []string `protobuf:"bytes,2,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2196,6 +2285,13 @@ func (x *BatchPrepareInstancesRequest) GetInstanceIds() []string {
 		return x.InstanceIds
 	}
 	return nil
+}
+
+func (x *BatchPrepareInstancesRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // BatchPrepareInstancesResponse holds each phone's state after the request.
@@ -2433,7 +2529,12 @@ func (x *ShowProgressResponse) GetWaitingCount() int32 {
 type BatchBackupInstancesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each.
-	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	InstanceIds []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2473,6 +2574,13 @@ func (x *BatchBackupInstancesRequest) GetInstanceIds() []string {
 		return x.InstanceIds
 	}
 	return nil
+}
+
+func (x *BatchBackupInstancesRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // BatchBackupInstancesResponse is the started task.
@@ -2534,7 +2642,12 @@ func (x *BatchBackupInstancesResponse) GetCmdJobs() []*CmdJob {
 type StopInstancesStreamingRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The phone: 1 to 32 letters, digits, `_` or `-`.
-	InstanceId    string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2572,6 +2685,13 @@ func (*StopInstancesStreamingRequest) Descriptor() ([]byte, []int) {
 func (x *StopInstancesStreamingRequest) GetInstanceId() string {
 	if x != nil {
 		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *StopInstancesStreamingRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -2617,7 +2737,12 @@ func (*StopInstancesStreamingResponse) Descriptor() ([]byte, []int) {
 type ReleaseInstancesSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The phone: 1 to 32 letters, digits, `_` or `-`.
-	InstanceId    string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2655,6 +2780,13 @@ func (*ReleaseInstancesSessionRequest) Descriptor() ([]byte, []int) {
 func (x *ReleaseInstancesSessionRequest) GetInstanceId() string {
 	if x != nil {
 		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *ReleaseInstancesSessionRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -3299,11 +3431,13 @@ var File_koophone_v1_instance_service_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\n" +
-	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\x1a\x1dkoophone/v1/newer_enums.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x9f\x02\n" +
+	"\"koophone/v1/instance_service.proto\x12\vkoophone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x18koophone/v1/common.proto\x1a\x1dkoophone/v1/newer_enums.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xcb\x02\n" +
 	"\x12SyncCommandRequest\x12\xbf\x01\n" +
 	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
 	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x12G\n" +
-	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"R\n" +
+	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"R\n" +
 	"\x13SyncCommandResponse\x12;\n" +
 	"\vcmd_results\x18\x01 \x03(\v2\x1a.koophone.v1.CommandResultR\n" +
 	"cmdResults\"\xdc\x01\n" +
@@ -3317,11 +3451,13 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"error_code\x18\x04 \x01(\tR\terrorCode\x12\x1b\n" +
 	"\terror_msg\x18\x05 \x01(\tR\berrorMsg\x12\x1f\n" +
 	"\vexecute_msg\x18\x06 \x01(\tR\n" +
-	"executeMsg\"\xa0\x02\n" +
+	"executeMsg\"\xcc\x02\n" +
 	"\x13AsyncCommandRequest\x12\xbf\x01\n" +
 	"\acommand\x18\x01 \x01(\tB\xa4\x01\xbaH\xa0\x01\xba\x01\x95\x01\n" +
 	"\x0fcommand.charset\x12\\may hold only letters, digits, spaces and _ . / : - (no shell operators, quotes or newlines)\x1a$this.matches('^[A-Za-z0-9_./: -]*$')r\x05\x10\x01(\x80\bR\acommand\x12G\n" +
-	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"_\n" +
+	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"_\n" +
 	"\x14AsyncCommandResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\x94\x01\n" +
@@ -3330,11 +3466,13 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\x0ftask_id.charset\x12&may hold only letters, digits, _ and -\x1a this.matches('^[A-Za-z0-9_-]*$')r\x05\x10\x01\x18\x80\x01R\x06taskId\"P\n" +
 	"\x0fGetTaskResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12$\n" +
-	"\x04jobs\x18\x02 \x03(\v2\x10.koophone.v1.JobR\x04jobs\"\x80\x03\n" +
+	"\x04jobs\x18\x02 \x03(\v2\x10.koophone.v1.JobR\x04jobs\"\xac\x03\n" +
 	"\x15SetVideoConfigRequest\x12G\n" +
 	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x12\x9d\x02\n" +
 	"\x11instance_settings\x18\x02 \x03(\v2\x1c.koophone.v1.InstanceSettingB\xd1\x01\xbaH\xcd\x01\xba\x01\xc9\x01\n" +
-	"\"instance_settings.all_combinations\x12Qmust hold each network_type x encoding_type combination exactly once (6 settings)\x1aPthis.size() == 6 && this.map(s, s.network_type + '/' + s.encoding_type).unique()R\x10instanceSettings\"\xe3\x01\n" +
+	"\"instance_settings.all_combinations\x12Qmust hold each network_type x encoding_type combination exactly once (6 settings)\x1aPthis.size() == 6 && this.map(s, s.network_type + '/' + s.encoding_type).unique()R\x10instanceSettings\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\xe3\x01\n" +
 	"\x0fInstanceSetting\x12E\n" +
 	"\fnetwork_type\x18\x01 \x01(\tB\"\xbaH\x1fr\x1dR\x0eMOBILE_NETWORKR\x04WIFIR\x05WIREDR\vnetworkType\x126\n" +
 	"\rencoding_type\x18\x02 \x01(\tB\x11\xbaH\x0er\fR\x04H264R\x04H265R\fencodingType\x12Q\n" +
@@ -3357,9 +3495,11 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"instanceId\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.koophone.v1.InstanceStateR\x06status\x12\x1d\n" +
 	"\n" +
-	"raw_status\x18\x03 \x01(\x05R\trawStatus\"\\\n" +
+	"raw_status\x18\x03 \x01(\x05R\trawStatus\"\x88\x01\n" +
 	"\x11BatchResetRequest\x12G\n" +
-	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"]\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"]\n" +
 	"\x12BatchResetResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\x89\x02\n" +
@@ -3392,14 +3532,18 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\rsignaling_url\x18\x01 \x01(\tR\fsignalingUrl\x12!\n" +
 	"\fexpired_time\x18\x02 \x01(\tR\vexpiredTime\x12\x1f\n" +
 	"\vice_servers\x18\x03 \x03(\tR\n" +
-	"iceServers\"e\n" +
+	"iceServers\"\x91\x01\n" +
 	"\x15AssignInstanceRequest\x12L\n" +
 	"\x0euser_instances\x18\x01 \x03(\v2\x19.koophone.v1.UserInstanceB\n" +
-	"\xbaH\a\x92\x01\x04\b\x01\x10dR\ruserInstances\"\x18\n" +
-	"\x16AssignInstanceResponse\"g\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\ruserInstances\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\x18\n" +
+	"\x16AssignInstanceResponse\"\x93\x01\n" +
 	"\x17UnassignInstanceRequest\x12L\n" +
 	"\x0euser_instances\x18\x01 \x03(\v2\x19.koophone.v1.UserInstanceB\n" +
-	"\xbaH\a\x92\x01\x04\b\x01\x10dR\ruserInstances\"c\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\ruserInstances\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"c\n" +
 	"\x18UnassignInstanceResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\xca\x06\n" +
@@ -3459,13 +3603,17 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"backupTime\x12B\n" +
 	"\x0erestore_status\x18\x19 \x01(\x0e2\x1b.koophone.v1.TransferStatusR\rrestoreStatus\x12,\n" +
 	"\x12raw_restore_status\x18\x1a \x01(\x05R\x10rawRestoreStatus\x12!\n" +
-	"\frestore_time\x18\x1b \x01(\tR\vrestoreTime\"e\n" +
+	"\frestore_time\x18\x1b \x01(\tR\vrestoreTime\"\x91\x01\n" +
 	"\x1aBatchRebootInstanceRequest\x12G\n" +
-	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"\x1d\n" +
-	"\x1bBatchRebootInstanceResponse\"\x9f\x01\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\x1d\n" +
+	"\x1bBatchRebootInstanceResponse\"\xcb\x01\n" +
 	"\x1cBatchPrepareInstancesRequest\x126\n" +
 	"\auser_id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x01\x18 2\x12^[A-Za-z0-9_.@-]*$R\x06userId\x12G\n" +
-	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"b\n" +
+	"\finstance_ids\x18\x02 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"b\n" +
 	"\x1dBatchPrepareInstancesResponse\x12A\n" +
 	"\vstatus_list\x18\x01 \x03(\v2 .koophone.v1.PrepareStatusResultR\n" +
 	"statusList\"\x89\x01\n" +
@@ -3483,19 +3631,25 @@ const file_koophone_v1_instance_service_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\x0e2\x1b.koophone.v1.ProgressStatusR\x06status\x12\x1d\n" +
 	"\n" +
 	"raw_status\x18\x02 \x01(\x05R\trawStatus\x12#\n" +
-	"\rwaiting_count\x18\x03 \x01(\x05R\fwaitingCount\"f\n" +
+	"\rwaiting_count\x18\x03 \x01(\x05R\fwaitingCount\"\x92\x01\n" +
 	"\x1bBatchBackupInstancesRequest\x12G\n" +
-	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"g\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"g\n" +
 	"\x1cBatchBackupInstancesResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
-	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"]\n" +
+	"\bcmd_jobs\x18\x02 \x03(\v2\x13.koophone.v1.CmdJobR\acmdJobs\"\x89\x01\n" +
 	"\x1dStopInstancesStreamingRequest\x12<\n" +
 	"\vinstance_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
-	"instanceId\" \n" +
-	"\x1eStopInstancesStreamingResponse\"^\n" +
+	"instanceId\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\" \n" +
+	"\x1eStopInstancesStreamingResponse\"\x8a\x01\n" +
 	"\x1eReleaseInstancesSessionRequest\x12<\n" +
 	"\vinstance_id\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\n" +
-	"instanceId\"!\n" +
+	"instanceId\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"!\n" +
 	"\x1fReleaseInstancesSessionResponse\"\x96\x01\n" +
 	"\x10WatchTaskRequest\x12\x81\x01\n" +
 	"\atask_id\x18\x01 \x01(\tBh\xbaHe\xba\x01[\n" +

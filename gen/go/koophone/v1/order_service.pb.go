@@ -747,7 +747,12 @@ type CreateInstanceRequest struct {
 	// The specification pool's id (newer reference), at most 64 characters; empty is not sent.
 	SpecPoolId string `protobuf:"bytes,12,opt,name=spec_pool_id,json=specPoolId,proto3" json:"spec_pool_id,omitempty"`
 	// The node group's id (newer reference), at most 64 characters; empty is not sent.
-	NodeGroupId   string `protobuf:"bytes,13,opt,name=node_group_id,json=nodeGroupId,proto3" json:"node_group_id,omitempty"`
+	NodeGroupId string `protobuf:"bytes,13,opt,name=node_group_id,json=nodeGroupId,proto3" json:"node_group_id,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,6 +874,13 @@ func (x *CreateInstanceRequest) GetSpecPoolId() string {
 func (x *CreateInstanceRequest) GetNodeGroupId() string {
 	if x != nil {
 		return x.NodeGroupId
+	}
+	return ""
+}
+
+func (x *CreateInstanceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -1070,7 +1082,12 @@ type DeleteInstanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The phones, 1 to 100 instance ids of 1 to 32 letters, digits, `_` or `-` each (KooPhone's instanceIdList); yearly/monthly
 	// phones only.
-	InstanceIds   []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	InstanceIds []string `protobuf:"bytes,1,rep,name=instance_ids,json=instanceIds,proto3" json:"instance_ids,omitempty"`
+	// Optional idempotency key (AIP-155): a UUID the caller chooses per intended write. A repeat with the same
+	// request_id and the same request returns the first outcome without calling KooPhone again (for 24 hours); the
+	// same request_id with a different request is ALREADY_EXISTS. On REST, the Idempotency-Key header sets it.
+	// Field 100 is request_id on every write request.
+	RequestId     string `protobuf:"bytes,100,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1110,6 +1127,13 @@ func (x *DeleteInstanceRequest) GetInstanceIds() []string {
 		return x.InstanceIds
 	}
 	return nil
+}
+
+func (x *DeleteInstanceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // DeleteInstanceResponse is empty: the phones are unsubscribed.
@@ -1203,7 +1227,7 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"scene_desc\x18\x05 \x01(\tR\tsceneDesc\x12\"\n" +
 	"\rscene_desc_en\x18\x06 \x01(\tR\vsceneDescEn\x12\x12\n" +
 	"\x04tags\x18\a \x01(\tR\x04tags\x12\x17\n" +
-	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\xba\x05\n" +
+	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\xe6\x05\n" +
 	"\x15CreateInstanceRequest\x12$\n" +
 	"\x02os\x18\x01 \x01(\tB\x14\xbaH\x11r\x0fR\x05AOSP9R\x06AOSP11R\x02os\x121\n" +
 	"\x0finstance_sku_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\rinstanceSkuId\x12)\n" +
@@ -1220,7 +1244,9 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"\x0fcustom_image_id\x18\v \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\rcustomImageId\x12)\n" +
 	"\fspec_pool_id\x18\f \x01(\tB\a\xbaH\x04r\x02\x18@R\n" +
 	"specPoolId\x12+\n" +
-	"\rnode_group_id\x18\r \x01(\tB\a\xbaH\x04r\x02\x18@R\vnodeGroupId\"\x8d\x02\n" +
+	"\rnode_group_id\x18\r \x01(\tB\a\xbaH\x04r\x02\x18@R\vnodeGroupId\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\x8d\x02\n" +
 	"\vChargeParam\x12J\n" +
 	"\rcharging_mode\x18\x01 \x01(\x0e2\x19.koophone.v1.ChargingModeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\fchargingMode\x12D\n" +
@@ -1237,9 +1263,11 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"\fInstanceInfo\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12#\n" +
-	"\rinstance_name\x18\x02 \x01(\tR\finstanceName\"`\n" +
+	"\rinstance_name\x18\x02 \x01(\tR\finstanceName\"\x8c\x01\n" +
 	"\x15DeleteInstanceRequest\x12G\n" +
-	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\"\x18\n" +
+	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\b\x01\x10d\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x12*\n" +
+	"\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\x18\n" +
 	"\x16DeleteInstanceResponse*O\n" +
 	"\fChargingMode\x12\x1d\n" +
 	"\x19CHARGING_MODE_UNSPECIFIED\x10\x00\x12 \n" +

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"archive/tar"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// The image runs the binary as the nonroot user and holds nothing else but its passwd entry.
+func TestImageRunsTheBinaryAsNonRoot(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gw")
+	if err := os.WriteFile(bin, []byte("\x7fELF not really"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "img.tar")
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	caCerts = &ca
+	if err := run(bin, "koophone-gateway", "koophone-gateway:test", out, "amd64", true); err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cf.Config
+	if c.User != "65532:65532" || len(c.Entrypoint) != 1 || c.Entrypoint[0] != "/koophone-gateway" || cf.OS != "linux" {
+		t.Fatalf("config: user %q entrypoint %v os %s", c.User, c.Entrypoint, cf.OS)
+	}
+	if _, ok := c.ExposedPorts["9090/tcp"]; !ok {
+		t.Fatalf("ports %v", c.ExposedPorts)
+	}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	files := map[string]int64{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[h.Name] = h.Mode
+	}
+	if files["koophone-gateway"] != 0o755 || files["etc/ssl/certs/ca-certificates.crt"] != 0o644 || len(files) != 4 {
+		t.Fatalf("files %v", files)
+	}
+}

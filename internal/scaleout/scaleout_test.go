@@ -1,0 +1,412 @@
+package scaleout_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/coord/redistest"
+	"github.com/koophone-gateway/koophone-gateway/internal/server"
+	"github.com/koophone-gateway/koophone-gateway/internal/sim"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	replicas       = 3
+	tasks          = 30
+	watchersPerKey = 100 // 3,000 watchers in all
+	readRate       = 80  // upstream reads per second, all replicas together
+	jobDuration    = 5 * time.Minute
+)
+
+// upstreamCounter counts what reaches the simulator. The replicas share one endpoint (pollers are shared only
+// between clients of the same endpoint and principal), so calls are counted per task, not per replica.
+type upstreamCounter struct {
+	mu      sync.Mutex
+	getTask map[string]int // task id -> GetTask calls
+	reads   atomic.Int64   // every read (GET, and the read-only POSTs)
+	creates atomic.Int64
+}
+
+func (c *upstreamCounter) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := strings.CutPrefix(r.URL.Path, "/v1/instances/tasks/"); ok && r.Method == http.MethodGet {
+			c.mu.Lock()
+			c.getTask[id]++
+			c.mu.Unlock()
+		}
+		if r.Method == http.MethodGet || strings.HasSuffix(r.URL.Path, "/batch-query-status") {
+			c.reads.Add(1)
+		}
+		if r.URL.Path == "/v1/instances/create" {
+			c.creates.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (c *upstreamCounter) snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range c.getTask {
+		out[k] = v
+	}
+	return out
+}
+
+type gateway struct {
+	srv  *server.Server
+	conn *grpc.ClientConn
+	inst pb.InstanceServiceClient
+	ord  pb.OrderServiceClient
+	up   bool
+}
+
+func startGateway(t *testing.T, endpoint, redisURL string, creds sim.Credentials) *gateway {
+	t.Helper()
+	env := map[string]string{"KOOPHONE_AK": creds.AK, "KOOPHONE_SK": creds.SK, "KOOPHONE_REDIS_URL": redisURL}
+	cfg, err := config.Load([]string{
+		"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--endpoint=" + endpoint,
+		// A fixed poll interval (500ms ± 20% jitter): one poller makes at most one call per 400ms.
+		"--watch-first-interval=500ms", "--watch-max-interval=500ms", "--redis-lease-ttl=1500ms",
+		fmt.Sprintf("--upstream-read-rate=%d", readRate), fmt.Sprintf("--upstream-read-burst=%d", readRate),
+		"--upstream-write-rate=20", fmt.Sprintf("--quota-replicas=%d", replicas), "--audit-log=off",
+	}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{srv: srv, conn: conn, inst: pb.NewInstanceServiceClient(conn), ord: pb.NewOrderServiceClient(conn), up: true}
+	hc := healthpb.NewHealthClient(conn)
+	eventually(t, "gateway SERVING", func() bool {
+		res, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
+	return g
+}
+
+func (g *gateway) stop() {
+	if !g.up {
+		return
+	}
+	g.up = false
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = g.srv.Shutdown(ctx)
+	_ = g.conn.Close()
+}
+
+func (g *gateway) leases() int {
+	st, _ := g.srv.CoordStatus()
+	return st.Leases
+}
+
+// eventually waits for cond; the bound only keeps a broken build from hanging, it asserts no timing.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("never: %s", what)
+}
+
+// watcher follows one task until its terminal snapshot, moving to another replica when its own shuts down (as a
+// client behind a load balancer would). It records how it ended.
+type watcher struct {
+	task     string
+	gw       int
+	moves    int
+	got      atomic.Bool // received at least one snapshot
+	terminal bool
+	err      error
+}
+
+func (w *watcher) run(ctx context.Context, gws []*gateway, alive func(int) bool) {
+	for {
+		stream, err := gws[w.gw].inst.WatchTask(ctx, &pb.WatchTaskRequest{TaskId: w.task})
+		if err == nil {
+			for {
+				var res *pb.WatchTaskResponse
+				res, err = stream.Recv()
+				if err != nil {
+					break
+				}
+				w.got.Store(true)
+				if res.GetTerminal() {
+					w.terminal = true
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) && w.terminal {
+			w.err = nil
+			return
+		}
+		// Only a replica that is going away may end a stream; then the client reconnects elsewhere.
+		if status.Code(err) == codes.Unavailable && !alive(w.gw) {
+			w.moves++
+			w.gw = (w.gw + 1) % len(gws)
+			for !alive(w.gw) {
+				w.gw = (w.gw + 1) % len(gws)
+			}
+			continue
+		}
+		w.err = err
+		return
+	}
+}
+
+func TestThreeReplicasShareOneUpstream(t *testing.T) {
+	rs := redistest.Start(t)
+	simClock := clock.NewFake(time.Now()) // AK/SK signatures carry the wall clock: start the simulator near it
+	simCfg := sim.DefaultConfig()
+	simCfg.Clock, simCfg.FleetSize, simCfg.JobDuration = simClock, tasks, jobDuration
+	s := sim.New(simCfg)
+	counter := &upstreamCounter{getTask: map[string]int{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: counter.wrap(s), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(l) }()
+	defer hs.Close()
+	endpoint := "http://" + l.Addr().String()
+	gws := make([]*gateway, replicas)
+	for i := range replicas {
+		gws[i] = startGateway(t, endpoint, rs.URL(), s.Credentials())
+	}
+	defer func() {
+		for _, g := range gws {
+			g.stop()
+		}
+	}()
+	var aliveMu sync.Mutex
+	alive := func(i int) bool { aliveMu.Lock(); defer aliveMu.Unlock(); return gws[i].up }
+	ctx := context.Background()
+
+	// 30 tasks, one per phone; they run until the simulator's clock passes jobDuration.
+	ids := make([]string, 0, tasks)
+	for _, phone := range s.InstanceIDs()[:tasks] {
+		res, err := gws[0].inst.AsyncCommand(ctx, &pb.AsyncCommandRequest{Command: "ls", InstanceIds: []string{phone}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.GetTaskId())
+	}
+
+	// One poller per task across the replicas: Redis holds one lease per task, and the simulator sees no more
+	// GetTask calls per task than one poller can make (one per 400ms at the shortest jittered interval).
+	leases := func(idx ...int) int {
+		n := 0
+		for _, i := range idx {
+			n += gws[i].leases()
+		}
+		return n
+	}
+	measure := func(what string) {
+		t.Helper()
+		a := counter.snapshot()
+		start := time.Now()
+		time.Sleep(3 * time.Second)
+		b := counter.snapshot()
+		window := time.Since(start)
+		most, calls := 0, 0
+		for _, id := range ids {
+			calls += b[id] - a[id]
+			most = max(most, b[id]-a[id])
+		}
+		t.Logf("%s: %d GetTask calls for %d tasks in %v (%.1f/s, at most %d for one task)", what, calls, tasks,
+			window.Round(time.Millisecond), float64(calls)/window.Seconds(), most)
+		if limit := int(window/(400*time.Millisecond)) + 1; most > limit {
+			t.Errorf("%s: a task had %d GetTask calls in %v; one poller makes at most %d", what, most, window, limit)
+		}
+	}
+	// First one watcher per task, all on replica 0: the upstream load of a single replica, for comparison.
+	wctx, cancelWatch := context.WithCancel(ctx)
+	defer cancelWatch()
+	var ws []*watcher
+	var wg sync.WaitGroup
+	for i := range tasks {
+		w := &watcher{task: ids[i], gw: 0}
+		ws = append(ws, w)
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(wctx, gws, alive) }()
+	}
+	eventually(t, "replica 0 polls every task", func() bool { return gws[0].leases() == tasks })
+	measure("1 replica")
+
+	// Then 3,000 more watchers, each task's spread over the three replicas.
+	for i := range tasks * watchersPerKey {
+		w := &watcher{task: ids[i%tasks], gw: (i / tasks) % replicas}
+		ws = append(ws, w)
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(wctx, gws, alive) }()
+	}
+	eventually(t, "every watcher has a first snapshot", func() bool {
+		for _, w := range ws {
+			if !w.got.Load() {
+				return false
+			}
+		}
+		return true
+	})
+
+	eventually(t, "one lease per task", func() bool { return leases(0, 1, 2) == tasks })
+	measure("3 replicas sharing Redis")
+
+	// The shared quota: every replica hammers reads; the simulator sees at most the budget (plus its burst).
+	qctx, stopLoad := context.WithCancel(ctx)
+	var lwg sync.WaitGroup
+	for i := range 3 * replicas {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			for qctx.Err() == nil {
+				_, _ = gws[i%replicas].ord.BatchShowSku(qctx, &pb.BatchShowSkuRequest{})
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // let the burst drain first
+	r0, q0 := counter.reads.Load(), time.Now()
+	time.Sleep(3 * time.Second)
+	reads, window := counter.reads.Load()-r0, time.Since(q0)
+	stopLoad()
+	lwg.Wait()
+	t.Logf("shared quota %d reads/s: %d reads reached the simulator in %v (%.1f/s)", readRate, reads, window.Round(time.Millisecond),
+		float64(reads)/window.Seconds())
+	if limit := int64(float64(readRate)*(window.Seconds()+0.5)) + readRate; reads > limit {
+		t.Errorf("%d reads in %v exceed the shared quota (%d/s, at most %d with the burst)", reads, window, readRate, limit)
+	}
+
+	// One CreateInstance with one request_id sent to all three replicas at once: one order.
+	create := &pb.CreateInstanceRequest{Os: "AOSP9", InstanceSkuId: "kp.professional.xlarge.32g.2", BandSkuId: "kp.bandwidth",
+		RegionId: "cn-north-7", InstanceNamePrefix: "scale", BandSize: 4, Count: 1,
+		ChargeParam: &pb.ChargeParam{ChargingMode: pb.ChargingMode_CHARGING_MODE_YEARLY_MONTHLY,
+			PeriodType: pb.PeriodType_PERIOD_TYPE_MONTH, PeriodNum: 1, IsAutoPay: true},
+		RequestId: "8e7d7a5c-2f0e-4a57-9d1b-6c3b2a1f0e9d"}
+	creates0 := counter.creates.Load()
+	orders := make([]string, 3*replicas)
+	var cwg sync.WaitGroup
+	for i := range orders {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			res, err := gws[i%replicas].ord.CreateInstance(ctx, create)
+			if err != nil {
+				t.Errorf("CreateInstance on replica %d: %v", i%replicas, err)
+				return
+			}
+			orders[i] = res.GetOrderId()
+		}()
+	}
+	cwg.Wait()
+	if n := counter.creates.Load() - creates0; n != 1 {
+		t.Errorf("%d CreateInstance calls reached KooPhone, want 1", n)
+	}
+	for _, o := range orders {
+		if o != orders[0] || o == "" {
+			t.Errorf("orders %v: want one order id everywhere", orders)
+			break
+		}
+	}
+
+	// The replica holding the most leases stops mid-watch: its pollers move, every stream carries on.
+	leader := 0
+	for i := range gws {
+		if gws[i].leases() > gws[leader].leases() {
+			leader = i
+		}
+	}
+	led := gws[leader].leases()
+	stopped := time.Now()
+	aliveMu.Lock()
+	gws[leader].up = false
+	aliveMu.Unlock()
+	gws[leader].up = true // stop() checks it; the watchers already see the replica as gone
+	gws[leader].stop()
+	var others []int
+	for i := range gws {
+		if i != leader {
+			others = append(others, i)
+		}
+	}
+	eventually(t, "the others hold every lease", func() bool { return leases(others...) == tasks })
+	t.Logf("failover: replica %d (%d leases) stopped; the others held every lease %v later",
+		leader, led, time.Since(stopped).Round(time.Millisecond))
+
+	// Redis dies: the replicas degrade (local pollers), keyed writes are refused, streams carry on.
+	rs.Stop()
+	eventually(t, "degraded", func() bool {
+		for _, r := range others {
+			if st, _ := gws[r].srv.CoordStatus(); !st.Degraded {
+				return false
+			}
+		}
+		return true
+	})
+	creates1 := counter.creates.Load()
+	create.RequestId = "9e7d7a5c-2f0e-4a57-9d1b-6c3b2a1f0e9d"
+	if _, err := gws[others[0]].ord.CreateInstance(ctx, create); status.Code(err) != codes.Unavailable {
+		t.Errorf("keyed write with Redis down: %v, want UNAVAILABLE", err)
+	}
+	if counter.creates.Load() != creates1 {
+		t.Error("a keyed write reached KooPhone while Redis was down")
+	}
+	rs.Restart()
+	eventually(t, "recovered", func() bool {
+		for _, r := range others {
+			if st, _ := gws[r].srv.CoordStatus(); st.Degraded {
+				return false
+			}
+		}
+		return true
+	})
+	// Recovered: one poller per task again.
+	eventually(t, "one lease per task again", func() bool { return leases(others...) == tasks })
+	measure("2 replicas after Redis came back")
+	if _, err := gws[others[1]].ord.CreateInstance(ctx, create); err != nil {
+		t.Errorf("keyed write after Redis came back: %v", err)
+	}
+
+	// The jobs finish: every one of the 3,000 streams ends with the terminal snapshot, none with an error.
+	simClock.Advance(jobDuration)
+	wg.Wait()
+	moved := 0
+	for _, w := range ws {
+		if w.err != nil || !w.terminal {
+			t.Errorf("watcher of %s on replica %d: terminal %v, err %v", w.task, w.gw, w.terminal, w.err)
+			break
+		}
+		moved += w.moves
+	}
+	t.Logf("%d watchers finished; %d moved off the stopped replica", len(ws), moved)
+}

@@ -1,0 +1,77 @@
+package server
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/coord"
+	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
+	"github.com/koophone-gateway/koophone-gateway/internal/service"
+	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
+)
+
+// Scale-out wiring: with KOOPHONE_REDIS_URL the replicas share pollers, the upstream quota and idempotency keys
+// through internal/coord; without it the quota and the keys are this replica's own.
+
+// openCoord connects to Redis when configured. It does not wait for Redis: a replica that starts while Redis is
+// down runs degraded and joins the others when Redis answers.
+func (s *Server) openCoord() error {
+	if s.cfg.RedisURL == "" {
+		return nil
+	}
+	c, err := coord.Open(coord.Config{URL: s.cfg.RedisURL, LeaseTTL: s.cfg.RedisLeaseTTL, Clock: s.opts.clockOrReal()})
+	if err != nil {
+		return err
+	}
+	s.coord = c
+	return nil
+}
+
+// sharedQuota makes the --upstream-*-rate budget one for all replicas when they share Redis: the client waits on
+// the Redis quota (GCRA; a 429's Retry-After holds back every replica) instead of a limiter of its own. While Redis
+// is down each replica spends 1/--quota-replicas of the budget locally.
+func (s *Server) sharedQuota(c *upstream.Config) error {
+	if s.coord == nil || (s.cfg.UpstreamReadRate <= 0 && s.cfg.UpstreamWriteRate <= 0) {
+		return nil
+	}
+	q, err := s.coord.NewQuota(coord.QuotaConfig{
+		Read:     quotaRate(s.cfg.UpstreamReadRate, s.cfg.UpstreamReadBurst),
+		Write:    quotaRate(s.cfg.UpstreamWriteRate, s.cfg.UpstreamWriteBurst),
+		Replicas: s.cfg.QuotaReplicas,
+	})
+	if err != nil {
+		return fmt.Errorf("shared upstream quota: %w", err)
+	}
+	c.Limiter = q
+	return nil
+}
+
+// quotaRate turns calls per second (possibly fractional) into a GCRA rate per minute; zero or less is unlimited.
+func quotaRate(perSec float64, burst int) coord.Rate {
+	if perSec <= 0 {
+		return coord.Rate{}
+	}
+	return coord.Rate{Events: max(1, int(math.Round(perSec*60))), Per: time.Minute, Burst: max(burst, 1)}
+}
+
+// scaleOut returns the watch hubs' peer and the idempotency interceptor.
+func (s *Server) scaleOut(watch *service.WatchOptions) grpc.UnaryServerInterceptor {
+	var store idempotency.Store = idempotency.NewMemory(s.opts.clockOrReal(), s.cfg.IdempotencyMaxKeys)
+	if s.coord != nil && s.cfg.RedisURL != "" {
+		watch.Peer = s.coord
+		store = s.coord.KeyStore()
+	}
+	return idempotency.UnaryServerInterceptor(idempotency.Options{Store: store, TTL: s.cfg.IdempotencyTTL, Clock: s.opts.clockOrReal()})
+}
+
+// CoordStatus is the replica's view of Redis (degraded or not, counters), for readiness details and metrics;
+// ok is false when Redis is not configured.
+func (s *Server) CoordStatus() (coord.Status, bool) {
+	if s.coord == nil || s.cfg.RedisURL == "" {
+		return coord.Status{}, false
+	}
+	return s.coord.Status(), true
+}
