@@ -46,6 +46,9 @@ type Options struct {
 	MaxPending time.Duration // how long a first call may run before repeats call its outcome unknown; default 10m
 	PollEvery  time.Duration // how often a repeat checks on a call in flight; default 100ms
 	Clock      clock.Clock   // default clock.Real{}
+	// Scope names the caller a key belongs to (the authenticated principal): one caller's key never replays
+	// another's outcome. Nil or "": keys are shared by every caller.
+	Scope func(ctx context.Context) string
 }
 
 // UnaryServerInterceptor keys every unary call whose request has a request_id field (or whose caller sent an
@@ -139,6 +142,11 @@ func hashOf(method string, msg proto.Message, fd protoreflect.FieldDescriptor) (
 
 func (o *Options) run(ctx context.Context, key, hash string, req any, handler grpc.UnaryHandler) (any, error) {
 	skey := strings.ToLower(key)
+	if o.Scope != nil {
+		if scope := o.Scope(ctx); scope != "" {
+			skey = scope + "/" + skey // keys are UUIDs: the last "/" always splits them from the scope
+		}
+	}
 	now := o.Clock.Now()
 	prev, claimed, err := o.Store.Claim(ctx, skey, Record{State: Pending, Hash: hash, PendingUntil: now.Add(o.MaxPending)}, o.TTL)
 	if err != nil {

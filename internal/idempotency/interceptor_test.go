@@ -239,3 +239,33 @@ func TestStalePendingIsUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Keys are per caller: the same key and request from two callers are two writes, and each caller's repeat replays
+// its own first outcome.
+func TestKeysAreScopedToTheCaller(t *testing.T) {
+	srv := &orders{}
+	c := serve(t, srv, idempotency.Options{Store: idempotency.NewMemory(nil, 100), Scope: func(ctx context.Context) string {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if v := md.Get("x-caller"); len(v) == 1 {
+			return v[0]
+		}
+		return ""
+	}})
+	as := func(who string) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), "x-caller", who)
+	}
+	first := map[string]string{}
+	for _, who := range []string{"alice", "bob", "alice", "bob"} {
+		res, err := c.CreateInstance(as(who), order(key, "p"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := first[who]; ok && prev != res.GetOrderId() {
+			t.Fatalf("%s's repeat got %s, first %s", who, res.GetOrderId(), prev)
+		}
+		first[who] = res.GetOrderId()
+	}
+	if n := srv.n.Load(); n != 2 || first["alice"] == first["bob"] {
+		t.Fatalf("%d orders, alice %s, bob %s: want one each", n, first["alice"], first["bob"])
+	}
+}

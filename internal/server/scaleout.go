@@ -1,12 +1,14 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
@@ -64,7 +66,16 @@ func (s *Server) scaleOut(watch *service.WatchOptions) grpc.UnaryServerIntercept
 		watch.Peer = s.coord
 		store = s.coord.KeyStore()
 	}
-	return idempotency.UnaryServerInterceptor(idempotency.Options{Store: store, TTL: s.cfg.IdempotencyTTL, Clock: s.opts.clockOrReal()})
+	return idempotency.UnaryServerInterceptor(idempotency.Options{Store: store, TTL: s.cfg.IdempotencyTTL,
+		Clock: s.opts.clockOrReal(), Scope: callerScope})
+}
+
+// callerScope keeps each authenticated caller's idempotency keys apart; without authentication all callers share.
+func callerScope(ctx context.Context) string {
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		return p.Name
+	}
+	return ""
 }
 
 // CoordStatus is the replica's view of Redis (degraded or not, counters), for readiness details and metrics;
