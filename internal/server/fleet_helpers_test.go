@@ -42,10 +42,11 @@ type fleetEnv struct {
 	fail  []string // phones whose every job fails
 }
 
-func newFleetEnv(t *testing.T) *fleetEnv {
+// newFleetEnv starts the gateway on a 1,050-phone simulator; flags add to (or override) its configuration.
+func newFleetEnv(t *testing.T, flags ...string) *fleetEnv {
 	t.Helper()
-	cfg, err := config.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0",
-		fmt.Sprintf("--sim-fleet=%d", fleetSize), fmt.Sprintf("--fleet-concurrency=%d", fleetConcurrency)},
+	cfg, err := config.Load(append([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--audit-log=off",
+		fmt.Sprintf("--sim-fleet=%d", fleetSize), fmt.Sprintf("--fleet-concurrency=%d", fleetConcurrency)}, flags...),
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)

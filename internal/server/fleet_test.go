@@ -366,3 +366,47 @@ func TestFleetSharesPollersWithWatchTask(t *testing.T) {
 	}
 	waitIdle(f.env)
 }
+
+// TestFleetHoldsTheRateLimit: a fleet operation's batch starts go through the gateway's write budget toward
+// KooPhone like any other write. With 1 write/s and a burst of 2, 27 reboot batches are sampled at the simulator
+// all along (on the one fake clock): never more than the burst plus one per elapsed second, and all of them done.
+func TestFleetHoldsTheRateLimit(t *testing.T) {
+	const rate, burst = 1, 2
+	f := newFleetEnv(t, fmt.Sprintf("--upstream-write-rate=%d", rate), fmt.Sprintf("--upstream-write-burst=%d", burst))
+	for _, tr := range transports {
+		f.clk.Advance(time.Minute) // a full bucket for each transport
+		start := f.clk.Now()
+		stop := make(chan struct{})
+		over := make(chan string, 1)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					close(over)
+					return
+				case <-time.After(200 * time.Microsecond):
+				}
+				elapsed := f.clk.Now().Sub(start) // read before the count: the bound is never too tight
+				calls := f.sim.Calls("BatchRebootInstance")
+				// +1: a sample may land just after the clock moved on but before it is read again.
+				if limit := int64(burst + rate*elapsed.Seconds() + 1); calls > limit {
+					select {
+					case over <- fmt.Sprintf("%d calls after %v, limit %d", calls, elapsed, limit):
+					default:
+					}
+				}
+			}
+		}()
+		o := f.run(tr, "RebootFleet", "BatchRebootInstance", &pb.RebootFleetRequest{
+			Selector: &pb.FleetSelector{InstanceIds: f.ids}, Options: &pb.FleetOptions{BatchSize: 40}}, f.ids, 40)
+		close(stop)
+		if msg, ok := <-over; ok {
+			t.Fatalf("%s: the write rate was exceeded at the simulator: %s", tr.name, msg)
+		}
+		if o.summary.GetCounts().GetSucceeded() != fleetSize || f.clk.Now().Sub(start) < 24*time.Second {
+			t.Fatalf("%s: %v after %v", tr.name, o.summary, f.clk.Now().Sub(start))
+		}
+		f.clk.Advance(5 * time.Second) // the reboots end
+	}
+	waitIdle(f.env)
+}
