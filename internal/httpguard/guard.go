@@ -134,7 +134,8 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 }
 
 func writeError(w http.ResponseWriter, httpStatus, code int, msg string) {
-	b, _ := json.Marshal(map[string]any{"code": code, "message": msg, "details": []any{}})
+	// The mirror's one error shape (see internal/rest): {"error": google.rpc.Status}.
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"code": code, "message": msg, "details": []any{}}})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write(append(b, '\n'))

@@ -64,7 +64,7 @@ func TestContentTypes(t *testing.T) {
 		if res.StatusCode != c.want {
 			t.Errorf("%q %q: %d %s, want %d", c.ct, c.body, res.StatusCode, b, c.want)
 		}
-		if c.want == 415 && !strings.Contains(string(b), `"code":3`) {
+		if c.want == 415 && !strings.Contains(string(b), `{"error":{"code":3`) {
 			t.Errorf("%q: error body %s", c.ct, b)
 		}
 	}
