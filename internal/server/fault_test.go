@@ -71,7 +71,7 @@ func (s *syncBuffer) String() string {
 
 func newFaultEnv(t *testing.T, flags ...string) *faultEnv {
 	t.Helper()
-	args := append([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=50"}, flags...)
+	args := append([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=50", "--audit-log=off"}, flags...)
 	cfg, err := config.Load(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
