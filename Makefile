@@ -6,7 +6,7 @@ BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 export GOBIN := $(BIN)
 
-# Pinned tool versions (see ../shared/docs/toolchain.md); installed into ./bin with `go install`.
+# Pinned tool versions (see docs/toolchain.md); installed into ./bin with `go install`.
 BUF_VERSION               := v1.75.0
 PROTOC_GEN_GO_VERSION     := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION:= v1.6.2
