@@ -33,6 +33,7 @@ test:
 	scripts/stage.sh go-test go test -race -count=1 -timeout 20m ./...
 	scripts/stage.sh test-dates $(MAKE) --no-print-directory test-dates
 	scripts/stage.sh test-deploy $(MAKE) --no-print-directory test-deploy
+	scripts/stage.sh image $(MAKE) --no-print-directory image
 
 ## test-dates: every suite with its fake clocks a year ahead and a year back, so no part may read the wall clock
 ## where a test injected one (tests start on fixed dates; see internal/clock/clocktest)
@@ -47,7 +48,7 @@ test-deploy:
 	cd deploy && go vet ./... && go test -race -count=1 ./...
 
 ## image: the gateway and simulator images as `docker load`-able tarballs in dist/, built without a Docker engine
-## (static binaries on an empty base, nonroot; deploy/cmd/mkimage). Not part of `make test`: CI's cold run stays short.
+## (static binaries on an empty base, nonroot; deploy/cmd/mkimage). The last stage of `make test`, so CI builds both.
 image:
 	mkdir -p dist/linux
 	CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags='-s -w' -o dist/linux/koophone-gateway ./cmd/server
