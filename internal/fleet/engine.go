@@ -157,7 +157,9 @@ func (e *Engine) Run(ctx context.Context, ids []string, op Op, batchSize, concur
 	batchSize, concurrency = e.Limits(batchSize, concurrency)
 	batches := split(ids, batchSize, upstream.RequestIDFrom(ctx))
 	r := &run{
-		e: e, op: op, events: make(chan Event, 64),
+		// Unbuffered: a batch holds its concurrency slot until the caller has taken its every event, so a caller
+		// that stops (an emit error, a cancel) stops the run before further batches start.
+		e: e, op: op, events: make(chan Event),
 		counts:  Counts{Total: len(ids), Pending: len(ids), BatchesTotal: len(batches)},
 		started: make(map[int]bool, len(batches)),
 	}
