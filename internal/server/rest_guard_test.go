@@ -34,9 +34,11 @@ func TestCrossOriginAndTextPlainNeverReachKooPhone(t *testing.T) {
 		if code != c.want {
 			t.Errorf("%s: %d %s, want %d", c.name, code, res, c.want)
 		}
-		var st map[string]any
-		if err := json.Unmarshal([]byte(res), &st); err != nil || st["message"] == nil {
-			t.Errorf("%s: error body is not a JSON status: %q", c.name, res)
+		var body struct {
+			Error map[string]any `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(res), &body); err != nil || body.Error["message"] == nil {
+			t.Errorf("%s: error body is not the mirror's {\"error\": status}: %q", c.name, res)
 		}
 	}
 	if n := e.sim.Calls("BatchReset"); n != 0 {
