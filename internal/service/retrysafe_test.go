@@ -63,7 +63,7 @@ func TestServiceConfigMatchesRetrySafe(t *testing.T) {
 	}
 	// Every name is a real RPC.
 	var all []string
-	for _, d := range []grpc.ServiceDesc{pb.InstanceService_ServiceDesc, pb.OrderService_ServiceDesc, pb.AppService_ServiceDesc} {
+	for _, d := range []grpc.ServiceDesc{pb.InstanceService_ServiceDesc, pb.OrderService_ServiceDesc, pb.AppService_ServiceDesc, pb.FleetService_ServiceDesc} {
 		for _, m := range d.Methods {
 			all = append(all, "/"+d.ServiceName+"/"+m.MethodName)
 		}
