@@ -41,7 +41,8 @@ func startSim(ctx context.Context, o *options, name string, jobDuration time.Dur
 		p.stop()
 		return nil, err
 	}
-	if err := getJSON(s.url+"/_sim/credentials", &s.creds); err == nil {
+	err = getJSON(s.url+"/_sim/credentials", &s.creds) // an error here was lost in a shadowed variable
+	if err == nil {
 		err = getJSON(s.url+"/_sim/instances", &s.ids)
 	}
 	if err == nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/time/rate"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
@@ -43,7 +42,7 @@ type Quota struct {
 	c      *Coord
 	rl     *redis_rate.Limiter
 	limits [2]redis_rate.Limit // by write
-	local  [2]*rate.Limiter
+	local  upstream.Limiter    // this replica's share, spent while Redis is down
 	clk    clock.Clock
 
 	mu   sync.Mutex
@@ -52,25 +51,11 @@ type Quota struct {
 
 // NewQuota returns the shared budget. A zero Rate means unlimited for that kind.
 func (c *Coord) NewQuota(cfg QuotaConfig) (*Quota, error) {
-	return newQuota(c, cfg, c.cfg.Clock)
-}
-
-// NewLocalQuota returns a budget of this replica alone (no Redis): cfg's rates divided by cfg.Replicas.
-func NewLocalQuota(cfg QuotaConfig, clk clock.Clock) (*Quota, error) {
-	if clk == nil {
-		clk = clock.Real{}
-	}
-	return newQuota(nil, cfg, clk)
-}
-
-func newQuota(c *Coord, cfg QuotaConfig, clk clock.Clock) (*Quota, error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	q := &Quota{c: c, clk: clk}
-	if c != nil {
-		q.rl = redis_rate.NewLimiter(c.rdb)
-	}
+	q := &Quota{c: c, clk: c.cfg.Clock, rl: redis_rate.NewLimiter(c.rdb)}
+	var share upstream.Rates
 	for i, r := range []Rate{cfg.Read, cfg.Write} {
 		if r.Events < 0 || r.Per < 0 || r.Burst < 0 {
 			return nil, fmt.Errorf("upstream quota: rate %d per %v burst %d: must not be negative", r.Events, r.Per, r.Burst)
@@ -85,9 +70,15 @@ func newQuota(c *Coord, cfg QuotaConfig, clk clock.Clock) (*Quota, error) {
 			r.Burst = r.Events
 		}
 		q.limits[i] = redis_rate.Limit{Rate: r.Events, Period: r.Per, Burst: r.Burst}
-		share := rate.Limit(float64(r.Events) / r.Per.Seconds() / float64(cfg.Replicas))
-		q.local[i] = rate.NewLimiter(share, max(1, r.Burst/cfg.Replicas))
+		perSec, burst := float64(r.Events)/r.Per.Seconds()/float64(cfg.Replicas), max(1, r.Burst/cfg.Replicas)
+		if i == 0 {
+			share.ReadPerSec, share.ReadBurst = perSec, burst
+		} else {
+			share.WritePerSec, share.WriteBurst = perSec, burst
+		}
 	}
+	// The local share is the upstream client's own limiter at 1/Replicas of the budget.
+	q.local = upstream.NewLocalLimiter(share, q.clk)
 	return q, nil
 }
 
@@ -109,9 +100,6 @@ func (q *Quota) Wait(ctx context.Context, write bool) error {
 		if q.limits[i].IsZero() {
 			return nil
 		}
-		if q.c == nil {
-			return q.waitLocal(ctx, i)
-		}
 		octx, cancel := q.c.opCtx(ctx)
 		res, err := q.rl.Allow(octx, q.c.key("quota", kind), q.limits[i])
 		cancel()
@@ -119,7 +107,7 @@ func (q *Quota) Wait(ctx context.Context, write bool) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return q.waitLocal(ctx, i)
+			return q.waitLocal(ctx, write)
 		}
 		if res.Allowed > 0 {
 			return nil
@@ -131,16 +119,11 @@ func (q *Quota) Wait(ctx context.Context, write bool) error {
 }
 
 // waitLocal spends this replica's share of the budget (Redis is down).
-func (q *Quota) waitLocal(ctx context.Context, i int) error {
-	r := q.local[i].ReserveN(q.clk.Now(), 1)
-	d := r.DelayFrom(q.clk.Now())
-	if err := q.sleep(ctx, d); err != nil {
-		r.CancelAt(q.clk.Now())
+func (q *Quota) waitLocal(ctx context.Context, write bool) error {
+	if err := q.local.Wait(ctx, write); err != nil {
 		return err
 	}
-	if q.c != nil {
-		q.c.stats.localQuota.Add(1)
-	}
+	q.c.stats.localQuota.Add(1)
 	return nil
 }
 
@@ -149,9 +132,6 @@ func (q *Quota) waitHold(ctx context.Context) error {
 	q.mu.Lock()
 	until := q.hold
 	q.mu.Unlock()
-	if q.c == nil {
-		return q.sleep(ctx, until.Sub(q.clk.Now()))
-	}
 	octx, cancel := q.c.opCtx(ctx)
 	ms, err := q.c.rdb.Get(octx, q.c.key("quota", "hold")).Int64()
 	cancel()
@@ -168,7 +148,8 @@ func (q *Quota) sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
-	if dl, ok := ctx.Deadline(); ok && q.clk.Now().Add(d).After(dl) {
+	// The deadline is wall time, like every context deadline; d is a duration on q.clk.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		return &upstream.RateLimitedError{Wait: d}
 	}
 	if !clock.Sleep(q.clk, d, ctx.Done()) {
@@ -191,7 +172,7 @@ func (q *Quota) HoldUntil(t time.Time) {
 	}
 	q.mu.Unlock()
 	d := t.Sub(q.clk.Now())
-	if d <= 0 || q.c == nil {
+	if d <= 0 {
 		return
 	}
 	ctx, cancel := q.c.opCtx(context.Background())

@@ -9,7 +9,6 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
@@ -48,7 +47,6 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, guard *auth.
 			}
 			return "", false // other gRPC metadata stays internal
 		}),
-		runtime.WithRoutingErrorHandler(routingError),
 		// Last, so its marshalers and error handlers win: NDJSON/SSE streams, {"error": status} everywhere,
 		// BadRequest for unreadable bodies and unknown query parameters, 405 with Allow.
 		rest.Options(marshaler),
@@ -64,20 +62,6 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, guard *auth.
 		}
 	}
 	return mux, nil
-}
-
-// routingError answers unknown paths and methods with a JSON status, like every other error of the mirror.
-func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
-	var err error
-	switch httpStatus {
-	case http.StatusMethodNotAllowed:
-		err = status.Errorf(codes.Unimplemented, "method %s not allowed on %s", r.Method, r.URL.Path)
-	case http.StatusNotFound:
-		err = status.Errorf(codes.NotFound, "no such path: %s", r.URL.Path)
-	default:
-		err = status.Error(codes.InvalidArgument, http.StatusText(httpStatus))
-	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }
 
 // limitBody caps request bodies: a declared length over max is refused at once with 413, and a body that turns out
