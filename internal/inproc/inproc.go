@@ -1,11 +1,13 @@
-// Package inproc connects a client to a *grpc.Server in the same process through in-memory connections (no TCP,
-// no loopback port), and spreads calls over several of them: unary calls over one set, streams over another.
+// Package inproc lets a client in the same process call a *grpc.Server's services through the server's own
+// interceptor chain, without TCP: unary calls run the handler directly (Channel), streams go over in-memory
+// connections (Conns).
 //
-// The REST mirror uses it to reach the gRPC server, so every REST call still meets the full interceptor chain.
-// Why several connections: a single HTTP/2 connection serialises every call through one reader and one writer
-// goroutine, and admits only the server's MaxConcurrentStreams at once. With one connection, enough held REST
-// watch streams would use up those slots and leave unary REST callers queueing behind them; with streams on
-// connections of their own, they never can.
+// The REST mirror uses it to reach the gRPC services, so every REST call meets the full interceptor chain.
+// Why unary calls skip the connections: a REST call through a gRPC client and server pays for HTTP/2 framing and
+// two serialisations in each direction, about half its CPU; and a connection admits only the server's
+// MaxConcurrentStreams at once, so held REST watch streams could leave unary REST callers queueing behind them.
+// Why several stream connections: one HTTP/2 connection serialises its streams through one reader and one writer
+// goroutine.
 package inproc
 
 import (
@@ -29,55 +31,51 @@ type Listener = bufconn.Listener
 // Listen returns a new in-memory listener.
 func Listen() *Listener { return bufconn.Listen(bufferSize) }
 
-// Conns is a grpc.ClientConnInterface over in-memory connections to one server.
+// Conns is a grpc.ClientConnInterface over in-memory connections to one server, used in turn.
 type Conns struct {
-	unary, streams []*grpc.ClientConn
-	nextU, nextS   atomic.Uint64
+	conns []*grpc.ClientConn
+	next  atomic.Uint64
 }
 
 var _ grpc.ClientConnInterface = (*Conns)(nil)
 
-// Dial opens unary+streams client connections to lis (lazily, on first use, like grpc.NewClient).
-func Dial(lis *Listener, unary, streams int, opts ...grpc.DialOption) (*Conns, error) {
-	if unary < 1 || streams < 1 {
-		return nil, fmt.Errorf("inproc: need at least one connection of each kind, got %d unary and %d streams", unary, streams)
+// Dial opens n client connections to lis (lazily, on first use, like grpc.NewClient).
+func Dial(lis *Listener, n int, opts ...grpc.DialOption) (*Conns, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("inproc: need at least one connection, got %d", n)
 	}
 	opts = append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 	}, opts...)
 	c := &Conns{}
-	for i := range unary + streams {
+	for range n {
 		// "passthrough" skips name resolution: the address is never dialled, the context dialer is.
 		cc, err := grpc.NewClient("passthrough:///in-process", opts...)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("inproc: %w", err)
 		}
-		if i < unary {
-			c.unary = append(c.unary, cc)
-		} else {
-			c.streams = append(c.streams, cc)
-		}
+		c.conns = append(c.conns, cc)
 	}
 	return c, nil
 }
 
-// Invoke sends a unary call on the next unary connection.
+// Invoke sends a unary call on the next connection.
 func (c *Conns) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	cc := c.unary[c.nextU.Add(1)%uint64(len(c.unary))]
-	return cc.Invoke(ctx, method, args, reply, opts...)
+	return c.pick().Invoke(ctx, method, args, reply, opts...)
 }
 
-// NewStream opens a stream on the next stream connection.
+// NewStream opens a stream on the next connection.
 func (c *Conns) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	cc := c.streams[c.nextS.Add(1)%uint64(len(c.streams))]
-	return cc.NewStream(ctx, desc, method, opts...)
+	return c.pick().NewStream(ctx, desc, method, opts...)
 }
+
+func (c *Conns) pick() *grpc.ClientConn { return c.conns[c.next.Add(1)%uint64(len(c.conns))] }
 
 // Close closes every connection.
 func (c *Conns) Close() {
-	for _, cc := range append(c.unary, c.streams...) {
+	for _, cc := range c.conns {
 		_ = cc.Close()
 	}
 }

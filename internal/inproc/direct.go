@@ -1,0 +1,216 @@
+package inproc
+
+import (
+	"context"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Registrar registers services on a *grpc.Server and also keeps their unary handlers, so a Channel can call them
+// without any transport. Register the services the mirror reaches through it instead of through the server.
+type Registrar struct {
+	srv     *grpc.Server
+	methods map[string]unaryMethod
+}
+
+type unaryMethod struct {
+	impl    any
+	handler grpc.MethodHandler
+}
+
+var _ grpc.ServiceRegistrar = (*Registrar)(nil)
+
+// NewRegistrar returns a Registrar in front of srv.
+func NewRegistrar(srv *grpc.Server) *Registrar {
+	return &Registrar{srv: srv, methods: map[string]unaryMethod{}}
+}
+
+// RegisterService registers the service on the server and keeps its unary methods.
+func (r *Registrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	r.srv.RegisterService(desc, impl)
+	for _, m := range desc.Methods {
+		r.methods["/"+desc.ServiceName+"/"+m.MethodName] = unaryMethod{impl: impl, handler: m.Handler}
+	}
+}
+
+// Channel is a grpc.ClientConnInterface whose unary calls run the registered handler in the caller's goroutine,
+// through the same interceptor chain the server runs, with no HTTP/2 framing, no serialisation and no connection
+// to share: the request and the answer are copied with proto.Merge. Streams go over the in-memory connections
+// (streams need their flow control, and their per-message cost is not per call).
+//
+// What a call sees matches a call over the server: the outgoing metadata arrives as incoming metadata, grpc.Method
+// and grpc.SetHeader/SetTrailer work and reach the caller's grpc.Header/grpc.Trailer options, the peer is an
+// in-process address, and a handler's non-status error becomes a status the way grpc-go makes it one. What it
+// skips is the server's transport-level machinery: stats handlers (the caller's own span covers the call),
+// MaxRecvMsgSize and MaxConcurrentStreams (the HTTP server bounds its callers).
+type Channel struct {
+	methods map[string]unaryMethod
+	chain   grpc.UnaryServerInterceptor
+	streams grpc.ClientConnInterface
+	peer    *peer.Peer
+}
+
+var _ grpc.ClientConnInterface = (*Channel)(nil)
+
+// NewChannel returns a Channel for r's unary methods, running interceptors (outermost first, as in
+// grpc.ChainUnaryInterceptor), and opening streams on streams.
+func NewChannel(r *Registrar, interceptors []grpc.UnaryServerInterceptor, streams grpc.ClientConnInterface) *Channel {
+	return &Channel{
+		methods: r.methods,
+		chain:   chainUnary(interceptors),
+		streams: streams,
+		peer:    &peer.Peer{Addr: inprocAddr{}},
+	}
+}
+
+// Invoke runs a unary call in process.
+func (c *Channel) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	m, ok := c.methods[method]
+	if !ok {
+		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
+	}
+	in, ok := args.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "inproc: request %T is not a proto message", args)
+	}
+	out, ok := reply.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "inproc: reply %T is not a proto message", reply)
+	}
+	md, _ := metadata.FromOutgoingContext(ctx)
+	ctx = metadata.NewOutgoingContext(ctx, nil) // the caller's outgoing metadata is not the handler's
+	ctx = metadata.NewIncomingContext(ctx, md)
+	ts := &transportStream{method: method}
+	ctx = grpc.NewContextWithServerTransportStream(ctx, ts)
+	ctx = peer.NewContext(ctx, c.peer)
+
+	dec := func(v any) error {
+		dst, ok := v.(proto.Message)
+		if !ok {
+			return status.Errorf(codes.Internal, "inproc: handler request %T is not a proto message", v)
+		}
+		proto.Merge(dst, in)
+		return nil
+	}
+	resp, err := m.handler(m.impl, ctx, dec, c.chain)
+	ts.deliver(opts)
+	if err != nil {
+		return asStatus(err)
+	}
+	msg, ok := resp.(proto.Message)
+	if !ok || msg == nil {
+		return status.Errorf(codes.Internal, "inproc: handler answered %T", resp)
+	}
+	proto.Merge(out, msg)
+	return nil
+}
+
+// NewStream opens a stream over the stream connections.
+func (c *Channel) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return c.streams.NewStream(ctx, desc, method, opts...)
+}
+
+// asStatus turns a handler's error into what a client of grpc-go's server would receive: a status error as it is,
+// a context error as CANCELED or DEADLINE_EXCEEDED, anything else as UNKNOWN.
+func asStatus(err error) error {
+	if st, ok := status.FromError(err); ok {
+		return st.Err()
+	}
+	return status.FromContextError(err).Err()
+}
+
+// chainUnary composes interceptors, the first outermost, as grpc.ChainUnaryInterceptor does.
+func chainUnary(interceptors []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	switch len(interceptors) {
+	case 0:
+		return nil
+	case 1:
+		return interceptors[0]
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return interceptors[0](ctx, req, info, next(interceptors, 1, info, handler))
+	}
+}
+
+func next(interceptors []grpc.UnaryServerInterceptor, i int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler {
+	if i == len(interceptors) {
+		return final
+	}
+	return func(ctx context.Context, req any) (any, error) {
+		return interceptors[i](ctx, req, info, next(interceptors, i+1, info, final))
+	}
+}
+
+// transportStream is the grpc.ServerTransportStream of an in-process call: it keeps the headers and trailers the
+// handler sets, for the caller's grpc.Header and grpc.Trailer options.
+type transportStream struct {
+	method string
+
+	mu      sync.Mutex
+	header  metadata.MD
+	trailer metadata.MD
+	sent    bool
+}
+
+func (s *transportStream) Method() string { return s.method }
+
+func (s *transportStream) SetHeader(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sent {
+		return status.Error(codes.Internal, "transport: the stream is done or WriteHeader was already called")
+	}
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
+
+func (s *transportStream) SendHeader(md metadata.MD) error {
+	if err := s.SetHeader(md); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.sent = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *transportStream) SetTrailer(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trailer = metadata.Join(s.trailer, md)
+	return nil
+}
+
+// deliver hands the headers and trailers to the call options that asked for them.
+func (s *transportStream) deliver(opts []grpc.CallOption) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent = true
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			*o.HeaderAddr = s.header
+		case *grpc.HeaderCallOption:
+			*o.HeaderAddr = s.header
+		case grpc.TrailerCallOption:
+			*o.TrailerAddr = s.trailer
+		case *grpc.TrailerCallOption:
+			*o.TrailerAddr = s.trailer
+		}
+	}
+}
+
+// inprocAddr is the peer address of in-process calls.
+type inprocAddr struct{}
+
+func (inprocAddr) Network() string { return "inproc" }
+func (inprocAddr) String() string  { return "in-process" }
+
+var _ net.Addr = inprocAddr{}
