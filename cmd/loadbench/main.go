@@ -106,7 +106,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.jobDuration, "job-duration", 0, "how long the watched tasks run; it must outlast opening the watchers and the poll window (0: 30s + 1.5ms per watcher + the poll window)")
 	fs.DurationVar(&o.pollWindow, "poll-window", 20*time.Second, "how long upstream polls are counted while the watchers idle")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch")
-	fs.StringVar(&o.heapProfile, "watch-heap-profile", "", "save the gateway's heap profile while the watchers idle, to this path + N.pprof")
+	fs.StringVar(&o.heapProfile, "watch-heap-profile", "", "save the gateway's heap profile and goroutine stacks while the watchers idle, to this path + N.pprof and N.goroutines.txt")
 	fs.StringVar(&o.profileDir, "profile", "", "instead of benchmarking, save CPU profiles (gRPC, REST) and allocations of a saturated gateway in this directory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -171,10 +171,11 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(res.Body).Decode(v)
 }
 
-// runtimeStats reads a gateway's goroutine count and live heap through its /debug/pprof port.
+// runtimeStats reads a gateway's goroutine count, live heap and goroutine stacks through its /debug/pprof port.
 type runtimeStats struct {
 	Goroutines int
 	HeapAlloc  int64 // after a forced GC
+	StackInuse int64 // bytes of goroutine stacks
 }
 
 func readRuntime(pprofAddr string) (runtimeStats, error) {
@@ -192,13 +193,26 @@ func readRuntime(pprofAddr string) (runtimeStats, error) {
 	if err != nil {
 		return st, err
 	}
+	found := 0
 	for _, l := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(l, "# HeapAlloc = "); ok {
-			st.HeapAlloc, err = strconv.ParseInt(v, 10, 64)
-			return st, err
+			if st.HeapAlloc, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return st, err
+			}
+			found++
+		}
+		if v, ok := strings.CutPrefix(l, "# Stack = "); ok { // "# Stack = StackInuse / StackSys"
+			inuse, _, _ := strings.Cut(v, " ")
+			if st.StackInuse, err = strconv.ParseInt(inuse, 10, 64); err != nil {
+				return st, err
+			}
+			found++
 		}
 	}
-	return st, errors.New("heap profile without HeapAlloc")
+	if found != 2 {
+		return st, errors.New("heap profile without HeapAlloc and Stack")
+	}
+	return st, nil
 }
 
 func fetch(url string) (string, error) {

@@ -48,14 +48,15 @@ func (r *report) markdown() string {
 	}
 	if r.watch != nil {
 		fmt.Fprintf(&b, "### Idle watchers (WatchTask over real gRPC connections, %d per connection; gateway defaults: polls from 500ms backing off to 10s)\n\n", streamsPerConn)
-		b.WriteString("| watchers | tasks | RSS per watcher | heap per watcher | goroutines per watcher | RSS above idle gateway | upstream polls/s | gateway CPU while idle | task end → last watcher p50 / max | watchers told | time to open |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| watchers | tasks | RSS per watcher | heap per watcher | stack per watcher | goroutines per watcher | RSS above idle gateway | upstream polls/s | gateway CPU while idle | task end → last watcher p50 / max | watchers told | time to open |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, w := range r.watch {
 			p50, mx := time.Duration(0), time.Duration(0)
 			if len(w.delays) > 0 {
 				p50, mx = w.delays[len(w.delays)/2], w.delays[len(w.delays)-1]
 			}
-			fmt.Fprintf(&b, "| %d | %d | %.1f KB | %.1f KB | %.2f | %s | %.1f | %.1f%% of a CPU | %v / %v | %d / %d | %v |\n",
+			fmt.Fprintf(&b, "| %d | %d | %.1f KB | %.1f KB | %.1f KB | %.2f | %s | %.1f | %.1f%% of a CPU | %v / %v | %d / %d | %v |\n",
 				w.watchers, w.tasks, w.perWatcher(w.rss, w.idleRSS)/1024, w.perWatcher(w.heap, w.idleHeap)/1024,
+				w.perWatcher(w.stack, w.idleStack)/1024,
 				w.perWatcher(int64(w.goroutines), int64(w.idleGoroutines)), mb(w.rss-w.idleRSS), w.pollsPerSec,
 				100*w.cpuPerSec.Seconds(), p50.Round(time.Millisecond), mx.Round(time.Millisecond), w.terminal, w.watchers,
 				w.openTime.Round(time.Millisecond))

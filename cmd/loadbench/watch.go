@@ -20,6 +20,7 @@ type watchResult struct {
 	openTime                   time.Duration
 	idleRSS, rss               int64
 	idleHeap, heap             int64
+	idleStack, stack           int64
 	idleGoroutines, goroutines int
 	pollsPerSec                float64
 	cpuPerSec                  time.Duration // gateway CPU per second while the watchers idle
@@ -42,7 +43,7 @@ func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, 
 	if err != nil {
 		return nil, err
 	}
-	r.idleHeap, r.idleGoroutines = rt.HeapAlloc, rt.Goroutines
+	r.idleHeap, r.idleStack, r.idleGoroutines = rt.HeapAlloc, rt.StackInuse, rt.Goroutines
 	r.idleRSS, _, _ = memStatus(g.pid())
 
 	pool, err := dialPool(g.grpcAddr, (n+streamsPerConn-1)/streamsPerConn)
@@ -128,10 +129,13 @@ func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, 
 	if rt, err = readRuntime(g.pprofAddr); err != nil {
 		return nil, err
 	}
-	r.heap, r.goroutines = rt.HeapAlloc, rt.Goroutines
+	r.heap, r.stack, r.goroutines = rt.HeapAlloc, rt.StackInuse, rt.Goroutines
 	r.rss, _, _ = memStatus(g.pid())
 	if o.heapProfile != "" {
 		if err := save("http://"+g.pprofAddr+"/debug/pprof/heap", fmt.Sprintf("%s%d.pprof", o.heapProfile, n)); err != nil {
+			return nil, err
+		}
+		if err := save("http://"+g.pprofAddr+"/debug/pprof/goroutine?debug=2", fmt.Sprintf("%s%d.goroutines.txt", o.heapProfile, n)); err != nil {
 			return nil, err
 		}
 	}

@@ -28,17 +28,6 @@ func (g *Guard) auditUnary(ctx context.Context, req any, info *grpc.UnaryServerI
 	return res, err
 }
 
-func (g *Guard) auditStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	rule := Rules[info.FullMethod]
-	if g.audit == nil || !rule.Write {
-		return h(srv, ss)
-	}
-	rs := &recordingStream{ServerStream: ss}
-	err := h(srv, rs)
-	g.auditLine(ss.Context(), info.FullMethod, rule, rs.req, err)
-	return err
-}
-
 func (g *Guard) auditLine(ctx context.Context, method string, rule Rule, req proto.Message, err error) {
 	p, _ := PrincipalFrom(ctx)
 	actions := rule.Actions

@@ -65,15 +65,6 @@ func (g *Guard) authorizeUnary(ctx context.Context, req any, info *grpc.UnarySer
 	return h(ctx, req)
 }
 
-// authorizeStream checks the RPC's fixed actions before the handler runs and the request's own (OpenSession's
-// assign) when the request arrives.
-func (g *Guard) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if err := g.check(ss.Context(), info.FullMethod, nil, true); err != nil {
-		return err
-	}
-	return h(srv, &authorizingStream{ServerStream: ss, g: g, method: info.FullMethod})
-}
-
 type authorizingStream struct {
 	grpc.ServerStream
 	g      *Guard
