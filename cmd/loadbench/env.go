@@ -114,15 +114,18 @@ type gateway struct {
 	grpcAddr, httpAddr, pprofAddr string
 }
 
-func startGateway(ctx context.Context, o *options, s *simulator, name, bin string) (*gateway, error) {
+func startGateway(ctx context.Context, o *options, s *simulator, name, bin string, extraEnv ...string) (*gateway, error) {
 	var g gateway
 	env := []string{
 		"KOOPHONE_GRPC_ADDR=127.0.0.1:0", "KOOPHONE_HTTP_ADDR=127.0.0.1:0", "KOOPHONE_PPROF_ADDR=127.0.0.1:0",
 		"KOOPHONE_LOG_LEVEL=info", "KOOPHONE_LOG_FORMAT=text", "KOOPHONE_ENDPOINT=" + s.url, "KOOPHONE_IAM_ENDPOINT=" + s.url,
 		"KOOPHONE_IAM_DOMAIN=" + s.creds.Domain, "KOOPHONE_IAM_USER=" + s.creds.User,
 		"KOOPHONE_IAM_PASSWORD=" + s.creds.Password, "KOOPHONE_PROJECT=" + s.creds.ProjectName,
+		// No client-side quota: it is there to be polite to KooPhone (50 reads/s by default), and would measure
+		// itself instead of the gateway; the simulator has none.
+		"KOOPHONE_UPSTREAM_READ_RATE=0", "KOOPHONE_UPSTREAM_WRITE_RATE=0",
 	}
-	env = append(env, o.gatewayEnv...)
+	env = append(append(env, extraEnv...), o.gatewayEnv...)
 	p, err := startProc(name, o.logDir, bin, nil, env)
 	if err != nil {
 		return nil, err

@@ -47,8 +47,9 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
 
-	if len(rep.unary) != 2 || len(rep.paths) != 6 || len(rep.slow) != 3 {
-		t.Fatalf("%d loads, %d paths", len(rep.unary), len(rep.paths))
+	// slow: this build at two connection bounds, the earlier build, the bare proxy
+	if len(rep.unary) != 2 || len(rep.paths) != 6 || len(rep.slow) != 4 {
+		t.Fatalf("%d loads, %d paths, %d slow bursts", len(rep.unary), len(rep.paths), len(rep.slow))
 	}
 	for li, row := range rep.unary {
 		for pi, m := range row {
@@ -62,6 +63,9 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	for _, b := range rep.slow {
+		if b.bound > 0 && b.connsOpened > int64(b.bound) {
+			t.Errorf("slow burst %s: %d upstream connections opened, over the bound of %d", b.path, b.connsOpened, b.bound)
+		}
 		if b.ok != b.calls || b.connsOpened < 1 || b.peakRSS <= 0 {
 			t.Errorf("slow burst %s: %d of %d ok, %d connections, peak RSS %d, first error %v",
 				b.path, b.ok, b.calls, b.connsOpened, b.peakRSS, b.firstErr)
@@ -71,7 +75,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("%d watch results", len(rep.watch))
 	}
 	w := rep.watch[0]
-	if w.terminal != 200 || w.failed != 0 || len(w.delays) != 5 || w.pollsPerSec <= 0 || w.heap <= 0 || w.rss <= 0 {
+	if w.terminal != 200 || w.failed != 0 || len(w.delays) != 5 || w.pollsPerSec <= 0 || w.heap <= 0 || w.rss <= 0 || w.stack <= 0 {
 		t.Errorf("watchers: %+v", *w)
 	}
 	md := rep.markdown()

@@ -315,20 +315,32 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 			return err
 		}
 		defer s.setFaults("[]")
-		bins := [][2]string{{"gateway gRPC", o.gatewayBin}}
-		if o.gatewayBefore != "" {
-			bins = append(bins, [2]string{"before: gateway gRPC", o.gatewayBefore})
+		// The gateway at its default connection bound and at a bound the burst can use, to see both that the
+		// bound holds and what it costs: each HTTP/1.1 connection carries one call at a time, so a bound of B
+		// against a 200 ms upstream allows at most B/0.2s calls/s.
+		type run struct {
+			name, bin string
+			bound     int
 		}
-		for i, nb := range bins {
-			g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-slow-%d", i), nb[1])
+		runs := []run{{"gateway gRPC", o.gatewayBin, defaultMaxConns}, {"gateway gRPC", o.gatewayBin, 1000}}
+		if o.gatewayBefore != "" {
+			runs = append(runs, run{"before: gateway gRPC", o.gatewayBefore, 0})
+		}
+		for i, rn := range runs {
+			var env []string
+			if rn.bound > 0 && rn.bound != defaultMaxConns {
+				env = append(env, fmt.Sprintf("KOOPHONE_UPSTREAM_MAX_CONNS=%d", rn.bound))
+			}
+			g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-slow-%d", i), rn.bin, env...)
 			if err != nil {
 				return err
 			}
-			r, err := burst(ctx, o, s, nb[0], g.grpcAddr, g.pid(), g.pprofAddr, callOpts)
+			r, err := burst(ctx, o, s, rn.name, g.grpcAddr, g.pid(), g.pprofAddr, callOpts)
 			g.stop()
 			if err != nil {
 				return err
 			}
+			r.bound = rn.bound
 			rep.slow = append(rep.slow, r)
 		}
 		b, err := burst(ctx, o, s, "bare proxy", bareAddr, bare.pid(), "", nil)
@@ -339,6 +351,9 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 	}
 	return nil
 }
+
+// defaultMaxConns is the gateway's --upstream-max-conns default.
+const defaultMaxConns = 64
 
 var bareListening = regexp.MustCompile(`bare proxy on (\S+)`)
 

@@ -30,14 +30,21 @@ func (r *report) markdown() string {
 	}
 	if r.slow != nil {
 		fmt.Fprintf(&b, "### Slow upstream: %d calls at once, %v added by the simulator\n\n", o.slowCalls, o.slowLatency)
-		b.WriteString("| path | ok / calls | elapsed | calls/s | upstream connections opened | RSS before | peak RSS (VmHWM) | peak goroutines |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| path | connection bound | ok / calls | elapsed | calls/s | calls/s ÷ the bound's limit | upstream connections opened | RSS before | peak RSS (VmHWM) | peak goroutines |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range r.slow {
 			gor := "—"
 			if s.peakGorou > 0 {
 				gor = fmt.Sprintf("%d (idle %d)", s.peakGorou, s.idleGoroutines)
 			}
-			fmt.Fprintf(&b, "| %s | %d / %d | %v | %.0f | %d | %s | %s | %s |\n", s.path, s.ok, s.calls,
-				s.elapsed.Round(time.Millisecond), float64(s.ok)/s.elapsed.Seconds(), s.connsOpened, mb(s.idleRSS), mb(s.peakRSS), gor)
+			rate := float64(s.ok) / s.elapsed.Seconds()
+			bound, ofLimit := "none", "—"
+			if s.bound > 0 {
+				// One call per HTTP/1.1 connection at a time: B connections carry at most B per latency.
+				limit := float64(s.bound) / o.slowLatency.Seconds()
+				bound, ofLimit = fmt.Sprint(s.bound), fmt.Sprintf("%.2f", rate/limit)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d / %d | %v | %.0f | %s | %d | %s | %s | %s |\n", s.path, bound, s.ok, s.calls,
+				s.elapsed.Round(time.Millisecond), rate, ofLimit, s.connsOpened, mb(s.idleRSS), mb(s.peakRSS), gor)
 		}
 		for _, s := range r.slow {
 			if s.firstErr != nil {
