@@ -92,7 +92,7 @@ func (g *Guard) certIdentity(ctx context.Context, md metadata.MD) (string, error
 		}
 		return "", missing
 	}
-	if g.fromMirror(md) {
+	if g.fromMirror(md.Get(mdMirror)) {
 		vals := md.Get(mdClientCert)
 		if len(vals) != 1 || vals[0] == "" {
 			return "", missing
@@ -114,9 +114,9 @@ func (g *Guard) certIdentity(ctx context.Context, md metadata.MD) (string, error
 	return name, nil
 }
 
-// fromMirror reports whether the call carries the REST mirror's secret, exactly once.
-func (g *Guard) fromMirror(md metadata.MD) bool {
-	vals := md.Get(mdMirror)
+// fromMirror reports whether the call carries the REST mirror's secret, exactly once; vals are the call's
+// values of mdMirror.
+func (g *Guard) fromMirror(vals []string) bool {
 	return len(vals) == 1 && subtle.ConstantTimeCompare([]byte(vals[0]), []byte(g.mirrorSecret)) == 1
 }
 

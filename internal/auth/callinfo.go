@@ -19,8 +19,9 @@ type callInfoKey struct{}
 
 func (g *Guard) withCallInfo(ctx context.Context) context.Context {
 	info := &callInfo{}
-	if md, ok := metadata.FromIncomingContext(ctx); ok && g.fromMirror(md) {
-		if v := md.Get(mdClientAddr); len(v) == 1 {
+	// One key at a time: FromIncomingContext copies the whole metadata map on every call.
+	if g.fromMirror(metadata.ValueFromIncomingContext(ctx, mdMirror)) {
+		if v := metadata.ValueFromIncomingContext(ctx, mdClientAddr); len(v) == 1 {
 			info.client = v[0]
 		}
 	}

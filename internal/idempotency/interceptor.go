@@ -94,10 +94,8 @@ func UnaryServerInterceptor(o Options) grpc.UnaryServerInterceptor {
 func keyOf(ctx context.Context, msg proto.Message, fd protoreflect.FieldDescriptor) (string, error) {
 	field := msg.ProtoReflect().Get(fd).String()
 	var header string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(HeaderName); len(v) > 0 {
-			header = strings.TrimSpace(v[0])
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, HeaderName); len(v) > 0 {
+		header = strings.TrimSpace(v[0])
 	}
 	switch {
 	case header == "":

@@ -122,10 +122,9 @@ func (s *validatingStream) RecvMsg(m any) error {
 // requestID returns ctx carrying the call's request id, and the id.
 func requestID(ctx context.Context) (context.Context, string) {
 	id := ""
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if vals := md.Get(RequestIDHeader); len(vals) > 0 && validRequestID.MatchString(vals[0]) {
-			id = vals[0]
-		}
+	// ValueFromIncomingContext reads one key; FromIncomingContext copies the whole metadata map on every call.
+	if vals := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(vals) > 0 && validRequestID.MatchString(vals[0]) {
+		id = vals[0]
 	}
 	if id == "" {
 		id = uuid.NewString()

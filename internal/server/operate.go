@@ -34,6 +34,7 @@ func (s *Server) guard(c *upstream.Config) {
 	c.Breaker = upstream.BreakerConfig{Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor}
 	c.MaxConnsPerHost = cfg.UpstreamMaxConns
 	c.MaxInFlight = cfg.UpstreamMaxInFlight
+	c.Traced = s.tel.Tracing()
 }
 
 type streamStats = stream.Stats

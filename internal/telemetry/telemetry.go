@@ -61,6 +61,9 @@ func New(ctx context.Context, getenv func(string) string) (*Telemetry, error) {
 	return t, nil
 }
 
+// Tracing reports whether spans are exported (an OTLP endpoint is configured).
+func (t *Telemetry) Tracing() bool { return t.shutdown != nil }
+
 // Handler serves the registry in the Prometheus text format.
 func (t *Telemetry) Handler() http.Handler {
 	return promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry})

@@ -359,3 +359,47 @@ func TestErrorText(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeIntoMatchesTwoPass: the one-pass decoder gives the same verdict (kind, code, message) and the same
+// decoded value as the two-pass one it replaces, for every body and status.
+func FuzzDecodeIntoMatchesTwoPass(f *testing.F) {
+	entries, err := os.ReadDir("testdata/responses")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, e := range entries {
+		b := fixture(f, e.Name())
+		f.Add(200, b, uint8(0))
+		f.Add(400, b, uint8(3))
+	}
+	f.Add(200, []byte(`{"error_code":"0","data":{"status_results":"x"}}`), uint8(3))
+	f.Add(200, []byte(`{"error_code":"KPS.1","error_msg":"no","data":{"status_results":"x"}}`), uint8(3))
+	f.Add(200, []byte(`{"error_code":"0","data":null}`), uint8(1))
+	f.Add(200, []byte(`{"error_code":"0","data":5}`), uint8(2))
+	f.Fuzz(func(t *testing.T, status int, body []byte, which uint8) {
+		if status < 100 || status > 599 {
+			status = 200
+		}
+		outs := []func() any{
+			func() any { return new(SyncCommandResult) }, func() any { return new(Task) },
+			func() any { return new(TaskStatus) }, func() any { return new(StatusResults) },
+			func() any { return new(DeviceToken) }, func() any { return new(Order) },
+			func() any { return new(Progress) },
+		}
+		mk := outs[int(which)%len(outs)]
+		one, two := mk(), mk()
+		e1, e2 := decodeInto(status, body, one), decodeTwoPass(status, body, false, two)
+		if (e1 == nil) != (e2 == nil) {
+			t.Fatalf("one pass %v, two passes %v", e1, e2)
+		}
+		if e1 != nil {
+			if e1.Kind != e2.Kind || e1.Code != e2.Code || e1.Message != e2.Message || e1.HTTPStatus != e2.HTTPStatus {
+				t.Fatalf("one pass %#v, two passes %#v", e1, e2)
+			}
+			return
+		}
+		if !reflect.DeepEqual(one, two) {
+			t.Fatalf("one pass decoded %+v, two passes %+v", one, two)
+		}
+	})
+}

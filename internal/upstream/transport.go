@@ -35,17 +35,20 @@ func NewTransport() *http.Transport {
 // answers with a 3xx. A redirect is returned as the response, and so becomes a KindHTTP error.
 //
 // The default transport holds at most maxConns connections to KooPhone (more requests queue for one inside
-// their deadline), and is wrapped by otelhttp so that each attempt is a span of the caller's trace.
-func httpClient(hc *http.Client, maxConns int) *http.Client {
+// their deadline), and with traced it is wrapped by otelhttp so that each attempt is a span of the caller's trace.
+func httpClient(hc *http.Client, maxConns int, traced bool) *http.Client {
 	var c http.Client
 	if hc != nil {
 		c = *hc
 	} else {
 		t := NewTransport()
 		t.MaxConnsPerHost = maxConns
-		c.Transport = otelhttp.NewTransport(t, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			return "koophone " + r.Method
-		}))
+		c.Transport = t
+		if traced {
+			c.Transport = otelhttp.NewTransport(t, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+				return "koophone " + r.Method
+			}))
+		}
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &c
