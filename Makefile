@@ -12,6 +12,8 @@ PROTOC_GEN_GO_VERSION     := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION:= v1.6.2
 GRPC_GATEWAY_VERSION      := v2.33.0
 GRPCURL_VERSION           := v1.9.4
+GHZ_VERSION               := v0.121.0
+BOMBARDIER_VERSION        := v1.2.6
 
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2
 
@@ -100,18 +102,20 @@ smoke: $(BIN)/grpcurl
 
 ## bench: every figure of docs/benchmarks.md in one run (~15 min): cmd/loadbench (direct, bare proxy, gateway gRPC
 ## and REST side by side; a slow upstream; idle watchers), then the Go benchmarks with -benchmem; the tables go to
-## $(BENCH_OUT). BENCH_BEFORE=<git revision> also measures the gateway built from that revision, alongside, for
+## $(BENCH_OUT). The unary phase is cross-checked with ghz (gRPC) and bombardier (HTTP), pinned below and installed
+## into ./bin. BENCH_BEFORE=<git revision> also measures the gateway built from that revision, alongside, for
 ## before/after ratios; BENCH_FLAGS passes loadbench flags (e.g. -header "Authorization: Bearer x").
 BENCH_OUT ?= bench-results.md
 BENCH_BEFORE ?=
 BENCH_FLAGS ?=
-bench:
+bench: $(BIN)/ghz $(BIN)/bombardier
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  go build -o "$$tmp/" ./cmd/server ./cmd/koophone-sim ./cmd/loadbench; \
 	  before=(); if [ -n "$(BENCH_BEFORE)" ]; then \
 	    mkdir "$$tmp/src"; git archive "$(BENCH_BEFORE)" | tar -x -C "$$tmp/src"; \
 	    (cd "$$tmp/src" && go build -o "$$tmp/server-before" ./cmd/server); before=(-gateway-before "$$tmp/server-before"); fi; \
-	  "$$tmp/loadbench" -gateway "$$tmp/server" -sim "$$tmp/koophone-sim" -out $(BENCH_OUT) "$${before[@]}" $(BENCH_FLAGS)
+	  "$$tmp/loadbench" -gateway "$$tmp/server" -sim "$$tmp/koophone-sim" -out $(BENCH_OUT) "$${before[@]}" \
+	    -ghz $(BIN)/ghz -bombardier $(BIN)/bombardier $(BENCH_FLAGS)
 	@{ echo; echo '### Go benchmarks (-benchmem)'; echo; echo '```'; \
 	  go test -run '^$$' -bench . -benchmem ./internal/stream/ ./internal/service/ ./internal/upstream/ ./internal/calllog/ ./internal/server/; \
 	  echo '```'; } | tee -a $(BENCH_OUT)
@@ -138,6 +142,12 @@ $(BIN)/protoc-gen-grpc-gateway:
 	go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
 $(BIN)/protoc-gen-openapiv2:
 	go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+
+# The public load tools make bench cross-checks its own generator with.
+$(BIN)/ghz:
+	go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+$(BIN)/bombardier:
+	go install github.com/codesenberg/bombardier@$(BOMBARDIER_VERSION)
 
 ## grpcurl: install grpcurl into ./bin (for the README's examples)
 grpcurl: $(BIN)/grpcurl

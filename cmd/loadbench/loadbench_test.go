@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMain lets the test binary stand in for loadbench when the harness re-executes itself as the bare proxy.
@@ -84,5 +85,25 @@ func TestSmoke(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// The public tools' JSON reports are read as they print them (samples trimmed from ghz v0.121.0 and bombardier
+// v1.2.6); calls ghz cuts off at the end of its duration are not failures.
+func TestParseToolReports(t *testing.T) {
+	g, err := parseGhz([]byte(`{"count":1020,"total":3000000000,"latencyDistribution":[{"percentage":50,"latency":10680000},` +
+		`{"percentage":99,"latency":34570000}],"statusCodeDistribution":{"OK":1000,"Unavailable":20},` +
+		`"errorDistribution":{"rpc error: code = Unavailable desc = error reading from server: read tcp 127.0.0.1:1->127.0.0.1:2: use of closed network connection":20}}`))
+	if err != nil || g.ok != 1000 || g.failed != 0 || g.elapsed != 3*time.Second || g.p50 != 10680*time.Microsecond || g.p99 != 34570*time.Microsecond {
+		t.Errorf("ghz: %+v %v", g, err)
+	}
+	b, err := parseBombardier([]byte(`{"spec":{},"result":{"bytesRead":1,"bytesWritten":1,"timeTakenSeconds":3.0,` +
+		`"req1xx":0,"req2xx":900,"req3xx":0,"req4xx":2,"req5xx":1,"others":0,` +
+		`"latency":{"mean":2270,"stddev":1,"max":9000,"percentiles":{"50":2270,"99":10140}},"rps":{"mean":300}}}`))
+	if err != nil || b.ok != 900 || b.failed != 3 || b.elapsed != 3*time.Second || b.p50 != 2270*time.Microsecond || b.p99 != 10140*time.Microsecond {
+		t.Errorf("bombardier: %+v %v", b, err)
+	}
+	if _, err := parseGhz([]byte(`{"count":0}`)); err == nil {
+		t.Error("ghz report without calls accepted")
 	}
 }

@@ -55,6 +55,8 @@ type options struct {
 	skip        map[string]bool
 	profileDir  string
 	heapProfile string // idle watchers: save the gateway's heap profile here (N and .pprof appended)
+	ghz         string // cross-check: the ghz binary; with bombardier, the unary phase also runs the public tools
+	bombardier  string
 }
 
 func main() {
@@ -107,6 +109,8 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.pollWindow, "poll-window", 20*time.Second, "how long upstream polls are counted while the watchers idle")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch")
 	fs.StringVar(&o.heapProfile, "watch-heap-profile", "", "save the gateway's heap profile and goroutine stacks while the watchers idle, to this path + N.pprof and N.goroutines.txt")
+	fs.StringVar(&o.ghz, "ghz", "", "ghz binary: with -bombardier, also load every path with ghz (gRPC) and bombardier (HTTP) at saturation")
+	fs.StringVar(&o.bombardier, "bombardier", "", "bombardier binary (see -ghz)")
 	fs.StringVar(&o.profileDir, "profile", "", "instead of benchmarking, save CPU profiles (gRPC, REST) and allocations of a saturated gateway in this directory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -308,6 +312,23 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 			return err
 		}
 		rep.loads, rep.paths, rep.unary = loads, paths, res
+		if o.ghz != "" && o.bombardier != "" {
+			body := toolBody(ids)
+			headers, md := map[string]string{}, map[string]string{}
+			for k, v := range o.header {
+				headers[k], md[strings.ToLower(k)] = v[0], v[0]
+			}
+			targets := []toolTarget{
+				bombardierTarget("direct", s.url+"/v1/instances/batch-query-status", 0, body,
+					map[string]string{"X-Auth-Token": s.token, "X-Request-Id": "lb-tools"}),
+				ghzTarget("bare proxy", bareAddr, bare.pid(), body, nil),
+				ghzTarget("gateway gRPC", g.grpcAddr, g.pid(), body, md),
+				bombardierTarget("gateway REST", "http://"+g.httpAddr+"/v1/instances/batch-query-status", g.pid(), body, headers),
+			}
+			if rep.tools, err = crossCheck(ctx, o, s.pid(), targets); err != nil {
+				return err
+			}
+		}
 	}
 
 	if !o.skip["slow"] {

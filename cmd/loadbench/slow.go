@@ -17,7 +17,7 @@ type burstResult struct {
 	calls, ok                 int
 	elapsed                   time.Duration
 	connsOpened               int64
-	bound                     int // the gateway's --upstream-max-conns; 0: none (the bare proxy) or unknown
+	bound                     int   // the gateway's --upstream-max-conns; 0: none (the bare proxy) or unknown
 	idleRSS, peakRSS          int64 // VmRSS before, VmHWM after
 	idleGoroutines, peakGorou int   // gateway only (through pprof)
 	firstErr                  error
