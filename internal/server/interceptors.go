@@ -41,7 +41,9 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 //     an unauthorised caller anything;
 //  5. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
 //  6. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
-func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration, guard *auth.Guard) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+//
+// With trace non-nil, the request-id step also joins the call to the caller's trace (when no stats handler does).
+func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration, guard *auth.Guard, trace func(context.Context) context.Context) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	// The call log names the principal and, for REST calls, the real client (read when the call ends); health
 	// checks, every few seconds from each load balancer, log at debug.
 	logOpts := []calllog.Option{
@@ -53,7 +55,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		return status.Error(codes.Internal, "internal error")
 	})}
 	unary := []grpc.UnaryServerInterceptor{
-		unaryRequestID,
+		unaryRequestID(trace),
 		guard.CallInfoUnary(),
 		calllog.UnaryServerInterceptor(log, logOpts...),
 		recovery.UnaryServerInterceptor(recoverOpts...),
@@ -76,7 +78,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		},
 	)
 	stream := []grpc.StreamServerInterceptor{
-		streamCallContext(guard), // request id and call info in one frame: a stream holds each frame while it lasts
+		streamCallContext(guard, trace), // request id, trace and call info in one frame: a stream holds each frame while it lasts
 		calllog.StreamServerInterceptor(log, logOpts...),
 		recovery.StreamServerInterceptor(recoverOpts...),
 	}
@@ -132,18 +134,27 @@ func requestID(ctx context.Context) (context.Context, string) {
 	return upstream.WithRequestID(ctx, id), id
 }
 
-func unaryRequestID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	ctx, id := requestID(ctx)
-	// SetHeader fails only when headers were already sent, which cannot happen before the handler runs.
-	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
-	return h(ctx, req)
+func unaryRequestID(trace func(context.Context) context.Context) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if trace != nil {
+			ctx = trace(ctx)
+		}
+		ctx, id := requestID(ctx)
+		// SetHeader fails only when headers were already sent, which cannot happen before the handler runs.
+		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
+		return h(ctx, req)
+	}
 }
 
-// streamCallContext gives a stream its request id (as unaryRequestID does) and its call info (as
+// streamCallContext gives a stream its trace and request id (as unaryRequestID does) and its call info (as
 // guard.CallInfoUnary does).
-func streamCallContext(guard *auth.Guard) grpc.StreamServerInterceptor {
+func streamCallContext(guard *auth.Guard, trace func(context.Context) context.Context) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		ctx, id := requestID(ss.Context())
+		ctx := ss.Context()
+		if trace != nil {
+			ctx = trace(ctx)
+		}
+		ctx, id := requestID(ctx)
 		_ = ss.SetHeader(metadata.Pairs(RequestIDHeader, id))
 		return h(srv, &contextStream{ServerStream: ss, ctx: guard.WithCallInfo(ctx)})
 	}

@@ -29,7 +29,7 @@ func runUnary(t *testing.T, log *slog.Logger, ctx context.Context, req any, h gr
 	if err != nil {
 		t.Fatal(err)
 	}
-	unary, _ := interceptors(log, v, time.Minute, guard)
+	unary, _ := interceptors(log, v, time.Minute, guard, nil)
 	info := &grpc.UnaryServerInfo{FullMethod: "/koophone.v1.InstanceService/GetTask"}
 	for i := len(unary) - 1; i >= 0; i-- {
 		ic, next := unary[i], h

@@ -179,13 +179,21 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 
-	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout, s.sec.guard)
+	// Spans exported: otelgrpc's stats handler makes one per call. Not exported: the request-id step only joins
+	// each call to its caller's trace (for the logs), which costs a fraction of the handler.
+	var trace func(context.Context) context.Context
+	serverOpts := s.sec.grpcOptions(cfg)
+	if s.tel.Tracing() {
+		serverOpts = append(serverOpts, grpc.StatsHandler(s.tel.ServerHandler()))
+	} else {
+		trace = telemetry.ExtractTrace
+	}
+	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout, s.sec.guard, trace)
 	// Telemetry sits right after the request id: it sees every call, including those later steps refuse.
 	unary = slices.Insert(unary, 1, s.tel.GRPC.UnaryServerInterceptor(), s.countUnary)
 	stream = slices.Insert(stream, 1, s.tel.GRPC.StreamServerInterceptor(), s.countStream)
 	unary = append(unary, idem) // idempotency keys innermost: after authorization, validation and the deadline
-	s.grpc = grpc.NewServer(append(s.sec.grpcOptions(cfg),
-		grpc.StatsHandler(s.tel.ServerHandler()),
+	s.grpc = grpc.NewServer(append(serverOpts,
 		newMarkingCodec(), // malformed requests become INVALID_ARGUMENT in validation
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),

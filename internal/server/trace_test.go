@@ -1,10 +1,16 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 )
 
 // A REST caller's traceparent reaches the gRPC hop (the mirror's client stats handler carries it), so the gRPC
@@ -41,5 +47,38 @@ func TestHealthChecksAreNotLoggedAtInfo(t *testing.T) {
 	e := newFaultEnv(t) // its readiness wait made health checks already
 	if strings.Contains(e.log.String(), "grpc.health.v1.Health") {
 		t.Fatalf("health checks logged at INFO:\n%s", e.log.String())
+	}
+}
+
+// A gRPC caller's traceparent reaches the call's log line too, unary and streaming, with tracing export off (no
+// stats handler: the request-id step joins the call to the caller's trace).
+func TestTraceIDReachesTheLogsOverGRPC(t *testing.T) {
+	e := newFaultEnv(t)
+	const unaryTrace, streamTrace = "4bf92f3577b34da6a3ce929d0e0e4737", "4bf92f3577b34da6a3ce929d0e0e4738"
+	client := pb.NewInstanceServiceClient(e.conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+unaryTrace+"-00f067aa0ba902b7-01")
+	if _, err := client.BatchQueryStatus(ctx, &pb.BatchQueryStatusRequest{InstanceIds: []string{e.sim.InstanceIDs()[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+streamTrace+"-00f067aa0ba902b7-01"))
+	w, err := client.WatchTask(ctx, &pb.WatchTaskRequest{TaskId: "no-such-task"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w.Recv() // the unknown task ends the stream with an error, and its log line
+	cancel()
+	for _, want := range []struct{ rpc, trace string }{{"BatchQueryStatus", unaryTrace}, {"WatchTask", streamTrace}} {
+		found := false
+		// The server logs a stream's line as its handler returns, which may be just after the caller has the status.
+		for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			for _, line := range strings.Split(e.log.String(), "\n") {
+				if strings.Contains(line, want.rpc) && strings.Contains(line, "trace_id="+want.trace) {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no log line of %s with trace_id=%s:\n%s", want.rpc, want.trace, e.log.String())
+		}
 	}
 }

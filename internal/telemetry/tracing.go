@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -62,7 +63,10 @@ func newTracerProvider(ctx context.Context, getenv func(string) string) (trace.T
 // notHealth keeps health checks out of traces: load balancers call them every few seconds.
 var notHealth = filters.Not(filters.HealthCheck())
 
-// ServerHandler is the gRPC server's stats handler: one span per call, joined to the caller's trace.
+// ServerHandler is the gRPC server's stats handler when spans are exported: one span per call, joined to the
+// caller's trace. Without an exporter the server needs only the caller's trace context (ExtractTrace), not a
+// handler that builds attribute sets and events for spans nobody receives (~3% of a cheap call's CPU and ~550 B
+// of every open stream).
 func (t *Telemetry) ServerHandler() stats.Handler {
 	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.Tracer), otelgrpc.WithFilter(notHealth),
 		otelgrpc.WithMeterProvider(noopMeter))
@@ -73,6 +77,32 @@ func (t *Telemetry) ServerHandler() stats.Handler {
 func (t *Telemetry) ClientHandler() stats.Handler {
 	return otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(t.Tracer), otelgrpc.WithFilter(notHealth),
 		otelgrpc.WithMeterProvider(noopMeter))
+}
+
+// ExtractTrace returns ctx joined to the trace context the caller sent in the call's metadata (W3C traceparent,
+// tracestate, baggage), if any: what the stats handler would have done with tracing off, so the caller's trace id
+// still reaches the logs. A ctx already carrying a span keeps it when the metadata has none.
+func ExtractTrace(ctx context.Context) context.Context {
+	return otel.GetTextMapPropagator().Extract(ctx, incomingCarrier{ctx})
+}
+
+// incomingCarrier reads a propagator's keys from the incoming metadata, one key at a time.
+type incomingCarrier struct{ ctx context.Context }
+
+func (c incomingCarrier) Get(key string) string {
+	if v := metadata.ValueFromIncomingContext(c.ctx, key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+func (incomingCarrier) Set(string, string) {}
+func (c incomingCarrier) Keys() []string {
+	md, _ := metadata.FromIncomingContext(c.ctx)
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // LogHandler adds trace_id and span_id to every record logged with a context that carries a valid span.
