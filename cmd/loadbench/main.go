@@ -336,21 +336,21 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 			return err
 		}
 		defer s.setFaults("[]")
-		// The gateway at its default connection bound and at a bound the burst can use, to see both that the
-		// bound holds and what it costs: each HTTP/1.1 connection carries one call at a time, so a bound of B
-		// against a 200 ms upstream allows at most B/0.2s calls/s.
+		// The gateway at its defaults (64 upstream connections, 256 attempts in flight) and with both bounds at
+		// 1,000, to see both that the bound holds and what it costs: each HTTP/1.1 connection carries one call at a
+		// time, so a bound of B against a 200 ms upstream allows at most B/0.2s calls/s.
 		type run struct {
 			name, bin string
-			bound     int
+			bound     int // upstream connections and attempts in flight at most; 0: the build's defaults
 		}
-		runs := []run{{"gateway gRPC", o.gatewayBin, defaultMaxConns}, {"gateway gRPC", o.gatewayBin, 1000}}
+		runs := []run{{"gateway gRPC, defaults", o.gatewayBin, 0}, {"gateway gRPC, bounds 1000", o.gatewayBin, 1000}}
 		if o.gatewayBefore != "" {
-			runs = append(runs, run{"before: gateway gRPC", o.gatewayBefore, 0})
+			runs = append(runs, run{"before: gateway gRPC, defaults", o.gatewayBefore, 0})
 		}
 		for i, rn := range runs {
 			var env []string
-			if rn.bound > 0 && rn.bound != defaultMaxConns {
-				env = append(env, fmt.Sprintf("KOOPHONE_UPSTREAM_MAX_CONNS=%d", rn.bound))
+			if rn.bound > 0 {
+				env = append(env, fmt.Sprintf("KOOPHONE_UPSTREAM_MAX_CONNS=%d", rn.bound), fmt.Sprintf("KOOPHONE_UPSTREAM_MAX_IN_FLIGHT=%d", rn.bound))
 			}
 			g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-slow-%d", i), rn.bin, env...)
 			if err != nil {
@@ -362,6 +362,9 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 				return err
 			}
 			r.bound = rn.bound
+			if rn.bound == 0 && rn.bin == o.gatewayBin {
+				r.bound = defaultMaxConns // this build's default connection bound (its in-flight bound, 256, is larger)
+			}
 			rep.slow = append(rep.slow, r)
 		}
 		b, err := burst(ctx, o, s, "bare proxy", bareAddr, bare.pid(), "", nil)
