@@ -41,6 +41,11 @@ func main() {
 // caCerts is the CA bundle put at /etc/ssl/certs/ca-certificates.crt, where Go's crypto/x509 looks on Linux.
 var caCerts *string
 
+// gatewayEnv is the gateway image's environment, the same as deploy/Dockerfile's (a test holds them equal).
+// GODEBUG: the GC does not shrink goroutine stacks (see deploy/Dockerfile and docs/benchmarks.md).
+var gatewayEnv = []string{"KOOPHONE_GRPC_ADDR=0.0.0.0:9090", "KOOPHONE_HTTP_ADDR=0.0.0.0:8080", "KOOPHONE_LOG_FORMAT=json",
+	"GODEBUG=gcshrinkstackoff=1"}
+
 func run(binary, bin, tag, out, arch string, gateway bool) error {
 	if binary == "" || out == "" {
 		return fmt.Errorf("-binary and -out are required")
@@ -93,7 +98,7 @@ func run(binary, bin, tag, out, arch string, gateway bool) error {
 	}
 	cfg := v1.Config{User: "65532:65532", Entrypoint: []string{"/" + bin}, WorkingDir: "/"}
 	if gateway {
-		cfg.Env = []string{"KOOPHONE_GRPC_ADDR=0.0.0.0:9090", "KOOPHONE_HTTP_ADDR=0.0.0.0:8080", "KOOPHONE_LOG_FORMAT=json"}
+		cfg.Env = gatewayEnv
 		cfg.ExposedPorts = map[string]struct{}{"9090/tcp": {}, "8080/tcp": {}}
 	} else {
 		cfg.Cmd = []string{"--addr", "0.0.0.0:8081"}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -59,5 +61,25 @@ func TestImageRunsTheBinaryAsNonRoot(t *testing.T) {
 	}
 	if files["koophone-gateway"] != 0o755 || files["etc/ssl/certs/ca-certificates.crt"] != 0o644 || len(files) != 4 {
 		t.Fatalf("files %v", files)
+	}
+}
+
+// The gateway image built here and the one deploy/Dockerfile builds run with the same environment.
+func TestGatewayEnvMatchesTheDockerfile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := string(b)[strings.Index(string(b), "AS gateway"):]
+	var fromDockerfile []string
+	for _, line := range strings.Split(stage, "\n") {
+		if rest, ok := strings.CutPrefix(line, "ENV "); ok {
+			fromDockerfile = append(fromDockerfile, strings.Fields(rest)...)
+		}
+	}
+	slices.Sort(fromDockerfile)
+	ours := slices.Sorted(slices.Values(gatewayEnv))
+	if !slices.Equal(ours, fromDockerfile) {
+		t.Errorf("mkimage's gateway env %v, the Dockerfile's %v", ours, fromDockerfile)
 	}
 }
