@@ -2,13 +2,19 @@ package server
 
 import (
 	"context"
+	"encoding/hex"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 )
@@ -81,4 +87,54 @@ func TestTraceIDReachesTheLogsOverGRPC(t *testing.T) {
 			t.Errorf("no log line of %s with trace_id=%s:\n%s", want.rpc, want.trace, e.log.String())
 		}
 	}
+}
+
+// With an OTLP endpoint configured, every gRPC call is a span of its caller's trace, exported by the gateway
+// (otelgrpc's stats handler is on only then).
+func TestSpansAreExportedWhenTracingIsOn(t *testing.T) {
+	var mu sync.Mutex
+	var spans []*tracepb.Span
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		for _, rs := range req.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				spans = append(spans, ss.GetSpans()...)
+			}
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(nil)
+	}))
+	defer collector.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+
+	e := newFaultEnv(t)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4739"
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	if _, err := pb.NewInstanceServiceClient(e.conn).BatchQueryStatus(ctx, &pb.BatchQueryStatusRequest{InstanceIds: []string{e.sim.InstanceIDs()[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Shutdown(context.Background()); err != nil { // flushes the spans
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range spans {
+		if s.GetName() == "koophone.v1.InstanceService/BatchQueryStatus" && hex.EncodeToString(s.GetTraceId()) == traceID &&
+			s.GetKind() == tracepb.Span_SPAN_KIND_SERVER {
+			return
+		}
+	}
+	names := []string{}
+	for _, s := range spans {
+		names = append(names, s.GetName())
+	}
+	t.Fatalf("no server span of BatchQueryStatus in trace %s; exported: %v", traceID, names)
 }
