@@ -124,8 +124,11 @@ func startGateway(ctx context.Context, o *options, s *simulator, name, bin strin
 		// No client-side quota: it is there to be polite to KooPhone (50 reads/s by default), and would measure
 		// itself instead of the gateway; the simulator has none.
 		"KOOPHONE_UPSTREAM_READ_RATE=0", "KOOPHONE_UPSTREAM_WRITE_RATE=0",
-		// As the container images run it (deploy/Dockerfile, deploy/cmd/mkimage).
-		"GODEBUG=gcshrinkstackoff=1",
+	}
+	if bin == o.gatewayBin {
+		// As the container images run it (deploy/Dockerfile, deploy/cmd/mkimage). An earlier build
+		// (-gateway-before) runs without it, as the images of the builds before this setting did.
+		env = append(env, "GODEBUG=gcshrinkstackoff=1")
 	}
 	env = append(append(env, extraEnv...), o.gatewayEnv...)
 	p, err := startProc(name, o.logDir, bin, nil, env)
