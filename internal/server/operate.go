@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/telemetry"
 	"google.golang.org/grpc"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
@@ -49,7 +51,11 @@ func (s *Server) registerHubs() error {
 
 // instrumentHTTP traces and counts every request of the HTTP port except the probes and scrapes, which
 // arrive every few seconds and say nothing about callers.
+// Without a trace exporter, requests are only joined to their caller's trace (for the logs), as gRPC calls are.
 func (s *Server) instrumentHTTP(h http.Handler) http.Handler {
+	if !s.tel.Tracing() {
+		return telemetry.ExtractHTTPTrace(s.tel.HTTPMiddleware(h))
+	}
 	traced := otelhttp.NewHandler(s.tel.HTTPMiddleware(h), "rest",
 		otelhttp.WithTracerProvider(s.tel.Tracer),
 		otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 
 	"google.golang.org/grpc/metadata"
@@ -84,6 +85,17 @@ func (t *Telemetry) ClientHandler() stats.Handler {
 // still reaches the logs. A ctx already carrying a span keeps it when the metadata has none.
 func ExtractTrace(ctx context.Context) context.Context {
 	return otel.GetTextMapPropagator().Extract(ctx, incomingCarrier{ctx})
+}
+
+// ExtractHTTPTrace is ExtractTrace for HTTP requests: the handler sees the caller's trace context from its
+// traceparent header, without otelhttp building span attributes nobody receives.
+func ExtractHTTPTrace(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("traceparent") != "" || r.Header.Get("baggage") != "" {
+			r = r.WithContext(otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // incomingCarrier reads a propagator's keys from the incoming metadata, one key at a time.
