@@ -119,6 +119,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var conns connCounter
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_sim/connections", conns.serve)
+	mux.HandleFunc("POST /_sim/connections/peak-reset", conns.resetPeak)
 	mux.Handle("/", s)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnState: conns.track}
 	served := make(chan error, 1)
@@ -155,7 +156,7 @@ func printBanner(out io.Writer, url string, s *sim.Server, cfg sim.Config) {
 	c := s.Credentials()
 	fmt.Fprintf(out, `KooPhone simulator listening on %[1]s
   fleet %[2]d phones, seed %[3]d, jobs %[4]s, prepare %[5]d x %[6]s + %[7]s restore
-  admin: %[1]s/_sim/faults, /_sim/calls, /_sim/connections, /_sim/revoke-tokens
+  admin: %[1]s/_sim/faults, /_sim/calls, /_sim/connections (+ POST .../peak-reset), /_sim/revoke-tokens
 
 IAM endpoint  POST %[1]s/v3/auth/tokens
   domain      %[8]s

@@ -123,8 +123,25 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	var conns map[string]int
 	err = json.NewDecoder(res.Body).Decode(&conns)
 	res.Body.Close()
-	if err != nil || conns["opened"] < 1 || conns["opened"] > 5 || conns["open"] < 1 || conns["open"] > conns["opened"] {
+	if err != nil || conns["opened"] < 1 || conns["opened"] > 5 || conns["open"] < 1 || conns["open"] > conns["opened"] ||
+		conns["peak"] < conns["open"] || conns["peak"] > conns["opened"] {
 		t.Fatalf("/_sim/connections: %v %v", conns, err)
+	}
+	// The peak starts again from the connections open now (a connection may still close or open meanwhile).
+	before := conns
+	res, err = client.Post(env["KOOPHONE_ENDPOINT"]+"/_sim/connections/peak-reset", "", nil)
+	if err != nil || res.StatusCode != http.StatusNoContent {
+		t.Fatalf("peak-reset: %v %v", res, err)
+	}
+	res.Body.Close()
+	res, err = client.Get(env["KOOPHONE_ENDPOINT"] + "/_sim/connections")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(res.Body).Decode(&conns)
+	res.Body.Close()
+	if err != nil || conns["peak"] < conns["open"] || conns["peak"] > before["open"]+1 {
+		t.Fatalf("/_sim/connections after peak-reset: %v %v", conns, err)
 	}
 
 	cancel()

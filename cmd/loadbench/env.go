@@ -87,11 +87,24 @@ func (s *simulator) calls() (map[string]int64, error) {
 	return m, err
 }
 
-// connsOpened is how many TCP connections clients have opened to the simulator.
-func (s *simulator) connsOpened() (int64, error) {
+// conns is the simulator's connection counts: opened since start, open now, peak open at once.
+func (s *simulator) conns() (map[string]int64, error) {
 	var m map[string]int64
 	err := getJSON(s.url+"/_sim/connections", &m)
-	return m["opened"], err
+	return m, err
+}
+
+// resetConnPeak starts the simulator's peak count again from the connections open now, and returns the counts.
+func (s *simulator) resetConnPeak() (map[string]int64, error) {
+	res, err := http.Post(s.url+"/_sim/connections/peak-reset", "", nil)
+	if err != nil {
+		return nil, err
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		return nil, fmt.Errorf("peak-reset: HTTP %d", res.StatusCode)
+	}
+	return s.conns()
 }
 
 // setFaults replaces the simulator's faults with the JSON list.

@@ -34,7 +34,7 @@ func (r *report) markdown() string {
 	}
 	if r.slow != nil {
 		fmt.Fprintf(&b, "### Slow upstream: %d calls at once, %v added by the simulator\n\n", o.slowCalls, o.slowLatency)
-		b.WriteString("| path | connection bound | ok / calls | elapsed | calls/s | calls/s ÷ the bound's limit | upstream connections opened | RSS before | peak RSS (VmHWM) | peak goroutines |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| path | connection bound | ok / calls | elapsed | calls/s | calls/s ÷ the bound's limit | upstream connections opened | connections open at once: before → peak | RSS before | peak RSS (VmHWM) | peak goroutines |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range r.slow {
 			gor := "—"
 			if s.peakGorou > 0 {
@@ -47,8 +47,8 @@ func (r *report) markdown() string {
 				limit := float64(s.bound) / o.slowLatency.Seconds()
 				bound, ofLimit = fmt.Sprint(s.bound), fmt.Sprintf("%.2f", rate/limit)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d / %d | %v | %.0f | %s | %d | %s | %s | %s |\n", s.path, bound, s.ok, s.calls,
-				s.elapsed.Round(time.Millisecond), rate, ofLimit, s.connsOpened, mb(s.idleRSS), mb(s.peakRSS), gor)
+			fmt.Fprintf(&b, "| %s | %s | %d / %d | %v | %.0f | %s | %d | %d → %d | %s | %s | %s |\n", s.path, bound, s.ok, s.calls,
+				s.elapsed.Round(time.Millisecond), rate, ofLimit, s.connsOpened, s.openBefore, s.peakOpen, mb(s.idleRSS), mb(s.peakRSS), gor)
 		}
 		for _, s := range r.slow {
 			if s.firstErr != nil {

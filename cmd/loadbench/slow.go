@@ -16,7 +16,8 @@ type burstResult struct {
 	path                      string
 	calls, ok                 int
 	elapsed                   time.Duration
-	connsOpened               int64
+	connsOpened               int64 // connections accepted by the simulator during the burst
+	openBefore, peakOpen      int64 // connections open at the simulator before, and the most at once during it (all clients)
 	bound                     int   // the gateway's --upstream-max-conns; 0: none (the bare proxy) or unknown
 	idleRSS, peakRSS          int64 // VmRSS before, VmHWM after
 	idleGoroutines, peakGorou int   // gateway only (through pprof)
@@ -38,10 +39,11 @@ func burst(ctx context.Context, o *options, s *simulator, name, addr string, pid
 			r.idleGoroutines = rt.Goroutines
 		}
 	}
-	opened0, err := s.connsOpened()
+	c0, err := s.resetConnPeak()
 	if err != nil {
 		return r, err
 	}
+	r.openBefore = c0["open"]
 	stopSampling := make(chan struct{})
 	var sampler sync.WaitGroup
 	if pprofAddr != "" {
@@ -80,7 +82,7 @@ func burst(ctx context.Context, o *options, s *simulator, name, addr string, pid
 	sampler.Wait()
 	r.ok = int(ok.Load())
 	_, r.peakRSS, _ = memStatus(pid)
-	opened1, err := s.connsOpened()
-	r.connsOpened = opened1 - opened0
+	c1, err := s.conns()
+	r.connsOpened, r.peakOpen = c1["opened"]-c0["opened"], c1["peak"]
 	return r, err
 }
