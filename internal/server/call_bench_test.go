@@ -20,7 +20,8 @@ import (
 // chain (logging at info, to a discarding handler), KooPhone client, and the embedded simulator over loopback HTTP.
 // allocs/op counts all of them; cmd/loadbench measures the gateway alone, in its own process.
 func BenchmarkUnaryCall(b *testing.B) {
-	cfg, err := config.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=20", "--audit-log=off"},
+	// No client-side quota: at its default 50 reads/s it would time the limiter, not the call.
+	cfg, err := config.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=20", "--audit-log=off", "--upstream-read-rate=0"},
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
 		b.Fatal(err)
