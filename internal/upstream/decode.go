@@ -86,13 +86,8 @@ func decodeTwoPass(status int, body []byte, codeInData bool, out any) *Error {
 			}
 		}
 	}
-	switch {
-	case !hasCode && success:
-		return &Error{Kind: KindDecode, HTTPStatus: status, Message: "answer has no error_code"}
-	case !hasCode:
-		return &Error{Kind: KindHTTP, HTTPStatus: status, Message: http.StatusText(status)}
-	case code != "0":
-		return &Error{Kind: KindAPI, Code: code, Message: msg, HTTPStatus: status}
+	if e := frameVerdict(status, code, hasCode, msg); e != nil {
+		return e
 	}
 	if out == nil || len(env.Data) == 0 || bytes.Equal(bytes.TrimSpace(env.Data), []byte("null")) {
 		return nil // no data is an empty result, not an error (DeleteInstance sends "data": null)
@@ -107,7 +102,6 @@ func decodeTwoPass(status int, body []byte, codeInData bool, out any) *Error {
 // straight into out instead of being kept raw and decoded again (the envelope's double decode was ~9% of the
 // gateway's CPU on a 10-phone BatchQueryStatus).
 func decodeInto(status int, body []byte, out any) *Error {
-	success := status >= 200 && status < 300
 	// encoding/json decodes into the non-nil pointer an interface field holds, so data lands in out directly.
 	env := struct {
 		ErrorCode json.RawMessage `json:"error_code"`
@@ -124,13 +118,20 @@ func decodeInto(status int, body []byte, out any) *Error {
 	}
 	frame := envelope{ErrorCode: env.ErrorCode, ErrorMsg: env.ErrorMsg, ErrorInfo: env.ErrorInfo}
 	code, hasCode := frame.code()
+	return frameVerdict(status, code, hasCode, frame.message())
+}
+
+// frameVerdict is the error an envelope's code makes, or nil for success: "0" and nothing else, whatever the HTTP
+// status.
+func frameVerdict(status int, code string, hasCode bool, msg string) *Error {
+	success := status >= 200 && status < 300
 	switch {
 	case !hasCode && success:
 		return &Error{Kind: KindDecode, HTTPStatus: status, Message: "answer has no error_code"}
 	case !hasCode:
 		return &Error{Kind: KindHTTP, HTTPStatus: status, Message: http.StatusText(status)}
 	case code != "0":
-		return &Error{Kind: KindAPI, Code: code, Message: frame.message(), HTTPStatus: status}
+		return &Error{Kind: KindAPI, Code: code, Message: msg, HTTPStatus: status}
 	}
 	return nil
 }

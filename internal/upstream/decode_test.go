@@ -273,6 +273,16 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
+// decodeTargets makes each result type the decoder fills, and last no result at all.
+var decodeTargets = []func() any{
+	func() any { return new(SyncCommandResult) }, func() any { return new(Task) },
+	func() any { return new(TaskStatus) }, func() any { return new(StatusResults) },
+	func() any { return new(DeviceToken) }, func() any { return new(InstancePage) },
+	func() any { return new(SkuCatalogue) }, func() any { return new(installAppData) },
+	func() any { return new(Order) }, func() any { return new(PrepareResult) },
+	func() any { return new(Progress) }, func() any { return nil },
+}
+
 // FuzzDecodeResponse: whatever the body and status, the decoder never panics and returns either a value or an
 // *Error of a known kind.
 func FuzzDecodeResponse(f *testing.F) {
@@ -292,15 +302,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if status < 100 || status > 599 {
 			status = 200
 		}
-		outs := []func() any{
-			func() any { return new(SyncCommandResult) }, func() any { return new(Task) },
-			func() any { return new(TaskStatus) }, func() any { return new(StatusResults) },
-			func() any { return new(DeviceToken) }, func() any { return new(InstancePage) },
-			func() any { return new(SkuCatalogue) }, func() any { return new(installAppData) },
-			func() any { return new(Order) }, func() any { return new(PrepareResult) },
-			func() any { return new(Progress) }, func() any { return nil },
-		}
-		out := outs[int(which)%len(outs)]()
+		out := decodeTargets[int(which)%len(decodeTargets)]()
 		e := decodeResponse(status, body, which%2 == 0, out)
 		if e == nil {
 			if d, ok := out.(*installAppData); ok && d.task() == nil {
@@ -380,12 +382,7 @@ func FuzzDecodeIntoMatchesTwoPass(f *testing.F) {
 		if status < 100 || status > 599 {
 			status = 200
 		}
-		outs := []func() any{
-			func() any { return new(SyncCommandResult) }, func() any { return new(Task) },
-			func() any { return new(TaskStatus) }, func() any { return new(StatusResults) },
-			func() any { return new(DeviceToken) }, func() any { return new(Order) },
-			func() any { return new(Progress) },
-		}
+		outs := decodeTargets[:len(decodeTargets)-1] // every result type, not nil
 		mk := outs[int(which)%len(outs)]
 		one, two := mk(), mk()
 		e1, e2 := decodeInto(status, body, one), decodeTwoPass(status, body, false, two)
