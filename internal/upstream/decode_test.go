@@ -273,6 +273,19 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
+// fixtureBodies are the seed's example answers, the fuzz tests' first inputs.
+func fixtureBodies(f *testing.F) [][]byte {
+	entries, err := os.ReadDir("testdata/responses")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var bodies [][]byte
+	for _, e := range entries {
+		bodies = append(bodies, fixture(f, e.Name()))
+	}
+	return bodies
+}
+
 // decodeTargets makes each result type the decoder fills, and last no result at all.
 var decodeTargets = []func() any{
 	func() any { return new(SyncCommandResult) }, func() any { return new(Task) },
@@ -286,12 +299,7 @@ var decodeTargets = []func() any{
 // FuzzDecodeResponse: whatever the body and status, the decoder never panics and returns either a value or an
 // *Error of a known kind.
 func FuzzDecodeResponse(f *testing.F) {
-	entries, err := os.ReadDir("testdata/responses")
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, e := range entries {
-		b := fixture(f, e.Name())
+	for _, b := range fixtureBodies(f) {
 		f.Add(200, b, uint8(0))
 		f.Add(400, b, uint8(3))
 		f.Add(503, b[:len(b)/2], uint8(5))
@@ -365,12 +373,7 @@ func TestErrorText(t *testing.T) {
 // FuzzDecodeIntoMatchesTwoPass: the one-pass decoder gives the same verdict (kind, code, message) and the same
 // decoded value as the two-pass one it replaces, for every body and status.
 func FuzzDecodeIntoMatchesTwoPass(f *testing.F) {
-	entries, err := os.ReadDir("testdata/responses")
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, e := range entries {
-		b := fixture(f, e.Name())
+	for _, b := range fixtureBodies(f) {
 		f.Add(200, b, uint8(0))
 		f.Add(400, b, uint8(3))
 	}
