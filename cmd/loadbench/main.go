@@ -6,14 +6,15 @@
 //     mirror; at fixed rates and at saturation, alternating the paths within each round; throughput, p50/p99 and
 //     CPU per call of the serving process from /proc/<pid>/stat, as ratios to direct and to the bare proxy;
 //   - slow upstream: 5,000 calls at once against a 200 ms upstream: peak RSS, goroutines, upstream connections
-//     opened (counted by the simulator);
-//   - idle watchers: 10,000 and 100,000 WatchTask streams over 100 tasks on real gRPC connections: RSS and heap per
-//     watcher, upstream polls per second, and the delay from a task's end to its last watcher hearing it.
+//     opened and open at once (counted by the simulator);
+//   - idle watchers: 10,000 and 100,000 WatchTask streams over 100 tasks on real gRPC connections: RSS, heap and
+//     stack per watcher, upstream polls per second, and the delay from a task's end to its last watcher hearing it.
 //
-// Load comes from this program rather than from ghz and hey: one generator drives all four paths, so a tool's own
-// cost, connection policy and latency accounting are the same on every path and cancel out of the ratios (ghz and
-// hey differ in both), the open-loop fixed rates count latency from each call's scheduled time, and the paths can
-// alternate within one run. Its CPU is not in any of the figures: only the serving processes' is.
+// The load comes from this program: one generator drives all four paths, so its own cost, connection policy and
+// latency accounting are the same on every path and cancel out of the ratios, the open-loop fixed rates count
+// latency from each call's scheduled time, and the paths can alternate within one run. With -ghz and -bombardier
+// the saturation load is run again by those public tools as a cross-check (tools.go). The generators' CPU is not
+// in any of the figures: only the serving processes' is.
 package main
 
 import (
@@ -32,6 +33,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/config"
 )
 
 type options struct {
@@ -336,23 +339,29 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 			return err
 		}
 		defer s.setFaults("[]")
-		// The gateway at its defaults (64 upstream connections, 256 attempts in flight) and with both bounds at
-		// 1,000, to see both that the bound holds and what it costs: each HTTP/1.1 connection carries one call at a
-		// time, so a bound of B against a 200 ms upstream allows at most B/0.2s calls/s.
+		// The gateway at its default bounds (upstream connections, attempts in flight) and with both at 1,000, to
+		// see both that the bound holds and what it costs: each HTTP/1.1 connection carries one call at a time, so a
+		// bound of B against a 200 ms upstream allows at most B/0.2s calls/s.
+		defaults, err := config.Load(nil, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			return err
+		}
 		type run struct {
 			name, bin string
-			bound     int // upstream connections and attempts in flight at most; 0: the build's defaults
+			env       []string
+			bound     int // what bounds the calls in flight upstream; 0: unknown (an earlier build's own defaults)
 		}
-		runs := []run{{"gateway gRPC, defaults", o.gatewayBin, 0}, {"gateway gRPC, bounds 1000", o.gatewayBin, 1000}}
+		const generous = 1000
+		runs := []run{
+			{"gateway gRPC, defaults", o.gatewayBin, nil, min(defaults.UpstreamMaxConns, defaults.UpstreamMaxInFlight)},
+			{"gateway gRPC, bounds 1000", o.gatewayBin, []string{fmt.Sprintf("KOOPHONE_UPSTREAM_MAX_CONNS=%d", generous),
+				fmt.Sprintf("KOOPHONE_UPSTREAM_MAX_IN_FLIGHT=%d", generous)}, generous},
+		}
 		if o.gatewayBefore != "" {
-			runs = append(runs, run{"before: gateway gRPC, defaults", o.gatewayBefore, 0})
+			runs = append(runs, run{"before: gateway gRPC, defaults", o.gatewayBefore, nil, 0})
 		}
 		for i, rn := range runs {
-			var env []string
-			if rn.bound > 0 {
-				env = append(env, fmt.Sprintf("KOOPHONE_UPSTREAM_MAX_CONNS=%d", rn.bound), fmt.Sprintf("KOOPHONE_UPSTREAM_MAX_IN_FLIGHT=%d", rn.bound))
-			}
-			g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-slow-%d", i), rn.bin, env...)
+			g, err := startGateway(ctx, o, s, fmt.Sprintf("gateway-slow-%d", i), rn.bin, rn.env...)
 			if err != nil {
 				return err
 			}
@@ -362,9 +371,6 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 				return err
 			}
 			r.bound = rn.bound
-			if rn.bound == 0 && rn.bin == o.gatewayBin {
-				r.bound = defaultMaxConns // this build's default connection bound (its in-flight bound, 256, is larger)
-			}
 			rep.slow = append(rep.slow, r)
 		}
 		b, err := burst(ctx, o, s, "bare proxy", bareAddr, bare.pid(), "", nil)
@@ -375,9 +381,6 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 	}
 	return nil
 }
-
-// defaultMaxConns is the gateway's --upstream-max-conns default.
-const defaultMaxConns = 64
 
 var bareListening = regexp.MustCompile(`bare proxy on (\S+)`)
 

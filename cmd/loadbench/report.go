@@ -34,14 +34,14 @@ func (r *report) markdown() string {
 	}
 	if r.slow != nil {
 		fmt.Fprintf(&b, "### Slow upstream: %d calls at once, %v added by the simulator\n\n", o.slowCalls, o.slowLatency)
-		b.WriteString("| path | connection bound | ok / calls | elapsed | calls/s | calls/s ÷ the bound's limit | upstream connections opened | connections open at once: before → peak | RSS before | peak RSS (VmHWM) | peak goroutines |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("| path | bound on upstream calls in flight | ok / calls | elapsed | calls/s | calls/s ÷ the bound's limit | upstream connections opened | connections open at once: before → peak | RSS before | peak RSS (VmHWM) | peak goroutines |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, s := range r.slow {
 			gor := "—"
 			if s.peakGorou > 0 {
 				gor = fmt.Sprintf("%d (idle %d)", s.peakGorou, s.idleGoroutines)
 			}
 			rate := float64(s.ok) / s.elapsed.Seconds()
-			bound, ofLimit := "none", "—"
+			bound, ofLimit := "—", "—"
 			if s.bound > 0 {
 				// One call per HTTP/1.1 connection at a time: B connections carry at most B per latency.
 				limit := float64(s.bound) / o.slowLatency.Seconds()

@@ -18,7 +18,7 @@ type burstResult struct {
 	elapsed                   time.Duration
 	connsOpened               int64 // connections accepted by the simulator during the burst
 	openBefore, peakOpen      int64 // connections open at the simulator before, and the most at once during it (all clients)
-	bound                     int   // the gateway's --upstream-max-conns; 0: none (the bare proxy) or unknown
+	bound                     int   // the gateway's bound on upstream calls in flight; 0: none (the bare proxy) or unknown
 	idleRSS, peakRSS          int64 // VmRSS before, VmHWM after
 	idleGoroutines, peakGorou int   // gateway only (through pprof)
 	firstErr                  error

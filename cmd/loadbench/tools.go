@@ -47,14 +47,7 @@ func crossCheck(ctx context.Context, o *options, simPID int, targets []toolTarge
 			if pid == 0 {
 				pid = simPID
 			}
-			cpu0, err := cpuTime(pid)
-			if err != nil {
-				return nil, err
-			}
-			sim0, err := cpuTime(simPID)
-			if err != nil {
-				return nil, err
-			}
+			cpu0, sim0 := cpuOrZero(pid), cpuOrZero(simPID)
 			bin := o.ghz
 			if t.tool == "bombardier" {
 				bin = o.bombardier
@@ -63,8 +56,7 @@ func crossCheck(ctx context.Context, o *options, simPID int, targets []toolTarge
 			if err != nil {
 				return nil, fmt.Errorf("%s on %s: %w", t.tool, t.name, err)
 			}
-			cpu1, _ := cpuTime(pid)
-			sim1, _ := cpuTime(simPID)
+			cpu1, sim1 := cpuOrZero(pid), cpuOrZero(simPID)
 			var r toolRun
 			if t.tool == "ghz" {
 				r, err = parseGhz(out)

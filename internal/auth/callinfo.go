@@ -17,7 +17,9 @@ type callInfo struct {
 
 type callInfoKey struct{}
 
-func (g *Guard) withCallInfo(ctx context.Context) context.Context {
+// WithCallInfo gives ctx the call's record of its caller, as CallInfoUnary does; a stream interceptor that does
+// other things too calls it itself (each stream interceptor is a frame the stream's goroutine holds while it lasts).
+func (g *Guard) WithCallInfo(ctx context.Context) context.Context {
 	info := &callInfo{}
 	// One key at a time: FromIncomingContext copies the whole metadata map on every call.
 	if g.fromMirror(metadata.ValueFromIncomingContext(ctx, mdMirror)) {

@@ -88,13 +88,9 @@ func guarded(_ context.Context, c interceptors.CallMeta) bool {
 // (client address now, principal once authenticated) that the call log reads when the call ends.
 func (g *Guard) CallInfoUnary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		return h(g.withCallInfo(ctx), req)
+		return h(g.WithCallInfo(ctx), req)
 	}
 }
-
-// WithCallInfo is what CallInfoUnary does, for a stream interceptor that also does other things (each stream
-// interceptor is a frame its handler's goroutine holds as long as the stream lasts).
-func (g *Guard) WithCallInfo(ctx context.Context) context.Context { return g.withCallInfo(ctx) }
 
 // Unary returns the guard's unary interceptors in order: authentication, audit (so denials are audited too),
 // authorization. They apply to the KooPhone services only.

@@ -195,13 +195,9 @@ func (s *transportStream) deliver(opts []grpc.CallOption) {
 	s.sent = true
 	for _, o := range opts {
 		switch o := o.(type) {
-		case grpc.HeaderCallOption:
-			*o.HeaderAddr = s.header
-		case *grpc.HeaderCallOption:
+		case grpc.HeaderCallOption: // what grpc.Header returns
 			*o.HeaderAddr = s.header
 		case grpc.TrailerCallOption:
-			*o.TrailerAddr = s.trailer
-		case *grpc.TrailerCallOption:
 			*o.TrailerAddr = s.trailer
 		}
 	}

@@ -134,12 +134,17 @@ func requestID(ctx context.Context) (context.Context, string) {
 	return upstream.WithRequestID(ctx, id), id
 }
 
+// callContext joins ctx to the caller's trace (with trace non-nil) and gives it the call's request id.
+func callContext(ctx context.Context, trace func(context.Context) context.Context) (context.Context, string) {
+	if trace != nil {
+		ctx = trace(ctx)
+	}
+	return requestID(ctx)
+}
+
 func unaryRequestID(trace func(context.Context) context.Context) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if trace != nil {
-			ctx = trace(ctx)
-		}
-		ctx, id := requestID(ctx)
+		ctx, id := callContext(ctx, trace)
 		// SetHeader fails only when headers were already sent, which cannot happen before the handler runs.
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
 		return h(ctx, req)
@@ -150,11 +155,7 @@ func unaryRequestID(trace func(context.Context) context.Context) grpc.UnaryServe
 // guard.CallInfoUnary does).
 func streamCallContext(guard *auth.Guard, trace func(context.Context) context.Context) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		ctx := ss.Context()
-		if trace != nil {
-			ctx = trace(ctx)
-		}
-		ctx, id := requestID(ctx)
+		ctx, id := callContext(ss.Context(), trace)
 		_ = ss.SetHeader(metadata.Pairs(RequestIDHeader, id))
 		return h(srv, &contextStream{ServerStream: ss, ctx: guard.WithCallInfo(ctx)})
 	}

@@ -88,11 +88,12 @@ func ExtractTrace(ctx context.Context) context.Context {
 }
 
 // ExtractHTTPTrace is ExtractTrace for HTTP requests: the handler sees the caller's trace context from its
-// traceparent header, without otelhttp building span attributes nobody receives.
+// headers, without otelhttp building span attributes nobody receives.
 func ExtractHTTPTrace(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("traceparent") != "" || r.Header.Get("baggage") != "" {
-			r = r.WithContext(otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
+		// The propagator returns the same ctx when the request carries none of its headers: no copy then.
+		if ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header)); ctx != r.Context() {
+			r = r.WithContext(ctx)
 		}
 		next.ServeHTTP(w, r)
 	})
