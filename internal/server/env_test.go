@@ -277,6 +277,16 @@ func errorInfoReason(err error) string {
 	return ""
 }
 
+// errorInfoDomain returns the ErrorInfo domain of a gRPC error, or "".
+func errorInfoDomain(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetDomain()
+		}
+	}
+	return ""
+}
+
 // restError returns the google.rpc.Status of a REST error body ({"error": status}), or nil.
 func restError(body map[string]any) map[string]any {
 	st, _ := body["error"].(map[string]any)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 )
@@ -315,6 +316,9 @@ func TestFleetShutdown(t *testing.T) {
 	err := <-end
 	if status.Code(err) != codes.Unavailable || errorInfoReason(err) != service.ReasonShuttingDown {
 		t.Fatalf("stream ended with %v", err)
+	}
+	if d := errorInfoDomain(err); d != errcat.Domain { // the gateway's own reason, not KooPhone's
+		t.Errorf("ErrorInfo domain %q, want %q", d, errcat.Domain)
 	}
 	if err := <-stopped; err != nil {
 		t.Fatal(err)

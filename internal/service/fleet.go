@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
 	"github.com/koophone-gateway/koophone-gateway/internal/fleet"
 	"github.com/koophone-gateway/koophone-gateway/internal/stream"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
@@ -159,7 +160,7 @@ func (s *FleetService) fleetError(ctx context.Context, err error) error {
 		return nil
 	case s.shuttingDown():
 		return withDetails(status.New(codes.Unavailable, "the server is shutting down; batches already announced go on in KooPhone"),
-			&errdetails.ErrorInfo{Reason: ReasonShuttingDown, Domain: ErrorDomain})
+			errcat.Info(pb.ErrorReason_SERVER_SHUTTING_DOWN, nil))
 	case ctx.Err() != nil:
 		return status.FromContextError(ctx.Err()).Err()
 	case errors.Is(err, fleet.ErrBadCursor):

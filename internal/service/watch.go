@@ -217,11 +217,11 @@ func (b base) watchError(ctx context.Context, err error) error {
 		return nil
 	case errors.Is(err, stream.ErrTooManyPollers):
 		return withDetails(status.New(codes.ResourceExhausted, "this replica watches as many things as it may; retry later"),
-			&errdetails.ErrorInfo{Reason: ReasonTooManyWatches, Domain: ErrorDomain},
+			errcat.Info(pb.ErrorReason_TOO_MANY_WATCHES, nil),
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, stream.ErrClosed):
 		return withDetails(status.New(codes.Unavailable, "the server is shutting down; reconnect to continue watching"),
-			&errdetails.ErrorInfo{Reason: ReasonShuttingDown, Domain: errcat.Domain})
+			errcat.Info(pb.ErrorReason_SERVER_SHUTTING_DOWN, nil))
 	case ctx.Err() != nil:
 		return status.FromContextError(ctx.Err()).Err()
 	}
