@@ -96,13 +96,18 @@ func (m *Memory) Claim(_ context.Context, key string, rec Record, ttl time.Durat
 	if it, ok := m.getLocked(key); ok {
 		return it.rec, false, nil
 	}
+	m.insertLocked(key, rec, ttl)
+	return Record{}, true, nil
+}
+
+// insertLocked adds a new key, evicting the oldest keys first so the store never holds more than max.
+func (m *Memory) insertLocked(key string, rec Record, ttl time.Duration) {
 	for m.order.Len() >= m.max {
 		front := m.order.Front()
 		delete(m.items, front.Value.(*memItem).key)
 		m.order.Remove(front)
 	}
 	m.items[key] = m.order.PushBack(&memItem{key: key, rec: rec, expires: m.clk.Now().Add(ttl)})
-	return Record{}, true, nil
 }
 
 // Get implements Store.
@@ -123,7 +128,7 @@ func (m *Memory) Put(_ context.Context, key string, rec Record, ttl time.Duratio
 		it.rec, it.expires = rec, m.clk.Now().Add(ttl)
 		return nil
 	}
-	m.items[key] = m.order.PushBack(&memItem{key: key, rec: rec, expires: m.clk.Now().Add(ttl)})
+	m.insertLocked(key, rec, ttl) // a key evicted meanwhile comes back within the bound
 	return nil
 }
 
