@@ -56,10 +56,9 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 		info.setPrincipal(p.Name)
 		return context.WithValue(ctx, principalKey{}, p), nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
 	var p Principal
 	switch {
-	case len(md.Get("authorization")) > 0:
+	case len(metadata.ValueFromIncomingContext(ctx, "authorization")) > 0: // one key: FromIncomingContext copies the map
 		if g.keys == nil {
 			return nil, unauthenticated(pb.ErrorReason_INVALID_CREDENTIALS, "API keys are not enabled on this gateway: authenticate with a client certificate")
 		}
@@ -73,7 +72,7 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 		}
 		p = Principal{Name: e.Principal, Groups: e.Groups, Method: "api-key"}
 	default:
-		name, err := g.certIdentity(ctx, md)
+		name, err := g.certIdentity(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -84,28 +83,31 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 }
 
 // certIdentity is the identity of the verified client certificate behind the call, or UNAUTHENTICATED.
-func (g *Guard) certIdentity(ctx context.Context, md metadata.MD) (string, error) {
-	missing := unauthenticated(pb.ErrorReason_MISSING_CREDENTIALS, "no credentials: send \"authorization: Bearer <API key>\" or a client certificate")
-	if !g.mtls {
-		if g.keys != nil {
-			missing = unauthenticated(pb.ErrorReason_MISSING_CREDENTIALS, "no credentials: send \"authorization: Bearer <API key>\"")
+func (g *Guard) certIdentity(ctx context.Context) (string, error) {
+	// Built only on the way out: a status with details is not free, and most calls succeed.
+	missing := func() error {
+		if !g.mtls && g.keys != nil {
+			return unauthenticated(pb.ErrorReason_MISSING_CREDENTIALS, "no credentials: send \"authorization: Bearer <API key>\"")
 		}
-		return "", missing
+		return unauthenticated(pb.ErrorReason_MISSING_CREDENTIALS, "no credentials: send \"authorization: Bearer <API key>\" or a client certificate")
 	}
-	if g.fromMirror(md.Get(mdMirror)) {
-		vals := md.Get(mdClientCert)
+	if !g.mtls {
+		return "", missing()
+	}
+	if g.fromMirror(metadata.ValueFromIncomingContext(ctx, mdMirror)) {
+		vals := metadata.ValueFromIncomingContext(ctx, mdClientCert)
 		if len(vals) != 1 || vals[0] == "" {
-			return "", missing
+			return "", missing()
 		}
 		return vals[0], nil
 	}
 	pr, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", missing
+		return "", missing()
 	}
 	tlsInfo, ok := pr.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(tlsInfo.State.VerifiedChains) == 0 || len(tlsInfo.State.VerifiedChains[0]) == 0 {
-		return "", missing
+		return "", missing()
 	}
 	name, err := CertIdentity(tlsInfo.State.VerifiedChains[0][0])
 	if err != nil {
