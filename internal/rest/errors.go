@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,8 +19,6 @@ import (
 // requestIDHeader is the header the gRPC side returns the call's id in (see internal/server); errors the mirror
 // raises itself, before any gRPC call, get one here so that every answer carries it.
 const requestIDHeader = "X-Request-Id"
-
-var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // fieldErrorPrefix starts the message of a request the mirror could not read. grpc-gateway's generated handlers
 // turn a decoder's or query parser's error into status.Errorf(InvalidArgument, "%v", err), which keeps only the
@@ -48,11 +46,7 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	err = readableError(err)
 	md, _ := runtime.ServerMetadataFromContext(ctx)
 	if len(md.HeaderMD.Get(requestIDHeader)) == 0 && w.Header().Get(requestIDHeader) == "" {
-		id := r.Header.Get(requestIDHeader)
-		if !validRequestID.MatchString(id) {
-			id = uuid.NewString()
-		}
-		w.Header().Set(requestIDHeader, id)
+		w.Header().Set(requestIDHeader, upstream.CallerRequestID(r.Header.Get(requestIDHeader)))
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

@@ -3,11 +3,9 @@ package server
 import (
 	"context"
 	"log/slog"
-	"regexp"
 	"runtime/debug"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,10 +22,6 @@ import (
 
 // RequestIDHeader is the metadata key (gRPC) and, canonicalised, the HTTP header of the call's trace id.
 const RequestIDHeader = "x-request-id"
-
-// validRequestID is what KooPhone accepts as x-request-id (it answers KOOPHONE.API.0003 otherwise); a caller's id
-// outside it is replaced rather than forwarded.
-var validRequestID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // interceptors returns the unary and stream chains, outermost first:
 //
@@ -125,12 +119,10 @@ func (s *validatingStream) RecvMsg(m any) error {
 func requestID(ctx context.Context) (context.Context, string) {
 	id := ""
 	// ValueFromIncomingContext reads one key; FromIncomingContext copies the whole metadata map on every call.
-	if vals := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(vals) > 0 && validRequestID.MatchString(vals[0]) {
+	if vals := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(vals) > 0 {
 		id = vals[0]
 	}
-	if id == "" {
-		id = uuid.NewString()
-	}
+	id = upstream.CallerRequestID(id)
 	return upstream.WithRequestID(ctx, id), id
 }
 
