@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
@@ -116,7 +118,7 @@ func (g *Guard) guardStream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	if err != nil {
 		return err
 	}
-	ss = &ctxStream{ServerStream: ss, ctx: ctx}
+	ss = &middleware.WrappedServerStream{ServerStream: ss, WrappedContext: ctx}
 	rule := Rules[info.FullMethod]
 	var rec *recordingStream
 	if g.audit != nil && rule.Write {
@@ -156,10 +158,3 @@ func MirrorHeaderMatcher(next func(string) (string, bool)) func(string) (string,
 		return next(key)
 	}
 }
-
-type ctxStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *ctxStream) Context() context.Context { return s.ctx }

@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -149,14 +151,6 @@ func streamCallContext(guard *auth.Guard, trace func(context.Context) context.Co
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		ctx, id := callContext(ss.Context(), trace)
 		_ = ss.SetHeader(metadata.Pairs(RequestIDHeader, id))
-		return h(srv, &contextStream{ServerStream: ss, ctx: guard.WithCallInfo(ctx)})
+		return h(srv, &middleware.WrappedServerStream{ServerStream: ss, WrappedContext: guard.WithCallInfo(ctx)})
 	}
 }
-
-// contextStream is a ServerStream with a replaced context.
-type contextStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *contextStream) Context() context.Context { return s.ctx }
