@@ -69,7 +69,7 @@ func (r *report) markdown() string {
 				w.watchers, w.tasks, w.perWatcher(w.rss, w.idleRSS)/1024, w.perWatcher(w.heap, w.idleHeap)/1024,
 				w.perWatcher(w.stack, w.idleStack)/1024,
 				w.perWatcher(int64(w.goroutines), int64(w.idleGoroutines)), mb(w.rss-w.idleRSS), w.pollsPerSec,
-				100*w.cpuPerSec.Seconds(), p50.Round(time.Millisecond), mx.Round(time.Millisecond), w.terminal, w.watchers,
+				100*w.cpuPerSecond.Seconds(), p50.Round(time.Millisecond), mx.Round(time.Millisecond), w.terminal, w.watchers,
 				w.openTime.Round(time.Millisecond))
 		}
 		b.WriteString("\n")

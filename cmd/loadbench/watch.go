@@ -23,7 +23,7 @@ type watchResult struct {
 	idleStack, stack           int64
 	idleGoroutines, goroutines int
 	pollsPerSec                float64
-	cpuPerSec                  time.Duration // gateway CPU per second while the watchers idle
+	cpuPerSecond               time.Duration // gateway CPU per second while the watchers idle
 	delays                     []time.Duration
 	terminal, failed           int64
 	firstErr                   error
@@ -152,7 +152,7 @@ func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, 
 	}
 	window := time.Since(t0)
 	r.pollsPerSec = float64(calls1["GetTask"]-calls0["GetTask"]) / window.Seconds()
-	r.cpuPerSec = time.Duration(float64(cpuOrZero(g.pid())-cpu0) / window.Seconds())
+	r.cpuPerSecond = time.Duration(float64(cpuOrZero(g.pid())-cpu0) / window.Seconds())
 	if time.Now().After(ends[0]) {
 		return nil, fmt.Errorf("tasks ended during the idle reading: raise -job-duration above %v", time.Since(start)+o.pollWindow)
 	}

@@ -45,6 +45,18 @@ type Rule struct {
 	Extra func(req proto.Message) []string
 }
 
+// actions are the actions a call asks for: the RPC's own (with base) and those its request adds (with req).
+func (r Rule) actions(req proto.Message, base bool) []string {
+	var out []string
+	if base {
+		out = r.Actions
+	}
+	if req != nil && r.Extra != nil {
+		out = append(append([]string(nil), out...), r.Extra(req)...)
+	}
+	return out
+}
+
 const (
 	instanceSvc = "/koophone.v1.InstanceService/"
 	orderSvc    = "/koophone.v1.OrderService/"

@@ -30,10 +30,7 @@ func (g *Guard) auditUnary(ctx context.Context, req any, info *grpc.UnaryServerI
 
 func (g *Guard) auditLine(ctx context.Context, method string, rule Rule, req proto.Message, err error) {
 	p, _ := PrincipalFrom(ctx)
-	actions := rule.Actions
-	if req != nil && rule.Extra != nil {
-		actions = append(append([]string(nil), actions...), rule.Extra(req)...)
-	}
+	actions := rule.actions(req, true)
 	attrs := []any{
 		"principal", p.Name,
 		"auth", p.Method,

@@ -31,14 +31,7 @@ func (g *Guard) check(ctx context.Context, method string, req proto.Message, bas
 		return denied(p.Name, "(none: "+path.Base(method)+" is in no action table)", method)
 	}
 	pol := g.policy.Get()
-	var actions []string
-	if base {
-		actions = rule.Actions
-	}
-	if req != nil && rule.Extra != nil {
-		actions = append(append([]string(nil), actions...), rule.Extra(req)...)
-	}
-	for _, a := range actions {
+	for _, a := range rule.actions(req, base) {
 		if !pol.Allows(p.Name, p.Groups, a) {
 			return denied(p.Name, a, method)
 		}

@@ -62,7 +62,7 @@ func quotaRate(perSec float64, burst int) coord.Rate {
 // scaleOut returns the watch hubs' peer and the idempotency interceptor.
 func (s *Server) scaleOut(watch *service.WatchOptions) grpc.UnaryServerInterceptor {
 	var store idempotency.Store = idempotency.NewMemory(s.opts.clockOrReal(), s.cfg.IdempotencyMaxKeys)
-	if s.coord != nil && s.cfg.RedisURL != "" {
+	if s.coord != nil { // set only when Redis is configured
 		watch.Peer = s.coord
 		store = s.coord.KeyStore()
 	}
@@ -81,7 +81,7 @@ func callerScope(ctx context.Context) string {
 // CoordStatus is the replica's view of Redis (degraded or not, counters), for readiness details and metrics;
 // ok is false when Redis is not configured.
 func (s *Server) CoordStatus() (coord.Status, bool) {
-	if s.coord == nil || s.cfg.RedisURL == "" {
+	if s.coord == nil {
 		return coord.Status{}, false
 	}
 	return s.coord.Status(), true
