@@ -93,8 +93,9 @@ func (t *routeTable) allowed(path string) []string {
 func (t *routeTable) rejectQueryOnBodyRoutes(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
 		if r.URL.RawQuery != "" && t.wholeBody(r.Method, r.URL.Path) {
-			params := make([]string, 0, len(r.URL.Query()))
-			for k := range r.URL.Query() {
+			query := r.URL.Query()
+			params := make([]string, 0, len(query))
+			for k := range query {
 				params = append(params, k)
 			}
 			sort.Strings(params)
