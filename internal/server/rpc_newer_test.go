@@ -69,7 +69,7 @@ func newerRPCCases() []rpcCase {
 		}},
 		{rpc: "CreateInstance", name: "network ADN and image fields", code: codes.OK, make: func(e *env) call {
 			req := createReq(goodSku, 1)
-			req.Network, req.CustomImageType, req.CustomImageId, req.SpecPoolId, req.NodeGroupId = "ADN", pb.CustomImageType_CUSTOM_IMAGE_TYPE_CUSTOM, 42, "spec-1", "ng-1"
+			req.Network, req.CustomImageType, req.CustomImageId, req.SpecPoolId, req.NodeGroupId = "ADN", pb.CustomImageType_CUSTOM_IMAGE_TYPE_CUSTOM.Enum(), 42, "spec-1", "ng-1"
 			body := strings.TrimSuffix(createBody(goodSku, 1), "}") +
 				`,"network":"ADN","custom_image_type":"CUSTOM_IMAGE_TYPE_CUSTOM","custom_image_id":42,"spec_pool_id":"spec-1","node_group_id":"ng-1"}`
 			return call{unary(e.order.CreateInstance, req), "POST", "/v1/instances/create", body}

@@ -67,10 +67,10 @@ func (s *OrderService) DeleteInstance(ctx context.Context, req *pb.DeleteInstanc
 }
 
 // withImage adds the newer reference's image fields to an order, each only when set: the contract's
-// CustomImageType is KooPhone's value plus one (0 stays "not sent").
+// CustomImageType numbers are KooPhone's, and an absent field is not sent.
 func withImage(out upstream.CreateInstanceRequest, req *pb.CreateInstanceRequest) upstream.CreateInstanceRequest {
-	if t := req.GetCustomImageType(); t != pb.CustomImageType_CUSTOM_IMAGE_TYPE_UNSPECIFIED {
-		v := int(t) - 1
+	if req.CustomImageType != nil {
+		v := int(req.GetCustomImageType())
 		out.CustomImageType = &v
 	}
 	if id := req.GetCustomImageId(); id != 0 {

@@ -10,7 +10,9 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 )
@@ -78,6 +80,7 @@ func (v *Validator) Validate(msg proto.Message) error {
 		}
 	}
 	violations = append(violations, crossFieldRules(msg)...)
+	violations = unknownFields(msg.ProtoReflect(), "", violations)
 	if len(violations) == 0 {
 		return nil
 	}
@@ -137,4 +140,49 @@ func parseQueryTime(s string) (time.Time, bool) {
 	}
 	t, err := time.Parse(queryTimeLayout, s)
 	return t, err == nil
+}
+
+// unknownFields adds a violation for every field number a request carries that the contract does not know, at any
+// depth. A client built from another version of the contract would otherwise have that setting silently dropped:
+// a renumbered field (CreateInstanceRequest's old custom_image_type, 10) would order the default image, a filter
+// criterion the gateway does not know would widen a fleet reset to more phones. REST already refuses unknown JSON
+// fields; this is the same rule for gRPC.
+func unknownFields(m protoreflect.Message, prefix string, out []*errdetails.BadRequest_FieldViolation) []*errdetails.BadRequest_FieldViolation {
+	for b := m.GetUnknown(); len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			break
+		}
+		b = b[n:]
+		if vn := protowire.ConsumeFieldValue(num, typ, b); vn >= 0 {
+			b = b[vn:]
+		} else {
+			b = nil
+		}
+		out = append(out, &errdetails.BadRequest_FieldViolation{
+			Field:       fmt.Sprintf("%s%d", prefix, num),
+			Reason:      "field.unknown",
+			Description: fmt.Sprintf("field number %d is not in this contract (%s); build the client from the current contract", num, m.Descriptor().FullName()),
+		})
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() != nil {
+				v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+					out = unknownFields(mv.Message(), fmt.Sprintf("%s%s[%v].", prefix, fd.Name(), k.Interface()), out)
+					return true
+				})
+			}
+		case fd.Message() == nil:
+		case fd.IsList():
+			for i, l := 0, v.List(); i < l.Len(); i++ {
+				out = unknownFields(l.Get(i).Message(), fmt.Sprintf("%s%s[%d].", prefix, fd.Name(), i), out)
+			}
+		default:
+			out = unknownFields(v.Message(), prefix+string(fd.Name())+".", out)
+		}
+		return true
+	})
+	return out
 }

@@ -40,10 +40,14 @@ func newerValidationCases() []validationCase {
 		{"create ADN", create(func(r *pb.CreateInstanceRequest) { r.Network = "ADN" }), "", ""},
 		{"create network wifi", create(func(r *pb.CreateInstanceRequest) { r.Network = "WIFI" }), "network", "string.in"},
 		{"create image", create(func(r *pb.CreateInstanceRequest) {
-			r.CustomImageType, r.CustomImageId = pb.CustomImageType_CUSTOM_IMAGE_TYPE_PRIVATE, 42
+			r.CustomImageType, r.CustomImageId = pb.CustomImageType_CUSTOM_IMAGE_TYPE_PRIVATE.Enum(), 42
 			r.SpecPoolId, r.NodeGroupId = "spec-1", "ng-1"
 		}), "", ""},
-		{"create image type 4", create(func(r *pb.CreateInstanceRequest) { r.CustomImageType = 4 }), "custom_image_type", "enum.defined_only"},
+		{"create image type system (KooPhone 0)", create(func(r *pb.CreateInstanceRequest) {
+			r.CustomImageType = pb.CustomImageType_CUSTOM_IMAGE_TYPE_SYSTEM.Enum()
+		}), "", ""},
+		{"create image type 3", create(func(r *pb.CreateInstanceRequest) { r.CustomImageType = pb.CustomImageType(3).Enum() }), "custom_image_type", "enum.defined_only"},
+		{"create image type -1", create(func(r *pb.CreateInstanceRequest) { r.CustomImageType = pb.CustomImageType(-1).Enum() }), "custom_image_type", "enum.defined_only"},
 		{"create image id negative", create(func(r *pb.CreateInstanceRequest) { r.CustomImageId = -1 }), "custom_image_id", "int32.gte"},
 		{"create node group 65", create(func(r *pb.CreateInstanceRequest) { r.NodeGroupId = long(65) }), "node_group_id", "string.max_len"},
 		{"create count 1501 stays refused", create(func(r *pb.CreateInstanceRequest) { r.Count = 1501 }), "count", "int32.gte_lte"},

@@ -74,33 +74,32 @@ func (StreamType) EnumDescriptor() ([]byte, []int) {
 	return file_koophone_v1_newer_enums_proto_rawDescGZIP(), []int{0}
 }
 
-// CustomImageType is the kind of image new phones boot (CreateInstance's customImageType).
+// CustomImageType is the kind of image new phones boot (CreateInstance's customImageType). Its numbers are KooPhone's
+// own, so a caller who sends KooPhone's number (REST, grpcurl) means what KooPhone documents: 0 is the system image,
+// not "unset". The field that carries it is `optional`: absent means "not sent".
 type CustomImageType int32
 
 const (
-	// Not sent.
-	CustomImageType_CUSTOM_IMAGE_TYPE_UNSPECIFIED CustomImageType = 0
-	// KooPhone 0: the system image.
-	CustomImageType_CUSTOM_IMAGE_TYPE_SYSTEM CustomImageType = 1
+	// buf:lint:ignore ENUM_ZERO_VALUE_SUFFIX
+	// KooPhone 0: the system image. A real value, not "unspecified": see the type's comment.
+	CustomImageType_CUSTOM_IMAGE_TYPE_SYSTEM CustomImageType = 0
 	// KooPhone 1: a custom image.
-	CustomImageType_CUSTOM_IMAGE_TYPE_CUSTOM CustomImageType = 2
+	CustomImageType_CUSTOM_IMAGE_TYPE_CUSTOM CustomImageType = 1
 	// KooPhone 2: a private image.
-	CustomImageType_CUSTOM_IMAGE_TYPE_PRIVATE CustomImageType = 3
+	CustomImageType_CUSTOM_IMAGE_TYPE_PRIVATE CustomImageType = 2
 )
 
 // Enum value maps for CustomImageType.
 var (
 	CustomImageType_name = map[int32]string{
-		0: "CUSTOM_IMAGE_TYPE_UNSPECIFIED",
-		1: "CUSTOM_IMAGE_TYPE_SYSTEM",
-		2: "CUSTOM_IMAGE_TYPE_CUSTOM",
-		3: "CUSTOM_IMAGE_TYPE_PRIVATE",
+		0: "CUSTOM_IMAGE_TYPE_SYSTEM",
+		1: "CUSTOM_IMAGE_TYPE_CUSTOM",
+		2: "CUSTOM_IMAGE_TYPE_PRIVATE",
 	}
 	CustomImageType_value = map[string]int32{
-		"CUSTOM_IMAGE_TYPE_UNSPECIFIED": 0,
-		"CUSTOM_IMAGE_TYPE_SYSTEM":      1,
-		"CUSTOM_IMAGE_TYPE_CUSTOM":      2,
-		"CUSTOM_IMAGE_TYPE_PRIVATE":     3,
+		"CUSTOM_IMAGE_TYPE_SYSTEM":  0,
+		"CUSTOM_IMAGE_TYPE_CUSTOM":  1,
+		"CUSTOM_IMAGE_TYPE_PRIVATE": 2,
 	}
 )
 
@@ -140,12 +139,11 @@ const file_koophone_v1_newer_enums_proto_rawDesc = "" +
 	"StreamType\x12\x1b\n" +
 	"\x17STREAM_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTREAM_TYPE_SDK\x10\x01\x12\x12\n" +
-	"\x0eSTREAM_TYPE_H5\x10\x02*\x8f\x01\n" +
-	"\x0fCustomImageType\x12!\n" +
-	"\x1dCUSTOM_IMAGE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
-	"\x18CUSTOM_IMAGE_TYPE_SYSTEM\x10\x01\x12\x1c\n" +
-	"\x18CUSTOM_IMAGE_TYPE_CUSTOM\x10\x02\x12\x1d\n" +
-	"\x19CUSTOM_IMAGE_TYPE_PRIVATE\x10\x03B\xc2\x01\n" +
+	"\x0eSTREAM_TYPE_H5\x10\x02*l\n" +
+	"\x0fCustomImageType\x12\x1c\n" +
+	"\x18CUSTOM_IMAGE_TYPE_SYSTEM\x10\x00\x12\x1c\n" +
+	"\x18CUSTOM_IMAGE_TYPE_CUSTOM\x10\x01\x12\x1d\n" +
+	"\x19CUSTOM_IMAGE_TYPE_PRIVATE\x10\x02B\xc2\x01\n" +
 	"\x17com.koophone.gateway.v1B\x0fNewerEnumsProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (

@@ -740,8 +740,8 @@ type CreateInstanceRequest struct {
 	// The network line: EIP (KooPhone's default) or ADN; empty is not sent. The newer reference makes this an enum
 	// of these two values.
 	Network string `protobuf:"bytes,9,opt,name=network,proto3" json:"network,omitempty"`
-	// The image kind (newer reference); unspecified is not sent.
-	CustomImageType CustomImageType `protobuf:"varint,10,opt,name=custom_image_type,json=customImageType,proto3,enum=koophone.v1.CustomImageType" json:"custom_image_type,omitempty"`
+	// The image kind (newer reference), with KooPhone's numbers (0 system, 1 custom, 2 private); absent is not sent.
+	CustomImageType *CustomImageType `protobuf:"varint,14,opt,name=custom_image_type,json=customImageType,proto3,enum=koophone.v1.CustomImageType,oneof" json:"custom_image_type,omitempty"`
 	// The image's id (newer reference; an integer there), with a custom or private image type; 0 is not sent.
 	CustomImageId int32 `protobuf:"varint,11,opt,name=custom_image_id,json=customImageId,proto3" json:"custom_image_id,omitempty"`
 	// The specification pool's id (newer reference), at most 64 characters; empty is not sent.
@@ -851,10 +851,10 @@ func (x *CreateInstanceRequest) GetNetwork() string {
 }
 
 func (x *CreateInstanceRequest) GetCustomImageType() CustomImageType {
-	if x != nil {
-		return x.CustomImageType
+	if x != nil && x.CustomImageType != nil {
+		return *x.CustomImageType
 	}
-	return CustomImageType_CUSTOM_IMAGE_TYPE_UNSPECIFIED
+	return CustomImageType_CUSTOM_IMAGE_TYPE_SYSTEM
 }
 
 func (x *CreateInstanceRequest) GetCustomImageId() int32 {
@@ -1227,7 +1227,7 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"scene_desc\x18\x05 \x01(\tR\tsceneDesc\x12\"\n" +
 	"\rscene_desc_en\x18\x06 \x01(\tR\vsceneDescEn\x12\x12\n" +
 	"\x04tags\x18\a \x01(\tR\x04tags\x12\x17\n" +
-	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\xe6\x05\n" +
+	"\atags_en\x18\b \x01(\tR\x06tagsEn\"\x87\x06\n" +
 	"\x15CreateInstanceRequest\x12$\n" +
 	"\x02os\x18\x01 \x01(\tB\x14\xbaH\x11r\x0fR\x05AOSP9R\x06AOSP11R\x02os\x121\n" +
 	"\x0finstance_sku_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\rinstanceSkuId\x12)\n" +
@@ -1238,15 +1238,16 @@ const file_koophone_v1_order_service_proto_rawDesc = "" +
 	"\x05count\x18\a \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xdc\v(\x01R\x05count\x12C\n" +
 	"\fcharge_param\x18\b \x01(\v2\x18.koophone.v1.ChargeParamB\x06\xbaH\x03\xc8\x01\x01R\vchargeParam\x12+\n" +
-	"\anetwork\x18\t \x01(\tB\x11\xbaH\x0er\fR\x00R\x03EIPR\x03ADNR\anetwork\x12R\n" +
-	"\x11custom_image_type\x18\n" +
-	" \x01(\x0e2\x1c.koophone.v1.CustomImageTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\x0fcustomImageType\x12/\n" +
+	"\anetwork\x18\t \x01(\tB\x11\xbaH\x0er\fR\x00R\x03EIPR\x03ADNR\anetwork\x12W\n" +
+	"\x11custom_image_type\x18\x0e \x01(\x0e2\x1c.koophone.v1.CustomImageTypeB\b\xbaH\x05\x82\x01\x02\x10\x01H\x00R\x0fcustomImageType\x88\x01\x01\x12/\n" +
 	"\x0fcustom_image_id\x18\v \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\rcustomImageId\x12)\n" +
 	"\fspec_pool_id\x18\f \x01(\tB\a\xbaH\x04r\x02\x18@R\n" +
 	"specPoolId\x12+\n" +
 	"\rnode_group_id\x18\r \x01(\tB\a\xbaH\x04r\x02\x18@R\vnodeGroupId\x12*\n" +
 	"\n" +
-	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\x8d\x02\n" +
+	"request_id\x18d \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestIdB\x14\n" +
+	"\x12_custom_image_typeJ\x04\b\n" +
+	"\x10\v\"\x8d\x02\n" +
 	"\vChargeParam\x12J\n" +
 	"\rcharging_mode\x18\x01 \x01(\x0e2\x19.koophone.v1.ChargingModeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\fchargingMode\x12D\n" +
@@ -1350,6 +1351,7 @@ func file_koophone_v1_order_service_proto_init() {
 	}
 	file_koophone_v1_common_proto_init()
 	file_koophone_v1_newer_enums_proto_init()
+	file_koophone_v1_order_service_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
