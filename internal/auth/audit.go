@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
@@ -13,9 +14,17 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
-// The audit log has one line per write call (allowed or denied): who, which actions, on which phones, the request
-// id and the outcome. It is a logger of its own so operators can ship it apart from the call log. It never holds
-// payloads beyond phone ids (commands and URLs can carry secrets).
+// The audit log has one line per write call (allowed, denied or invalid): who, which actions, on which phones, the
+// request id and the outcome. It is a logger of its own so operators can ship it apart from the call log. It never
+// holds payloads beyond phone ids (commands and URLs can carry secrets).
+//
+// A line is bounded whatever the request holds: the line is written after authorization and validation, but a
+// denied or invalid request can carry anything (95,000 ids made 4 MB lines), so it lists at most auditMaxIDs ids,
+// each cut at auditMaxIDLen bytes, with instance_ids_total giving the count.
+const (
+	auditMaxIDs   = 20 // a valid batch names up to 100 phones; the count tells the rest
+	auditMaxIDLen = 64 // valid ids are far shorter; an invalid one is cut
+)
 
 func (g *Guard) auditUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	rule := Rules[info.FullMethod]
@@ -36,10 +45,16 @@ func (g *Guard) auditLine(ctx context.Context, method string, rule Rule, req pro
 		"auth", p.Method,
 		"rpc", path.Base(method),
 		"actions", actions,
-		"instance_ids", instanceIDs(req),
+	}
+	ids, total := instanceIDs(req, auditMaxIDs)
+	attrs = append(attrs, "instance_ids", ids)
+	if total > len(ids) {
+		attrs = append(attrs, "instance_ids_total", total)
+	}
+	attrs = append(attrs,
 		"request_id", upstream.RequestIDFrom(ctx),
 		"outcome", status.Code(err).String(),
-	}
+	)
 	if c := ClientAddress(ctx); c != "" {
 		attrs = append(attrs, "client.address", c)
 	}
@@ -54,12 +69,18 @@ func slogAttrs(kv []any) []slog.Attr {
 	return out
 }
 
-// instanceIDs collects the phone ids a request names, in its instance_id(s) fields at any depth (user_instances
-// holds them one level down).
-func instanceIDs(m proto.Message) []string {
-	var out []string
+// instanceIDs collects the first limit phone ids a request names, in its instance_id(s) fields at any depth
+// (user_instances holds them one level down), each cut at auditMaxIDLen bytes, and counts them all.
+func instanceIDs(m proto.Message, limit int) (ids []string, total int) {
+	out := []string{}
 	if m == nil {
-		return out
+		return out, 0
+	}
+	add := func(id string) {
+		total++
+		if len(out) < limit {
+			out = append(out, cut(id, auditMaxIDLen))
+		}
 	}
 	var walk func(protoreflect.Message, int)
 	walk = func(msg protoreflect.Message, depth int) {
@@ -68,10 +89,10 @@ func instanceIDs(m proto.Message) []string {
 			case fd.Kind() == protoreflect.StringKind && isIDField(fd.Name()):
 				if fd.IsList() {
 					for i := range v.List().Len() {
-						out = append(out, v.List().Get(i).String())
+						add(v.List().Get(i).String())
 					}
 				} else {
-					out = append(out, v.String())
+					add(v.String())
 				}
 			case fd.Kind() == protoreflect.MessageKind && depth < 3 && !fd.IsMap():
 				if fd.IsList() {
@@ -86,7 +107,18 @@ func instanceIDs(m proto.Message) []string {
 		})
 	}
 	walk(m.ProtoReflect(), 0)
-	return out
+	return out, total
+}
+
+// cut shortens s to at most n bytes, on a rune boundary, marking the cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func isIDField(n protoreflect.Name) bool {

@@ -20,7 +20,7 @@ import (
 
 // Principal is an authenticated caller.
 type Principal struct {
-	Name   string
+	Name   string // namespaced by how the caller authenticated: "key:ci-bot", "cert:billing-svc", or Anonymous
 	Groups []string
 	Method string // "api-key", "mtls", or "none" when authentication is off
 }
@@ -51,6 +51,10 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 // it; the peer's own on a direct gRPC connection).
 func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 	info := callInfoFrom(ctx)
+	if err := g.filesErr(true); err != nil {
+		// Fail closed: without a usable keys file or policy nobody can be told apart, nor what they may do.
+		return nil, filesUnusable()
+	}
 	if !g.enabled {
 		p := Principal{Name: Anonymous, Method: "none"}
 		info.setPrincipal(p.Name)
@@ -66,17 +70,20 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 		if err != nil {
 			return nil, unauthenticated(pb.ErrorReason_INVALID_CREDENTIALS, "the authorization header must be \"Bearer <API key>\"")
 		}
-		e, err := g.keys.Get().lookup(key, g.clock.Now())
+		keys, _ := g.keys.current() // filesErr just checked it
+		e, err := keys.lookup(key, g.clock.Now())
 		if err != nil {
-			return nil, unauthenticated(pb.ErrorReason_INVALID_CREDENTIALS, err.Error())
+			// One message for unknown and expired keys; the call log tells them apart (auth.refused).
+			info.setRefused(refusalOf(err), e.Principal)
+			return nil, unauthenticated(pb.ErrorReason_INVALID_CREDENTIALS, "unknown or expired API key")
 		}
-		p = Principal{Name: e.Principal, Groups: e.Groups, Method: "api-key"}
+		p = Principal{Name: KeyPrefix + e.Principal, Groups: e.Groups, Method: "api-key"}
 	default:
 		name, err := g.certIdentity(ctx)
 		if err != nil {
 			return nil, err
 		}
-		p = Principal{Name: name, Method: "mtls"}
+		p = Principal{Name: CertPrefix + name, Method: "mtls"}
 	}
 	info.setPrincipal(p.Name)
 	return context.WithValue(ctx, principalKey{}, p), nil
@@ -140,6 +147,21 @@ func CertIdentity(c *x509.Certificate) (string, error) {
 		return "", errors.New("the client certificate names no usable identity (SAN or CN of letters, digits and ._@:/+=-)")
 	}
 	return name, nil
+}
+
+// filesUnusable is the answer to every call while a credential file cannot be used: UNAVAILABLE, since the fault
+// is the gateway's, not the caller's (UNAUTHENTICATED would tell a client to drop a good key), and another
+// replica or a later retry may serve it.
+func filesUnusable() error {
+	return status.Error(codes.Unavailable, "the gateway cannot use its credential files (an operator must fix them): try again later")
+}
+
+// refusalOf is the call log's word for why a key was refused.
+func refusalOf(err error) string {
+	if errors.Is(err, errExpiredKey) {
+		return "expired_key"
+	}
+	return "unknown_key"
 }
 
 func unauthenticated(reason pb.ErrorReason, msg string) error {

@@ -30,7 +30,10 @@ func (g *Guard) check(ctx context.Context, method string, req proto.Message, bas
 	if !ok {
 		return denied(p.Name, "(none: "+path.Base(method)+" is in no action table)", method)
 	}
-	pol := g.policy.Get()
+	pol, err := g.policy.current() // authentication looked at the file for this call
+	if err != nil {
+		return filesUnusable()
+	}
 	for _, a := range rule.actions(req, base) {
 		if !pol.Allows(p.Name, p.Groups, a) {
 			return denied(p.Name, a, method)

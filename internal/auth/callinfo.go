@@ -13,6 +13,8 @@ type callInfo struct {
 	mu        sync.Mutex
 	client    string // the REST caller's address when the mirror vouches for it; empty on direct gRPC calls
 	principal string
+	refused   string // why a presented API key was refused: "unknown_key", "expired_key"
+	keyOwner  string // whose expired key it was ("key:ci-bot")
 }
 
 type callInfoKey struct{}
@@ -44,6 +46,16 @@ func (c *callInfo) setPrincipal(p string) {
 	c.mu.Unlock()
 }
 
+// setRefused records why the call's API key was refused and, for an expired key, whose it was.
+func (c *callInfo) setRefused(why, keyPrincipal string) {
+	c.mu.Lock()
+	c.refused = why
+	if keyPrincipal != "" {
+		c.keyOwner = KeyPrefix + keyPrincipal
+	}
+	c.mu.Unlock()
+}
+
 func (c *callInfo) get() (client, principal string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -59,14 +71,25 @@ func ClientAddress(ctx context.Context) string {
 
 // LogFields is a logging.WithFieldsFromContext function: the call log's principal and, for REST calls, the real
 // client address (peer.address is the mirror's own there).
+//
+// A refused API key adds auth.refused (unknown_key or expired_key) and, for an expired key, auth.key_owner: the
+// caller hears only "unknown or expired API key", the operator sees which.
 func LogFields(ctx context.Context) logging.Fields {
-	client, principal := callInfoFrom(ctx).get()
+	info := callInfoFrom(ctx)
+	info.mu.Lock()
+	defer info.mu.Unlock()
 	var f logging.Fields
-	if principal != "" {
-		f = append(f, "principal", principal)
+	if info.principal != "" {
+		f = append(f, "principal", info.principal)
 	}
-	if client != "" {
-		f = append(f, "client.address", client)
+	if info.client != "" {
+		f = append(f, "client.address", info.client)
+	}
+	if info.refused != "" {
+		f = append(f, "auth.refused", info.refused)
+	}
+	if info.keyOwner != "" {
+		f = append(f, "auth.key_owner", info.keyOwner)
 	}
 	return f
 }

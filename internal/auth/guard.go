@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 
@@ -40,6 +42,9 @@ type Guard struct {
 	clock        clock.Clock
 	audit        *slog.Logger
 	mirrorSecret string
+
+	changedMu sync.Mutex
+	changed   func() // told when a credential file turns usable or unusable
 }
 
 // New loads the files cfg names; an unreadable or invalid file is an error naming it.
@@ -53,7 +58,7 @@ func New(cfg Config) (*Guard, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.KeysFile != "" {
-		k, err := loadFile(cfg.KeysFile, "API keys file", log, parseKeys)
+		k, err := loadFile(cfg.KeysFile, "keys", "API keys file", log, g.clock, parseKeys)
 		if err != nil {
 			return nil, err
 		}
@@ -64,7 +69,7 @@ func New(cfg Config) (*Guard, error) {
 		if !g.enabled {
 			return nil, errors.New("a policy file needs authentication: set --auth-keys-file or --tls-client-ca too")
 		}
-		p, err := loadFile(cfg.PolicyFile, "policy file", log, ParsePolicy)
+		p, err := loadFile(cfg.PolicyFile, "policy", "policy file", log, g.clock, ParsePolicy)
 		if err != nil {
 			return nil, err
 		}
@@ -75,11 +80,75 @@ func New(cfg Config) (*Guard, error) {
 		return nil, err
 	}
 	g.mirrorSecret = hex.EncodeToString(secret)
+	if g.keys != nil {
+		g.keys.changed = g.fileChanged
+		if k, _ := g.keys.current(); len(k) == 0 {
+			log.Warn("the API keys file lists no keys: no caller can authenticate with a key", "path", cfg.KeysFile)
+		}
+	}
+	if g.policy != nil {
+		g.policy.changed = g.fileChanged
+		if p, _ := g.policy.current(); len(p.statements) == 0 {
+			log.Warn("the policy has no statements: every call is denied", "path", cfg.PolicyFile)
+		}
+	}
 	return g, nil
 }
 
 // Enabled reports whether callers must authenticate.
 func (g *Guard) Enabled() bool { return g.enabled }
+
+// filesErr is errFileBroken while the keys file or the policy cannot be used; with refresh, each file is looked at
+// first (a stat; a read when it changed).
+func (g *Guard) filesErr(refresh bool) error {
+	if (g.keys != nil && !usable(g.keys, refresh)) || (g.policy != nil && !usable(g.policy, refresh)) {
+		return errFileBroken
+	}
+	return nil
+}
+
+func usable[T any](f *fileValue[T], refresh bool) bool {
+	if refresh {
+		return f.refresh() == nil
+	}
+	return f.ok()
+}
+
+// Check looks at the credential files now and returns nil while they are usable, else an error naming the
+// unusable ones (by role, not by path: it is shown by readiness, which anyone may call).
+func (g *Guard) Check() error {
+	var bad []string
+	if g.keys != nil && g.keys.refresh() != nil {
+		bad = append(bad, "API keys file")
+	}
+	if g.policy != nil && g.policy.refresh() != nil {
+		bad = append(bad, "policy file")
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s unusable (see the gateway's log): every call is refused", strings.Join(bad, " and "))
+	}
+	return nil
+}
+
+// Ready reports whether the credential files were usable when last looked at (no file access: readiness calls it).
+func (g *Guard) Ready() bool { return g.filesErr(false) == nil }
+
+// OnFileChange sets f to be called whenever a credential file turns usable or unusable, so readiness follows at
+// once; f must not block.
+func (g *Guard) OnFileChange(f func()) {
+	g.changedMu.Lock()
+	g.changed = f
+	g.changedMu.Unlock()
+}
+
+func (g *Guard) fileChanged() {
+	g.changedMu.Lock()
+	f := g.changed
+	g.changedMu.Unlock()
+	if f != nil {
+		f()
+	}
+}
 
 // guarded is every RPC of the KooPhone contract; health and reflection stay outside authentication.
 func guarded(_ context.Context, c interceptors.CallMeta) bool {
@@ -94,8 +163,11 @@ func (g *Guard) CallInfoUnary() grpc.UnaryServerInterceptor {
 	}
 }
 
-// Unary returns the guard's unary interceptors in order: authentication, audit (so denials are audited too),
-// authorization. They apply to the KooPhone services only.
+// Unary returns the guard's unary interceptors in order: authentication, audit, authorization. They apply to the
+// KooPhone services only. Audit wraps authorization and everything after it (validation, the handler) and writes
+// its line when the call returns, so every write gets exactly one line once its fate is known: denied by the
+// policy, refused by validation, or done. The line is bounded whatever the request holds (see auditLine).
+// Unauthenticated calls get no audit line (nobody to name; the call log has them).
 func (g *Guard) Unary() []grpc.UnaryServerInterceptor {
 	return []grpc.UnaryServerInterceptor{
 		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(g.authenticate), selector.MatchFunc(guarded)),

@@ -19,8 +19,11 @@ import (
 //	    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 //	    groups: [operators]
 //	    expires: 2027-06-30T00:00:00Z
+//
+// "keys: []" is a keys file too: no API key authenticates. A document without a "keys" list is a mistake (or a
+// file caught half-written) and does not load.
 type keysFile struct {
-	Keys []keyEntry `yaml:"keys"`
+	Keys *[]keyEntry `yaml:"keys"`
 }
 
 type keyEntry struct {
@@ -45,11 +48,11 @@ func parseKeys(b []byte) (keySet, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("not a keys file (YAML or JSON with a \"keys\" list): %w", err)
 	}
-	if len(f.Keys) == 0 {
-		return nil, errors.New(`"keys" is empty: no caller could authenticate`)
+	if f.Keys == nil {
+		return nil, errors.New(`no "keys" list (write "keys: []" to let no API key in)`)
 	}
 	set := keySet{}
-	for i, k := range f.Keys {
+	for i, k := range *f.Keys {
 		// Messages name the entry by position and principal, never by its hash.
 		if !validName.MatchString(k.Principal) {
 			return nil, fmt.Errorf("keys[%d].principal %q: must be 1-128 letters, digits or ._@:/+=- ", i, k.Principal)
@@ -76,15 +79,23 @@ func HashKey(key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// lookup finds the entry of a presented key. Looking up by the key's hash means the comparison never touches the
-// key itself, and timing reveals at most something about a hash.
+// Why a presented key is refused. Callers get one message for both (telling them apart would tell a thief which
+// stolen keys once worked); the call log gets the difference.
+var (
+	errUnknownKey = errors.New("unknown API key")
+	errExpiredKey = errors.New("API key expired")
+)
+
+// lookup finds the entry of a presented key, at now (the call's time: expiry needs no reload). Looking up by the
+// key's hash means the comparison never touches the key itself, and timing reveals at most something about a
+// hash. An expired key's entry comes back with errExpiredKey, so the log can name whose key it was.
 func (s keySet) lookup(key string, now time.Time) (keyEntry, error) {
 	e, ok := s[HashKey(key)]
 	if !ok {
-		return keyEntry{}, errors.New("unknown API key")
+		return keyEntry{}, errUnknownKey
 	}
 	if !e.Expires.IsZero() && !now.Before(e.Expires) {
-		return keyEntry{}, errors.New("API key expired")
+		return e, errExpiredKey
 	}
 	return e, nil
 }

@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -18,17 +19,29 @@ import (
 //	    groups: [operators]
 //	    actions: ["koophone:cloudphoneResource:query*", "koophone:cloudphoneResource:getInstancePrepareProgress"]
 //	  - effect: deny
-//	    principals: [ci-bot]
+//	    principals: ["key:ci-bot", "cert:spiffe://example.org/ci"]
 //	    actions: ["koophone:cloudphoneResource:instanceCreate"]
 //
-// A deny beats any allow; what nothing allows is denied.
+// A deny beats any allow; what nothing allows is denied, so "statements: []" denies every call. A document
+// without a "statements" list does not load.
+//
+// Principals name where the identity comes from: "key:<principal>" for an API key's principal in the keys file,
+// "cert:<identity>" for a verified client certificate's (its SAN or CN). A certificate issued for "alice" is not
+// the key holder "alice": whoever can get a certificate signed with some name must not inherit a key's grants.
+// Groups come from the keys file only.
 type policyFile struct {
-	Statements []statement `yaml:"statements"`
+	Statements *[]statement `yaml:"statements"`
 }
+
+// Principal name prefixes: the namespace of each way to authenticate.
+const (
+	KeyPrefix  = "key:"
+	CertPrefix = "cert:"
+)
 
 type statement struct {
 	Effect     string   `yaml:"effect"`
-	Principals []string `yaml:"principals"` // "*" is every authenticated caller
+	Principals []string `yaml:"principals"` // "key:<name>", "cert:<identity>", or "*": every authenticated caller
 	Groups     []string `yaml:"groups"`
 	Actions    []string `yaml:"actions"` // exact names, or patterns with * (koophone:*, koophone:cloudphoneResource:query*)
 }
@@ -47,20 +60,25 @@ func ParsePolicy(b []byte) (*Policy, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("not a policy file (YAML or JSON with a \"statements\" list): %w", err)
 	}
-	if len(f.Statements) == 0 {
-		return nil, errors.New(`"statements" is empty: every call would be denied`)
+	if f.Statements == nil {
+		return nil, errors.New(`no "statements" list (write "statements: []" to deny every call)`)
 	}
 	known := knownActions()
-	for i, s := range f.Statements {
+	for i, s := range *f.Statements {
 		if s.Effect != "allow" && s.Effect != "deny" {
 			return nil, fmt.Errorf("statements[%d].effect %q: must be allow or deny", i, s.Effect)
 		}
 		if len(s.Principals)+len(s.Groups) == 0 {
 			return nil, fmt.Errorf("statements[%d]: names no principals and no groups", i)
 		}
-		for _, p := range append(slices.Clone(s.Principals), s.Groups...) {
-			if p != "*" && !validName.MatchString(p) {
-				return nil, fmt.Errorf("statements[%d]: %q is not a valid principal or group name", i, p)
+		for _, p := range s.Principals {
+			if err := checkPrincipal(p); err != nil {
+				return nil, fmt.Errorf("statements[%d].principals: %w", i, err)
+			}
+		}
+		for _, g := range s.Groups {
+			if g != "*" && !validName.MatchString(g) {
+				return nil, fmt.Errorf("statements[%d].groups: %q is not a valid group name", i, g)
 			}
 		}
 		if len(s.Actions) == 0 {
@@ -75,7 +93,25 @@ func ParsePolicy(b []byte) (*Policy, error) {
 			}
 		}
 	}
-	return &Policy{statements: f.Statements}, nil
+	return &Policy{statements: *f.Statements}, nil
+}
+
+// checkPrincipal accepts "*" and namespaced names: key:<keys file principal> or cert:<certificate identity>.
+func checkPrincipal(p string) error {
+	if p == "*" {
+		return nil
+	}
+	name, ok := strings.CutPrefix(p, KeyPrefix)
+	if !ok {
+		name, ok = strings.CutPrefix(p, CertPrefix)
+	}
+	if !ok {
+		return fmt.Errorf("%q must say where the identity comes from: %s%s for an API key's principal, %s%s for a client certificate's", p, KeyPrefix, p, CertPrefix, p)
+	}
+	if !validName.MatchString(name) {
+		return fmt.Errorf("%q is not a valid principal name", p)
+	}
+	return nil
 }
 
 // Allows reports whether the policy lets principal (member of groups) perform action.

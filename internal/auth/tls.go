@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
-	"time"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 )
 
 // TLSFiles are the listeners' certificate, key and (for mTLS) client CA files.
@@ -31,19 +31,6 @@ type ServerTLS struct {
 	clients *fileValue[*x509.CertPool]
 }
 
-type fileStamp struct {
-	mod  time.Time
-	size int64
-}
-
-func stampOf(path string) (fileStamp, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}, err
-	}
-	return fileStamp{fi.ModTime(), fi.Size()}, nil
-}
-
 // NewServerTLS loads the files once; a missing or invalid file is an error naming it.
 func NewServerTLS(f TLSFiles) (*ServerTLS, error) {
 	if f.CertFile == "" || f.KeyFile == "" {
@@ -57,7 +44,7 @@ func NewServerTLS(f TLSFiles) (*ServerTLS, error) {
 		return nil, err
 	}
 	if f.ClientCAFile != "" {
-		pool, err := loadFile(f.ClientCAFile, "client CA file", s.log, parseCAs)
+		pool, err := loadFile(f.ClientCAFile, "client_ca", "client CA file", s.log, clock.Real{}, parseCAs)
 		if err != nil {
 			return nil, err
 		}
@@ -77,8 +64,8 @@ func parseCAs(b []byte) (*x509.CertPool, error) {
 // certificate returns the current certificate, loading the pair again when either file changed. A pair that does
 // not load (say, the certificate written before its new key) keeps the previous one in service.
 func (s *ServerTLS) certificate() (*tls.Certificate, error) {
-	cs, err1 := stampOf(s.files.CertFile)
-	ks, err2 := stampOf(s.files.KeyFile)
+	cs, _, err1 := stampOf(s.files.CertFile)
+	ks, _, err2 := stampOf(s.files.KeyFile)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := errors.Join(err1, err2); err != nil {
@@ -106,6 +93,27 @@ func (s *ServerTLS) certificate() (*tls.Certificate, error) {
 	return s.cert, nil
 }
 
+// Check looks at the client CA file now and returns nil while it is usable (or there is none); the error names
+// the file by role only (readiness shows it).
+func (s *ServerTLS) Check() error {
+	if s.clients == nil || s.clients.refresh() == nil {
+		return nil
+	}
+	return errors.New("client CA file unusable (see the gateway's log): no client certificate is accepted")
+}
+
+// Ready reports whether the client CA file was usable when last looked at (no file access).
+func (s *ServerTLS) Ready() bool { return s.clients == nil || s.clients.ok() }
+
+// OnFileChange sets f to be called whenever the client CA file turns usable or unusable; f must not block.
+func (s *ServerTLS) OnFileChange(f func()) {
+	if s.clients != nil {
+		s.clients.mu.Lock()
+		s.clients.changed = f
+		s.clients.mu.Unlock()
+	}
+}
+
 // Config is the tls.Config for a listener: TLS 1.2 or later, the current certificate at each handshake, and client
 // certificates verified when given (whether one is required is authentication's call, so health checks and
 // API-key callers can connect without one).
@@ -122,7 +130,13 @@ func (s *ServerTLS) Config() *tls.Config {
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			c := base.Clone()
 			c.ClientAuth = tls.VerifyClientCertIfGiven
-			c.ClientCAs = s.clients.Get()
+			pool, err := s.clients.Get()
+			if err != nil {
+				// Fail closed for certificates only: no certificate verifies against an empty pool, while API-key
+				// callers and health checks still connect. Readiness is NOT_SERVING meanwhile (Check).
+				pool = x509.NewCertPool()
+			}
+			c.ClientCAs = pool
 			return c, nil
 		},
 	}

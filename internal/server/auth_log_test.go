@@ -20,7 +20,7 @@ func TestLogsNameTheCallerAndHoldNoSecret(t *testing.T) {
 		keys: map[string]string{opsKey: "alice:operators", readerKey: "bob"},
 		policy: `statements:
   - {effect: allow, groups: [operators], actions: ["koophone:*"]}
-  - {effect: allow, principals: [bob], actions: ["koophone:cloudphoneResource:query*"]}
+  - {effect: allow, principals: ["key:bob"], actions: ["koophone:cloudphoneResource:query*"]}
 `,
 	})
 	phone := e.sim.InstanceIDs()[0]
@@ -59,7 +59,7 @@ func TestLogsNameTheCallerAndHoldNoSecret(t *testing.T) {
 			restLine = line
 		}
 	}
-	if !strings.Contains(restLine, "principal=alice") || !strings.Contains(restLine, "client.address=127.0.0.1:") {
+	if !strings.Contains(restLine, "principal=key:alice") || !strings.Contains(restLine, "client.address=127.0.0.1:") {
 		t.Errorf("REST call log line lacks the principal or the client address: %q", restLine)
 	}
 
@@ -74,7 +74,7 @@ func TestLogsNameTheCallerAndHoldNoSecret(t *testing.T) {
 	if len(lines) != 3 { // two allowed resets, one denied; reads and unauthenticated calls are not audited
 		t.Fatalf("%d audit lines, want 3:\n%s", len(lines), audit)
 	}
-	want := []struct{ principal, outcome string }{{"alice", "OK"}, {"bob", "PermissionDenied"}, {"alice", "OK"}}
+	want := []struct{ principal, outcome string }{{"key:alice", "OK"}, {"key:bob", "PermissionDenied"}, {"key:alice", "OK"}}
 	for i, w := range want {
 		l := lines[i]
 		ids, _ := l["instance_ids"].([]any)

@@ -39,7 +39,7 @@ func TestStreamingWriteAudited(t *testing.T) {
 		t.Fatalf("audit log %q: %v", e.audit(), err)
 	}
 	ids, _ := line["instance_ids"].([]any)
-	if line["rpc"] != "RunAsyncCommand" || line["principal"] != "alice" || len(ids) != 1 || ids[0] != phone ||
+	if line["rpc"] != "RunAsyncCommand" || line["principal"] != "key:alice" || len(ids) != 1 || ids[0] != phone ||
 		!strings.Contains(strings.Join(toStrings(line["actions"]), ","), auth.ActionAsyncCommand) {
 		t.Errorf("audit line: %v", line)
 	}

@@ -84,7 +84,7 @@ func TestCertificateRotationWithoutRestart(t *testing.T) {
 // the metadata the mirror uses, nor can a REST caller through a header.
 func TestClientCertificates(t *testing.T) {
 	e := newSecureEnv(t, secureOpts{mtls: true, policy: `statements:
-  - {effect: allow, principals: [svc-reader], actions: ["koophone:cloudphoneResource:query*"]}
+  - {effect: allow, principals: ["cert:svc-reader"], actions: ["koophone:cloudphoneResource:query*"]}
 `})
 	reader := e.ca.Client(t, "svc-reader").TLS(t)
 	stranger := authtest.NewCA(t).Client(t, "svc-reader").TLS(t) // same name, unknown CA
@@ -92,7 +92,7 @@ func TestClientCertificates(t *testing.T) {
 		t.Errorf("gRPC with a client certificate: %v", err)
 	}
 	_, err := pb.NewInstanceServiceClient(e.dial(reader)).BatchReset(e.bearer(""), &pb.BatchResetRequest{InstanceIds: []string{"abc1"}})
-	if info := denial(err); info == nil || info.GetMetadata()["principal"] != "svc-reader" {
+	if info := denial(err); info == nil || info.GetMetadata()["principal"] != "cert:svc-reader" {
 		t.Errorf("gRPC reset by a reader: %v", err)
 	}
 	if code, res := e.rest(e.httpClient(reader), http.MethodGet, listPath, "", ""); code != http.StatusOK {
@@ -133,14 +133,14 @@ func TestHeaderListCap(t *testing.T) {
 // A rewritten policy, and a rewritten client CA file, take effect on the next call without a restart.
 func TestPolicyAndClientCARotation(t *testing.T) {
 	e := newSecureEnv(t, secureOpts{mtls: true, keys: map[string]string{"k": "ci"}, policy: `statements:
-  - {effect: allow, principals: [ci], actions: ["koophone:cloudphoneResource:query*"]}
+  - {effect: allow, principals: ["key:ci"], actions: ["koophone:cloudphoneResource:query*"]}
 `})
 	order := pb.NewOrderServiceClient(e.dial())
 	if _, err := order.BatchShowSku(e.bearer("k"), &pb.BatchShowSkuRequest{}); err != nil {
 		t.Fatalf("before: %v", err)
 	}
 	authtest.WriteFile(t, e.dir, "policy.yaml", []byte(`statements:
-  - {effect: deny, principals: [ci], actions: ["koophone:cloudphoneResource:queryInstanceSku"]}
+  - {effect: deny, principals: ["key:ci", "cert:ci"], actions: ["koophone:cloudphoneResource:queryInstanceSku"]}
 `))
 	if _, err := order.BatchShowSku(e.bearer("k"), &pb.BatchShowSkuRequest{}); denial(err) == nil {
 		t.Errorf("after the policy changed: %v", err)
@@ -153,7 +153,7 @@ func TestPolicyAndClientCARotation(t *testing.T) {
 	}
 	authtest.WriteFile(t, e.dir, "ca.crt", newCA.PEM)
 	_, err := pb.NewOrderServiceClient(e.dial(svc)).BatchShowSku(e.bearer(""), &pb.BatchShowSkuRequest{})
-	if info := denial(err); info == nil || info.GetMetadata()["principal"] != "ci" {
-		t.Errorf("a certificate from the new CA: %v, want it authenticated as ci (and denied by the policy)", err)
+	if info := denial(err); info == nil || info.GetMetadata()["principal"] != "cert:ci" {
+		t.Errorf("a certificate from the new CA: %v, want it authenticated as cert:ci (and denied by the policy)", err)
 	}
 }

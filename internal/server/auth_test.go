@@ -207,12 +207,12 @@ func TestEachRPCsAction(t *testing.T) {
 		rule := auth.Rules[fullMethod(md)]
 		only := "only-" + string(md.Name())
 		keys["key-"+only] = only
-		fmt.Fprintf(&policy, "  - {effect: allow, principals: [%s], actions: [%s]}\n", only, strings.Join(rule.Actions, ", "))
+		fmt.Fprintf(&policy, "  - {effect: allow, principals: [\"key:%s\"], actions: [%s]}\n", only, strings.Join(rule.Actions, ", "))
 		for i, a := range rule.Actions {
 			but := fmt.Sprintf("but-%s-%d", md.Name(), i)
 			keys["key-"+but] = but
-			fmt.Fprintf(&policy, "  - {effect: allow, principals: [%s], actions: [\"koophone:*\"]}\n", but)
-			fmt.Fprintf(&policy, "  - {effect: deny, principals: [%s], actions: [%s]}\n", but, a)
+			fmt.Fprintf(&policy, "  - {effect: allow, principals: [\"key:%s\"], actions: [\"koophone:*\"]}\n", but)
+			fmt.Fprintf(&policy, "  - {effect: deny, principals: [\"key:%s\"], actions: [%s]}\n", but, a)
 		}
 	}
 	e := newSecureEnv(t, secureOpts{keys: keys, policy: policy.String()})
@@ -225,12 +225,12 @@ func TestEachRPCsAction(t *testing.T) {
 			but := fmt.Sprintf("but-%s-%d", md.Name(), i)
 			err := callGRPC(e.bearer("key-"+but), conn, md, nil)
 			info := denial(err)
-			if status.Code(err) != codes.PermissionDenied || info == nil || info.GetMetadata()["action"] != a || info.GetMetadata()["principal"] != but {
+			if status.Code(err) != codes.PermissionDenied || info == nil || info.GetMetadata()["action"] != a || info.GetMetadata()["principal"] != auth.KeyPrefix+but {
 				t.Errorf("gRPC %s without %s: %v %v", md.Name(), a, err, info)
 			}
 			code, res := e.rest(hc, method, path, body, "key-"+but)
 			reason, meta := restErrorInfo(t, res)
-			if code != http.StatusForbidden || reason != auth.ReasonActionDenied || meta["action"] != a || meta["principal"] != but {
+			if code != http.StatusForbidden || reason != auth.ReasonActionDenied || meta["action"] != a || meta["principal"] != auth.KeyPrefix+but {
 				t.Errorf("REST %s %s without %s: %d %s", method, path, a, code, res)
 			}
 		}
@@ -250,7 +250,7 @@ func TestOpenSessionAssignNeedsAssign(t *testing.T) {
 		keys: map[string]string{"k": "streamer"},
 		policy: `statements:
   - effect: allow
-    principals: [streamer]
+    principals: ["key:streamer"]
     actions: [koophone:cloudphoneResource:instancePrepare, koophone:cloudphoneResource:getInstancePrepareProgress,
               koophone:cloudphoneResource:executeInstanceAuthToken]
 `})

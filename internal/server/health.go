@@ -29,9 +29,19 @@ const (
 // KooPhone's state: a liveness probe on it restarts a wedged gateway, never one that merely waits for KooPhone.
 const LivenessService = "liveness"
 
+// setServing records whether KooPhone answers; health is SERVING while it does and the credential files are usable.
 func (s *Server) setServing(ok bool) {
+	s.upstreamOK.Store(ok)
+	s.applyServing()
+}
+
+// applyServing sets health from KooPhone's state and the credential files' (a broken keys file, policy or client CA
+// refuses every call, so the replica must leave the load balancer); the files call it when they break or recover.
+func (s *Server) applyServing() {
+	s.servingMu.Lock()
+	defer s.servingMu.Unlock()
 	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if ok {
+	if s.upstreamOK.Load() && s.sec.filesReady() {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	s.health.SetServingStatus("", st)
@@ -90,10 +100,15 @@ func (s *Server) probe(ctx context.Context) {
 	}
 }
 
-// readyz answers 200 while health says SERVING, 503 otherwise.
+// readyz answers 200 while health says SERVING, 503 otherwise. It looks at the credential files first, so a file
+// broken while no call came is seen at once.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	files := s.sec.checkFiles()
 	res, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
 	breaker := "upstream circuit breaker: " + s.up.BreakerState() + "\n"
+	if files != nil {
+		breaker += files.Error() + "\n"
+	}
 	if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		http.Error(w, "not ready\n"+breaker, http.StatusServiceUnavailable)
 		return

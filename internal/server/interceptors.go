@@ -33,8 +33,10 @@ const RequestIDHeader = "x-request-id"
 //     tokens), and no work at all when the level drops the line;
 //  3. recovery: a panic becomes INTERNAL and a log line with the stack, never a crash;
 //  4. authentication, audit, authorization (KooPhone services only; health and reflection stay open): the caller
-//     is named before anything looks at the request, denials are audited too, and validation errors never tell
-//     an unauthorised caller anything;
+//     is named before anything looks at the request, and validation errors never tell an unauthorised caller
+//     anything. Audit wraps authorization and everything inside it and writes its one line per write when the
+//     call returns, once its fate is known (denied, invalid or done); the line is bounded (auth.auditLine), so a
+//     denied or invalid request of any size writes a small line;
 //  5. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
 //  6. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
 //

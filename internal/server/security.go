@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
@@ -97,6 +101,45 @@ func openAudit(cfg *config.Config) (*slog.Logger, func() error, error) {
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})
 	return slog.New(h).With("log", "audit"), closer, nil
+}
+
+// checkFiles looks at the credential files (keys, policy, client CA) now; nil while all are usable.
+func (sec *security) checkFiles() error {
+	err := sec.guard.Check()
+	if sec.tls != nil {
+		err = errors.Join(err, sec.tls.Check())
+	}
+	return err
+}
+
+// filesReady reports whether the credential files were usable when last looked at.
+func (sec *security) filesReady() bool {
+	return sec.guard.Ready() && (sec.tls == nil || sec.tls.Ready())
+}
+
+// followFiles tells changed whenever a credential file breaks or is fixed (a call or /readyz finding it) and
+// exports the files' metrics.
+func (sec *security) followFiles(reg prometheus.Registerer, changed func()) error {
+	sec.guard.OnFileChange(changed)
+	cs := sec.guard.Collectors()
+	if sec.tls != nil {
+		sec.tls.OnFileChange(changed)
+		cs = append(cs, sec.tls.Collectors()...)
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pollFiles looks at the credential files every auth.HashCheckEvery until ctx ends, so a file that breaks while
+// no call arrives still turns readiness NOT_SERVING. Wall clock, as the readiness probe.
+func (sec *security) pollFiles(ctx context.Context) {
+	for clock.Sleep(clock.Real{}, auth.HashCheckEvery, ctx.Done()) {
+		_ = sec.checkFiles()
+	}
 }
 
 // grpcOptions are the gRPC server's transport options: TLS when configured, and a cap on header (metadata) size

@@ -78,6 +78,8 @@ type Server struct {
 	grpcAddr, httpAddr string
 	metricsAddr        string
 	stopProbe          context.CancelFunc
+	upstreamOK         atomic.Bool    // KooPhone answers the readiness probe
+	servingMu          sync.Mutex     // orders health updates from the probe and the credential files
 	wg                 sync.WaitGroup // serving and probing goroutines
 	shutdownOnce       sync.Once
 	shutdownErr        error
@@ -217,6 +219,9 @@ func (s *Server) start(ctx context.Context) error {
 	pb.RegisterFleetServiceServer(reg, s.services.Fleet)
 	s.health = newHealthService()
 	s.setServing(false)
+	if err := s.sec.followFiles(s.tel.Registry, s.applyServing); err != nil {
+		return err
+	}
 	s.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	if s.sec.reflection(cfg) {
@@ -292,6 +297,11 @@ func (s *Server) start(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		s.probe(probeCtx)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.sec.pollFiles(probeCtx)
 	}()
 	log.Info("serving", "grpc", s.grpcAddr, "http", s.httpAddr, "upstream", s.upstreamName(),
 		"tls", s.sec.tls != nil, "authentication", s.sec.guard.Enabled())
