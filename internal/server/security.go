@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -107,6 +108,26 @@ func (sec *security) grpcOptions(cfg *config.Config) []grpc.ServerOption {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(sec.tls.Config())))
 	}
 	return opts
+}
+
+// httpTLS is the REST listener's TLS configuration: HTTP/2 and HTTP/1.1 offered by ALPN. net/http adds them to
+// the configuration it is given, but with a client CA the handshake runs on the one GetConfigForClient returns,
+// which knows nothing of them: the port then negotiated no ALPN at all (HTTP/1.1 only, one connection per call).
+func (sec *security) httpTLS() *tls.Config {
+	c := sec.tls.Config().Clone()
+	c.NextProtos = []string{"h2", "http/1.1"}
+	if get := c.GetConfigForClient; get != nil {
+		protos := c.NextProtos
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			cc, err := get(hello)
+			if cc != nil && len(cc.NextProtos) == 0 {
+				cc = cc.Clone()
+				cc.NextProtos = protos
+			}
+			return cc, err
+		}
+	}
+	return c
 }
 
 // mirrorCreds are the REST mirror's credentials toward the gRPC listener: TLS pinned to the gateway's own

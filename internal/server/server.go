@@ -268,7 +268,7 @@ func (s *Server) start(ctx context.Context) error {
 	// No WriteTimeout: it would cut long watch streams; each stream is bounded by its caller and by shutdown.
 	s.http = &http.Server{Handler: s.instrumentHTTP(mux), ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout, IdleTimeout: 2 * time.Minute}
 	if s.sec.tls != nil {
-		s.http.TLSConfig = s.sec.tls.Config()
+		s.http.TLSConfig = s.sec.httpTLS()
 		s.serve("http", func() error { return s.http.ServeTLS(httpLis, "", "") })
 	} else {
 		s.serve("http", func() error { return s.http.Serve(httpLis) })
