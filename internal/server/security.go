@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 
-	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -18,6 +17,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/connlimit"
 	"github.com/koophone-gateway/koophone-gateway/internal/httpguard"
 )
 
@@ -159,12 +159,13 @@ func restHandler(cfg *config.Config, h http.Handler) (http.Handler, error) {
 	}, h)
 }
 
-// listen opens a listener that accepts at most cfg.MaxConnections connections at once: beyond that, new ones wait
-// in the kernel's backlog instead of exhausting file descriptors for the whole process.
-func listen(cfg *config.Config, flag, addr string) (net.Listener, error) {
+// listen opens a listener that holds at most cfg.MaxConnections connections at once (beyond that, new ones wait
+// in the kernel's backlog instead of exhausting file descriptors for the whole process) and at most
+// cfg.MaxConnsPerSource from one source (beyond that, they are closed at once: one client cannot hold the port).
+func listen(cfg *config.Config, flag, addr string, refused func(net.Addr)) (net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on --%s %s: %w", flag, addr, err)
 	}
-	return netutil.LimitListener(lis, cfg.MaxConnections), nil
+	return connlimit.Wrap(lis, cfg.MaxConnections, cfg.MaxConnsPerSource, refused), nil
 }
