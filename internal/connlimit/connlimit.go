@@ -59,10 +59,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if l.bySource[src] >= l.perSource {
 			l.mu.Unlock()
 			<-l.sem
-			_ = c.Close()
 			if l.refused != nil {
-				l.refused(c.RemoteAddr())
+				l.refused(c.RemoteAddr()) // before the close, so the count is there once the client sees it
 			}
+			_ = c.Close()
 			continue
 		}
 		l.bySource[src]++

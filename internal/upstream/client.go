@@ -238,13 +238,19 @@ func outcomeUnknown(e *Error) bool {
 	case KindHTTP:
 		return e.HTTPStatus >= 500
 	case KindAPI:
-		n := CodeNumber(e.Code)
-		if n == "" { // the API gateway's own envelope (APIGW.*): its 5xx are a backend that failed or timed out
-			return e.HTTPStatus >= 500
-		}
-		return unprovenCodes[n] || (e.HTTPStatus >= 500 && !refusedBeforeWork[n])
+		return RefusalUnproven(e.Code, e.HTTPStatus)
 	}
 	return false
+}
+
+// RefusalUnproven reports whether an error envelope with code, answered with httpStatus to a write, leaves open
+// whether KooPhone carried the write out.
+func RefusalUnproven(code string, httpStatus int) bool {
+	n := CodeNumber(code)
+	if n == "" { // the API gateway's own envelope (APIGW.*): its 5xx are a backend that failed or timed out
+		return httpStatus >= 500
+	}
+	return unprovenCodes[n] || (httpStatus >= 500 && !refusedBeforeWork[n])
 }
 
 // unprovenCodes are KooPhone's codes (the seed's error table, 6.2) that report a failure part-way without saying
