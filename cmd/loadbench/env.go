@@ -137,6 +137,9 @@ func startGateway(ctx context.Context, o *options, s *simulator, name, bin strin
 		// No client-side quota: it is there to be polite to KooPhone (50 reads/s by default), and would measure
 		// itself instead of the gateway; the simulator has none.
 		"KOOPHONE_UPSTREAM_READ_RATE=0", "KOOPHONE_UPSTREAM_WRITE_RATE=0",
+		// Every load comes from 127.0.0.1: the per-source bound (256) would cap the REST paths' connections, so it is
+		// raised to the whole listener's (an earlier build ignores the variable).
+		"KOOPHONE_MAX_CONNECTIONS_PER_SOURCE=4096",
 	}
 	if bin == o.gatewayBin {
 		// As the container images run it (deploy/Dockerfile, deploy/cmd/mkimage). An earlier build

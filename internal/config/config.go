@@ -89,6 +89,11 @@ type Config struct {
 	MaxConnections        int    // per listener
 	GRPCMaxHeaderBytes    uint32 // grpc.MaxHeaderListSize
 
+	// Connections that have not said who they are, or say nothing: bounded per source, in time and when idle.
+	MaxConnsPerSource int           // per listener, from one IPv4 address or IPv6 /64
+	HandshakeTimeout  time.Duration // gRPC: TLS and HTTP/2 set-up
+	IdleTimeout       time.Duration // both ports: connections with no call in progress
+
 	// Fleet operations.
 	FleetBatchSize        int
 	FleetConcurrency      int
@@ -274,6 +279,9 @@ func (c *Config) settings() []setting {
 		{flag: "http-read-header-timeout", env: "KOOPHONE_HTTP_READ_HEADER_TIMEOUT", def: "10s", help: "REST: how long a client may take to send request headers", set: posDur(&c.HTTPReadHeaderTimeout)},
 		{flag: "http-body-timeout", env: "KOOPHONE_HTTP_BODY_TIMEOUT", def: "30s", help: "REST: how long a client may take to send a whole request body", set: posDur(&c.HTTPBodyTimeout)},
 		{flag: "max-connections", env: "KOOPHONE_MAX_CONNECTIONS", def: "4096", help: "open connections accepted per listener (gRPC and REST each); more wait for one to close", set: within(&c.MaxConnections, 1, 1_000_000)},
+		{flag: "max-connections-per-source", env: "KOOPHONE_MAX_CONNECTIONS_PER_SOURCE", def: "256", help: "open connections accepted per listener from one source (an IPv4 address or an IPv6 /64); more are closed at once, so one client cannot hold the port; at most --max-connections", set: within(&c.MaxConnsPerSource, 1, 1_000_000)},
+		{flag: "handshake-timeout", env: "KOOPHONE_HANDSHAKE_TIMEOUT", def: "10s", help: "gRPC: how long a new connection may take to finish its TLS and HTTP/2 handshake (on the REST port --http-read-header-timeout bounds the handshake and the first request's headers)", set: posDur(&c.HandshakeTimeout)},
+		{flag: "idle-timeout", env: "KOOPHONE_IDLE_TIMEOUT", def: "2m", help: "both ports: a connection with no call in progress (none made yet included) is closed after this long; clients reconnect on their next call", set: posDur(&c.IdleTimeout)},
 		{flag: "grpc-max-header-bytes", env: "KOOPHONE_GRPC_MAX_HEADER_BYTES", def: "65536", help: "largest gRPC header (metadata) list accepted, in bytes", set: func(v string) error {
 			n := 0
 			err := within(&n, 1024, 16<<20)(v)

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // Every value that cannot work is refused at start, and the error names the setting.
@@ -47,5 +48,27 @@ func TestOperatingDefaults(t *testing.T) {
 	if c.UpstreamReadRate != 50 || c.UpstreamWriteRate != 20 || c.UpstreamMaxConns != 64 || c.UpstreamMaxInFlight != 256 ||
 		c.UpstreamRetryBudget != 0.2 || c.BreakerFailures != 5 || c.WatchMaxPollers != 10000 || c.MaxConnectionAge == 0 {
 		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+// The connection limits of issue 18: in the table with sane defaults, range-checked by name.
+func TestConnectionLimitSettings(t *testing.T) {
+	c, err := Load(nil, env(nil), &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConnsPerSource != 256 || c.MaxConnsPerSource >= c.MaxConnections || c.HandshakeTimeout != 10*time.Second ||
+		c.IdleTimeout != 2*time.Minute {
+		t.Fatalf("defaults: per source %d of %d, handshake %v, idle %v", c.MaxConnsPerSource, c.MaxConnections,
+			c.HandshakeTimeout, c.IdleTimeout)
+	}
+	for name, v := range map[string]string{
+		"KOOPHONE_MAX_CONNECTIONS_PER_SOURCE": "0",
+		"KOOPHONE_HANDSHAKE_TIMEOUT":          "0s",
+		"KOOPHONE_IDLE_TIMEOUT":               "-1m",
+	} {
+		if _, err := Load(nil, env(map[string]string{name: v}), &strings.Builder{}); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%s: err = %v, want an error naming the setting", name, v, err)
+		}
 	}
 }

@@ -182,7 +182,10 @@ func (o *Options) run(ctx context.Context, key, hash string, req any, handler gr
 	return resp, herr
 }
 
-// certainlyNotDone: the gateway refused before KooPhone saw the write (its own limits), so nothing to remember.
+// certainlyNotDone: the gateway refused before KooPhone saw the write (its own limits), or KooPhone refused it, so
+// nothing to remember. UNAVAILABLE is among them because the service never answers it for a write that was sent
+// without proof of refusal: a proxy's 503 page, a lost answer or KooPhone's "unknown error" become UNKNOWN
+// (OUTCOME_UNKNOWN) or DEADLINE_EXCEEDED, which are remembered.
 func certainlyNotDone(c codes.Code) bool {
 	return c == codes.ResourceExhausted || c == codes.Unavailable || c == codes.InvalidArgument ||
 		c == codes.Unauthenticated || c == codes.PermissionDenied

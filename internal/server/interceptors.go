@@ -38,7 +38,9 @@ const RequestIDHeader = "x-request-id"
 //     call returns, once its fate is known (denied, invalid or done); the line is bounded (auth.auditLine), so a
 //     denied or invalid request of any size writes a small line;
 //  5. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
-//  6. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
+//  6. deadline: unary calls without a deadline get one, so no upstream call waits forever; a caller's deadline is
+//     kept back by a tenth (at most 500ms), so the gateway's status (OUTCOME_UNKNOWN for a write already sent)
+//     reaches the caller before its own timer fires (deadline.go).
 //
 // With trace non-nil, the request-id step also joins the call to the caller's trace (when no stats handler does).
 func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration, guard *auth.Guard, trace func(context.Context) context.Context) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
@@ -66,14 +68,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 			}
 			return h(ctx, req)
 		},
-		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if _, ok := ctx.Deadline(); !ok && defaultTimeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
-				defer cancel()
-			}
-			return h(ctx, req)
-		},
+		unaryDeadline(defaultTimeout),
 	)
 	stream := []grpc.StreamServerInterceptor{
 		streamCallContext(guard, trace), // request id, trace and call info in one frame: a stream holds each frame while it lasts
@@ -85,6 +80,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return h(srv, &validatingStream{ServerStream: ss, v: v, log: log})
 		},
+		streamDeadline(),
 	)
 	return unary, stream
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -21,6 +21,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/connlimit"
 	"github.com/koophone-gateway/koophone-gateway/internal/httpguard"
 )
 
@@ -152,6 +153,26 @@ func (sec *security) grpcOptions(cfg *config.Config) []grpc.ServerOption {
 	return opts
 }
 
+// httpTLS is the REST listener's TLS configuration: HTTP/2 and HTTP/1.1 offered by ALPN. net/http adds them to
+// the configuration it is given, but with a client CA the handshake runs on the one GetConfigForClient returns,
+// which knows nothing of them: the port then negotiated no ALPN at all (HTTP/1.1 only, one connection per call).
+func (sec *security) httpTLS() *tls.Config {
+	c := sec.tls.Config().Clone()
+	c.NextProtos = []string{"h2", "http/1.1"}
+	if get := c.GetConfigForClient; get != nil {
+		protos := c.NextProtos
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			cc, err := get(hello)
+			if cc != nil && len(cc.NextProtos) == 0 {
+				cc = cc.Clone()
+				cc.NextProtos = protos
+			}
+			return cc, err
+		}
+	}
+	return c
+}
+
 // mirrorCreds are the REST mirror's credentials toward the gRPC listener: TLS pinned to the gateway's own
 // certificate when the listener uses TLS.
 func (sec *security) mirrorCreds() credentials.TransportCredentials {
@@ -181,12 +202,13 @@ func restHandler(cfg *config.Config, h http.Handler) (http.Handler, error) {
 	}, h)
 }
 
-// listen opens a listener that accepts at most cfg.MaxConnections connections at once: beyond that, new ones wait
-// in the kernel's backlog instead of exhausting file descriptors for the whole process.
-func listen(cfg *config.Config, flag, addr string) (net.Listener, error) {
+// listen opens a listener that holds at most cfg.MaxConnections connections at once (beyond that, new ones wait
+// in the kernel's backlog instead of exhausting file descriptors for the whole process) and at most
+// cfg.MaxConnsPerSource from one source (beyond that, they are closed at once: one client cannot hold the port).
+func listen(cfg *config.Config, flag, addr string, refused func(net.Addr)) (net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on --%s %s: %w", flag, addr, err)
 	}
-	return netutil.LimitListener(lis, cfg.MaxConnections), nil
+	return connlimit.Wrap(lis, cfg.MaxConnections, cfg.MaxConnsPerSource, refused), nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
@@ -184,7 +183,7 @@ func (s *Server) start(ctx context.Context) error {
 	// Spans exported: otelgrpc's stats handler makes one per call. Not exported: the request-id step only joins
 	// each call to its caller's trace (for the logs), which costs a fraction of the handler.
 	var trace func(context.Context) context.Context
-	serverOpts := s.sec.grpcOptions(cfg)
+	serverOpts := append(s.sec.grpcOptions(cfg), connOptions(cfg)...) // handshake, idle and keepalive bounds
 	if s.tel.Tracing() {
 		serverOpts = append(serverOpts, grpc.StatsHandler(s.tel.ServerHandler()))
 	} else {
@@ -205,11 +204,6 @@ func (s *Server) start(ctx context.Context) error {
 		// interceptor chain on every call (runtime.newstack was ~10% of the gateway's CPU); a worker's stack has
 		// grown already. Calls beyond the workers still get goroutines of their own.
 		grpc.NumStreamWorkers(streamWorkers),
-		// MaxConnectionAge makes long-lived clients reconnect now and then, so they spread over new replicas.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second,
-			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace}),
-		// Let clients ping every 10s even without calls, so long-idle watchers behind NATs keep their connection.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)...)
 	// Registered through the in-process registrar too, so the REST mirror can run their unary calls directly.
 	reg := inproc.NewRegistrar(s.grpc)
@@ -229,14 +223,18 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	s.tel.GRPC.InitializeMetrics(s.grpc)
 
-	grpcLis, err := listen(cfg, "grpc-addr", cfg.GRPCAddr)
+	refused, err := connsRefused(s.tel)
+	if err != nil {
+		return err
+	}
+	grpcLis, err := listen(cfg, "grpc-addr", cfg.GRPCAddr, refusedBy(refused, "grpc"))
 	if err != nil {
 		return err
 	}
 	s.grpcAddr = grpcLis.Addr().String()
 	s.serve("grpc", func() error { return s.grpc.Serve(grpcLis) })
 
-	httpLis, err := listen(cfg, "http-addr", cfg.HTTPAddr)
+	httpLis, err := listen(cfg, "http-addr", cfg.HTTPAddr, refusedBy(refused, "http"))
 	if err != nil {
 		return err
 	}
@@ -271,9 +269,10 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	mux.Handle("/", api)
 	// No WriteTimeout: it would cut long watch streams; each stream is bounded by its caller and by shutdown.
-	s.http = &http.Server{Handler: s.instrumentHTTP(mux), ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout, IdleTimeout: 2 * time.Minute}
+	// ReadHeaderTimeout also bounds the TLS handshake (net/http takes the shortest of its timeouts for it).
+	s.http = &http.Server{Handler: s.instrumentHTTP(mux), ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout}
 	if s.sec.tls != nil {
-		s.http.TLSConfig = s.sec.tls.Config()
+		s.http.TLSConfig = s.sec.httpTLS()
 		s.serve("http", func() error { return s.http.ServeTLS(httpLis, "", "") })
 	} else {
 		s.serve("http", func() error { return s.http.Serve(httpLis) })

@@ -126,17 +126,8 @@ var codeTable = map[string]codeRule{
 	"9999":  {codes.Internal, "KooPhone internal error", false},
 }
 
-// koophoneCodeNumber returns the numeric part of a KooPhone error code, or "" when the code is not KooPhone's
-// (an API gateway code such as APIGW.0301, say).
-func koophoneCodeNumber(code string) string {
-	upper := strings.ToUpper(code)
-	for _, prefix := range []string{"KOOPHONE.API.", "KP.API.", "KPAPI."} {
-		if strings.HasPrefix(upper, prefix) {
-			return code[len(prefix):]
-		}
-	}
-	return ""
-}
+// koophoneCodeNumber returns the numeric part of a KooPhone error code, or "" when the code is not KooPhone's.
+func koophoneCodeNumber(code string) string { return upstream.CodeNumber(code) }
 
 // codeForHTTPStatus is the gRPC code of an HTTP status that carries no KooPhone code of its own.
 func codeForHTTPStatus(httpStatus int) codes.Code {
@@ -233,7 +224,13 @@ func classify(ue *upstream.Error) (codes.Code, string, string) {
 		case errors.Is(ue, context.Canceled):
 			return codes.Canceled, "canceled after KooPhone " + ue.Op + " was sent: its outcome is unknown", ReasonOutcomeUnknown
 		}
-		return codes.Unknown, "KooPhone " + ue.Op + " was sent but its answer was lost: the outcome is unknown; check before sending it again", ReasonOutcomeUnknown
+		if ue.Kind == upstream.KindHTTP || ue.Kind == upstream.KindAPI {
+			// An answer came, but not one that proves KooPhone refused the write (a proxy's 503 page, an unknown
+			// error): it may have been carried out.
+			return codes.Unknown, "KooPhone " + ue.Op + " was sent and answered HTTP " + strconv.Itoa(ue.HTTPStatus) +
+				" without saying whether it was carried out: the outcome is unknown; check before sending it again", ReasonOutcomeUnknown
+		}
+		return codes.Unknown, "KooPhone " + ue.Op + " was sent but its answer was lost or unreadable: the outcome is unknown; check before sending it again", ReasonOutcomeUnknown
 	}
 	switch ue.Kind {
 	case upstream.KindRateLimited:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"regexp"
 	"sort"
@@ -19,6 +20,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
+	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
 var updateDocs = flag.Bool("update", false, "rewrite docs/errors.md from the code instead of checking it")
@@ -141,10 +143,20 @@ func renderErrorsDoc(t *testing.T) []byte {
 		}
 		return numbers[i] < numbers[j]
 	})
+	var unproven []string
 	for _, n := range numbers {
 		r := codeTable[n]
 		p("| `KOOPHONE.API.%s` | %s | %d | %s |", n, codeName(r.code.String()), runtime.HTTPStatusFromCode(r.code), r.summary)
+		if upstream.RefusalUnproven("KOOPHONE.API."+n, http.StatusOK) {
+			unproven = append(unproven, "`"+n+"`")
+		}
 	}
+	p("")
+	p("**Writes** are told apart: an answer to a write already sent that does not prove KooPhone refused it is")
+	p("UNKNOWN with reason `OUTCOME_UNKNOWN` (KooPhone's code stays in `upstream_code`), and its `request_id` replays")
+	p("`IDEMPOTENT_OUTCOME_UNKNOWN`. That is %s whatever the HTTP status (the seed does not say", strings.Join(unproven, ", "))
+	p("nothing was done), any other code answered with a 5xx except `6002`, `9000` and `9002` (refused before any")
+	p("work), and every 5xx without KooPhone's envelope (a proxy's 503 page may come after KooPhone did the work).")
 	p("")
 	p("## Retry safety per RPC")
 	p("")

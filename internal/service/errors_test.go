@@ -65,6 +65,8 @@ func TestToStatus(t *testing.T) {
 		row{"write lost after sending", &upstream.Error{Op: "CreateInstance", Kind: upstream.KindTransport, OutcomeUnknown: true, Err: io.ErrUnexpectedEOF}, codes.Unknown, ReasonOutcomeUnknown},
 		row{"write answer truncated", &upstream.Error{Op: "CreateInstance", Kind: upstream.KindDecode, HTTPStatus: 200, OutcomeUnknown: true}, codes.Unknown, ReasonOutcomeUnknown},
 		row{"write deadline after sending", &upstream.Error{Op: "CreateInstance", Kind: upstream.KindTransport, OutcomeUnknown: true, Err: context.DeadlineExceeded}, codes.DeadlineExceeded, ReasonOutcomeUnknown},
+		row{"write answered by a proxy's 503 page", &upstream.Error{Op: "BatchRebootInstance", Kind: upstream.KindHTTP, HTTPStatus: 503, OutcomeUnknown: true}, codes.Unknown, ReasonOutcomeUnknown},
+		row{"write answered 9003", &upstream.Error{Op: "BatchReset", Kind: upstream.KindAPI, Code: "KOOPHONE.API.9003", HTTPStatus: 500, OutcomeUnknown: true}, codes.Unknown, ReasonOutcomeUnknown},
 		row{"API gateway 429", api("APIGW.0308", 429), codes.ResourceExhausted, "APIGW.0308"},
 		row{"HTTP 401", kind(upstream.KindHTTP, 401, nil), codes.Unavailable, ReasonAuth},
 		row{"HTTP 403", kind(upstream.KindHTTP, 403, nil), codes.PermissionDenied, ReasonHTTP},

@@ -24,9 +24,12 @@ const (
 	FaultMalformed = "malformed" // HTTP 200 whose body is not JSON
 	FaultTruncated = "truncated" // HTTP 200 with the first half of the real answer
 	FaultDrop      = "drop"      // the connection closes without an answer
+	// FaultDone503 carries the operation out, then answers HTTP 503 with a proxy's HTML page: KooPhone did the
+	// work and its answer was lost on the way back (a proxy timing out on a slow backend does this).
+	FaultDone503 = "done-503"
 )
 
-var faultKinds = []string{FaultLatency, FaultError, Fault429, Fault502, Fault503, FaultMalformed, FaultTruncated, FaultDrop}
+var faultKinds = []string{FaultLatency, FaultError, Fault429, Fault502, Fault503, FaultMalformed, FaultTruncated, FaultDrop, FaultDone503}
 
 // Fault is an injected failure. Ops limits it to some operations (seed names; empty means every KooPhone
 // operation; the IAM endpoint only when "IAM" is listed). Count > 0 makes it hit the next Count matching requests
@@ -207,8 +210,9 @@ func (fs *faultSet) pick(op string) (latency time.Duration, hit *Fault) {
 	return latency, hit
 }
 
-// apply runs the faults of a request. It returns the fault the pipeline must still carry out (truncation) and
-// whether the request goes on; false means the fault answered, or the client left during a delay.
+// apply runs the faults of a request. It returns the fault the pipeline must still carry out (truncation, the 503
+// after the work) and whether the request goes on; false means the fault answered, or the client left during a
+// delay.
 func (fs *faultSet) apply(s *Server, w http.ResponseWriter, r *http.Request, op string) (*Fault, bool) {
 	latency, f := fs.pick(op)
 	if latency > 0 && !clock.Sleep(s.clock, latency, r.Context().Done()) {
@@ -251,7 +255,7 @@ func (fs *faultSet) apply(s *Server, w http.ResponseWriter, r *http.Request, op 
 			panic(http.ErrAbortHandler) // no hijacking (HTTP/2): abort the stream instead
 		}
 		_ = conn.Close()
-	case FaultTruncated:
+	case FaultTruncated, FaultDone503:
 		return f, true
 	}
 	return nil, false

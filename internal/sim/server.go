@@ -108,7 +108,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // pipeline applies the faults of op, reads the body and hands the request to serve. A "truncated" fault lets the
-// request run to the end into a buffer and sends half of it.
+// request run to the end into a buffer and sends half of it; a "done-503" fault lets it run and sends a 503 page.
 func (s *Server) pipeline(w http.ResponseWriter, r *http.Request, op string, serve func(http.ResponseWriter, []byte)) {
 	// The body is read before any fault: net/http notices a client that goes away only once the body has been
 	// read, and a latency fault must end (without running the operation) when its client gives up.
@@ -125,6 +125,11 @@ func (s *Server) pipeline(w http.ResponseWriter, r *http.Request, op string, ser
 	f, ok := s.faults.apply(s, w, r, op)
 	if !ok {
 		return // the fault answered (or the client went away during a latency fault)
+	}
+	if f != nil && f.Kind == FaultDone503 {
+		serve(newRecorder(), body) // the work is done; its answer is lost
+		writeHTML(w, http.StatusServiceUnavailable, "503 Service Temporarily Unavailable")
+		return
 	}
 	if f != nil && f.Kind == FaultTruncated {
 		rec := newRecorder()

@@ -227,17 +227,51 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 	}
 }
 
-// outcomeUnknown reports a failure after which a write sent to KooPhone may or may not have taken effect: the
-// connection broke, the answer was unreadable, or a proxy said it lost KooPhone's answer.
+// outcomeUnknown reports a failure after which a write sent to KooPhone may or may not have taken effect: every
+// answer that does not prove KooPhone refused it. The connection broke or the answer was unreadable; a proxy
+// answered 5xx (its page says nothing of what KooPhone did: a 503 may come after KooPhone carried the write out);
+// or KooPhone's own envelope says something failed along the way without saying nothing was done.
 func outcomeUnknown(e *Error) bool {
 	switch e.Kind {
 	case KindTransport, KindDecode:
 		return true
 	case KindHTTP:
-		return e.HTTPStatus == http.StatusInternalServerError || e.HTTPStatus == http.StatusBadGateway ||
-			e.HTTPStatus == http.StatusGatewayTimeout
+		return e.HTTPStatus >= 500
+	case KindAPI:
+		return RefusalUnproven(e.Code, e.HTTPStatus)
 	}
 	return false
+}
+
+// RefusalUnproven reports whether an error envelope with code, answered with httpStatus to a write, leaves open
+// whether KooPhone carried the write out.
+func RefusalUnproven(code string, httpStatus int) bool {
+	n := CodeNumber(code)
+	if n == "" { // the API gateway's own envelope (APIGW.*): its 5xx are a backend that failed or timed out
+		return httpStatus >= 500
+	}
+	return unprovenCodes[n] || (httpStatus >= 500 && !refusedBeforeWork[n])
+}
+
+// unprovenCodes are KooPhone's codes (the seed's error table, 6.2) that report a failure part-way without saying
+// the request was not carried out: Redis returned nothing (9001), a third-party API failed (9003, 4999), an
+// unknown error (9999). A read is retried on the first three; a write's outcome is unknown.
+var unprovenCodes = map[string]bool{"9001": true, "9003": true, "4999": true, "9999": true}
+
+// refusedBeforeWork are the codes KooPhone answers with HTTP 500 that refuse a request before any work: a token it
+// cannot parse (6002), a decryption failure (9000), a Redis lock it could not take (9002).
+var refusedBeforeWork = map[string]bool{"6002": true, "9000": true, "9002": true}
+
+// CodeNumber returns the numeric part of a KooPhone error code ("4001" of "KOOPHONE.API.4001", "KooPhone.API.4001"
+// or "KPAPI.4001"), or "" when the code is not KooPhone's (an API gateway code such as APIGW.0301, say).
+func CodeNumber(code string) string {
+	upper := strings.ToUpper(code)
+	for _, prefix := range []string{"KOOPHONE.API.", "KP.API.", "KPAPI."} {
+		if strings.HasPrefix(upper, prefix) {
+			return code[len(prefix):]
+		}
+	}
+	return ""
 }
 
 // guardedAttempt sends one attempt through the guard: the breaker (fail fast while open), the rate limiter and

@@ -166,6 +166,8 @@ func faultRows() []faultRow {
 			read: okAfter(2, 1, 0), write: once(kindHTTP, "", 503)},
 		{name: "503 (HTML) ×5", fault: f(sim.Fault503, 5),
 			read: exhausted(kindHTTP, "", 503, 3, 0), write: once(kindHTTP, "", 503)},
+		{name: "done-503 (the work done, then a 503 HTML page) ×1", fault: f(sim.FaultDone503, 1),
+			read: okAfter(2, 1, 0), write: once(kindHTTP, "", 503)},
 		{name: "malformed (HTTP 200, HTML body) ×1", fault: f(sim.FaultMalformed, 1),
 			read: once(kindDecode, "", 200), write: once(kindDecode, "", 200)},
 		{name: "truncated (HTTP 200, first half of the answer) ×1", fault: f(sim.FaultTruncated, 1),
@@ -357,9 +359,9 @@ func checkOutcome(t *testing.T, row faultRow, op matrixOp, w faultWant, got faul
 	wantOrders := 0
 	switch {
 	case op.name != "CreateInstance":
-	case w.ok || (row.fault != nil && row.fault.Kind == sim.FaultTruncated):
-		// The truncated fault runs the operation and cuts its answer: the order exists though the client got an
-		// error. Not retrying is what keeps it from being placed twice.
+	case w.ok || (row.fault != nil && (row.fault.Kind == sim.FaultTruncated || row.fault.Kind == sim.FaultDone503)):
+		// The truncated and done-503 faults run the operation and lose its answer: the order exists though the
+		// client got an error. Not retrying is what keeps it from being placed twice.
 		wantOrders = 1
 	case w.deadline:
 		// Whether the abandoned request is carried out depends on the simulator bug worked around above: once
