@@ -40,6 +40,9 @@ type Config struct {
 	// The guard around every attempt, shared by all calls of this client.
 	Limiter         Limiter       // nil: NewLocalLimiter(Rates, Clock)
 	Rates           Rates         // the local limiter's rates; zero: unlimited
+	// PollShare is the share of the quota's turns that watch polls keep while callers contend for it (fair.go);
+	// 0: DefaultPollShare. The fair queue stands in front of Limiter, or of the local limiter when Rates are set.
+	PollShare float64
 	Budget          RetryBudget   // retries of all calls together; default 20% of calls, at least 3/s
 	Breaker         BreakerConfig // default: opens after 5 failures in a row, for 10s
 	MaxInFlight     int           // attempts in flight at once; more wait inside their deadline; default 256
@@ -117,8 +120,14 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.obs = cfg.Observer
 	c.limiter = cfg.Limiter
-	if c.limiter == nil {
+	if c.limiter == nil && cfg.Rates != (Rates{}) {
 		c.limiter = NewLocalLimiter(cfg.Rates, c.clock)
+	}
+	if c.limiter == nil {
+		// No quota: nothing to wait for, so nothing to share out either.
+		c.limiter = NewLocalLimiter(cfg.Rates, c.clock)
+	} else {
+		c.limiter = newFairLimiter(c.limiter, cfg.PollShare)
 	}
 	c.budget = newRetryBudget(cfg.Budget, c.clock)
 	c.breaker = newBreaker(cfg.Breaker, c.obs)
