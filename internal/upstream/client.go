@@ -38,11 +38,11 @@ type Config struct {
 	Traced bool
 
 	// The guard around every attempt, shared by all calls of this client.
-	Limiter         Limiter       // nil: NewLocalLimiter(Rates, Clock)
-	Rates           Rates         // the local limiter's rates; zero: unlimited
+	Limiter Limiter // nil: NewLocalLimiter(Rates, Clock)
+	Rates   Rates   // the local limiter's rates; zero: unlimited
 	// PollShare is the share of the quota's turns that watch polls keep while callers contend for it (fair.go);
 	// 0: DefaultPollShare. The fair queue stands in front of Limiter, or of the local limiter when Rates are set.
-	PollShare float64
+	PollShare       float64
 	Budget          RetryBudget   // retries of all calls together; default 20% of calls, at least 3/s
 	Breaker         BreakerConfig // default: opens after 5 failures in a row, for 10s
 	MaxInFlight     int           // attempts in flight at once; more wait inside their deadline; default 256
