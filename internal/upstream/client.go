@@ -38,11 +38,9 @@ type Config struct {
 	Traced bool
 
 	// The guard around every attempt, shared by all calls of this client.
-	Limiter Limiter // nil: NewLocalLimiter(Rates, Clock)
-	Rates   Rates   // the local limiter's rates; zero: unlimited
-	// PollShare is the share of the quota's turns that watch polls keep while callers contend for it (fair.go);
-	// 0: DefaultPollShare. The fair queue stands in front of Limiter, or of the local limiter when Rates are set.
-	PollShare       float64
+	Limiter         Limiter       // nil: NewLocalLimiter(Rates, Clock); a fair queue stands in front of it (fair.go)
+	Rates           Rates         // the local limiter's rates; zero (and no Limiter): unlimited, no queue
+	PollShare       float64       // share of the quota's turns watch polls keep under contention; 0: DefaultPollShare
 	Budget          RetryBudget   // retries of all calls together; default 20% of calls, at least 3/s
 	Breaker         BreakerConfig // default: opens after 5 failures in a row, for 10s
 	MaxInFlight     int           // attempts in flight at once; more wait inside their deadline; default 256
