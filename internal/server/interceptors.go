@@ -19,6 +19,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/calllog"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
+	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -35,11 +36,14 @@ const RequestIDHeader = "x-request-id"
 //  4. authentication, audit, authorization (KooPhone services only; health and reflection stay open): the caller
 //     is named before anything looks at the request, denials are audited too, and validation errors never tell
 //     an unauthorised caller anything;
-//  5. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
-//  6. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
+//  5. per-caller shares (internal/share; KooPhone services only): the principal's rate, calls, streams and fleet
+//     runs, and its fairness key for the upstream quota. After the guard, which names the principal (for streams
+//     it is one step that also authorizes, so denied calls never spend a share either);
+//  6. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
+//  7. default deadline (unary only): calls without a deadline get one, so no upstream call waits forever.
 //
 // With trace non-nil, the request-id step also joins the call to the caller's trace (when no stats handler does).
-func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration, guard *auth.Guard, trace func(context.Context) context.Context) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration, guard *auth.Guard, shares *share.Shares, trace func(context.Context) context.Context) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	// The call log names the principal and, for REST calls, the real client (read when the call ends); health
 	// checks, every few seconds from each load balancer, log at debug.
 	logOpts := []calllog.Option{
@@ -57,6 +61,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		recovery.UnaryServerInterceptor(recoverOpts...),
 	}
 	unary = append(unary, guard.Unary()...)
+	unary = append(unary, shares.Unary())
 	unary = append(unary,
 		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := validate(ctx, log, v, req); err != nil {
@@ -79,6 +84,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		recovery.StreamServerInterceptor(recoverOpts...),
 	}
 	stream = append(stream, guard.Stream()...)
+	stream = append(stream, shares.Stream())
 	stream = append(stream,
 		func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return h(srv, &validatingStream{ServerStream: ss, v: v, log: log})
