@@ -23,7 +23,7 @@ import (
 // Limits is a share. A zero value of a field means unlimited.
 type Limits struct {
 	RequestsPerSecond   float64 // calls started per second (unary calls and stream opens); bursts of Burst
-	Burst               int     // default: RequestsPerSecond rounded up, at least 1
+	Burst               int     // default: RequestsPerSecond rounded up, at least 1 (also where a rate is set without one)
 	ConcurrentCalls     int     // unary calls in flight
 	OpenStreams         int     // streams open (watches, sessions, RunAsyncCommand, ListAllInstances)
 	ConcurrentFleetRuns int     // fleet runs in flight (RunFleetCommand, ResetFleet…)
@@ -156,6 +156,7 @@ func (o override) apply(l Limits) Limits {
 	}
 	if o.RequestsPerSecond != nil {
 		l.RequestsPerSecond = *o.RequestsPerSecond
+		l.Burst = 0 // a burst belongs with its rate: one set without it gets its own rounded up
 	}
 	set(&l.Burst, o.Burst)
 	set(&l.ConcurrentCalls, o.ConcurrentCalls)

@@ -69,6 +69,21 @@ func (c *Client) Queue() QueueStats {
 	return s
 }
 
+// Queued is how many calls of key wait for their turn now.
+func (c *Client) Queued(key string) int {
+	f, ok := c.limiter.(*fairLimiter)
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, q := range f.kinds {
+		q.mu.Lock()
+		n += len(q.queues[key])
+		q.mu.Unlock()
+	}
+	return n
+}
+
 // newFairLimiter puts the fair queue in front of inner. pollShare is in (0, 1); out of range: DefaultPollShare.
 func newFairLimiter(inner Limiter, pollShare float64) *fairLimiter {
 	if pollShare <= 0 || pollShare >= 1 {
