@@ -108,6 +108,15 @@ type Config struct {
 	QuotaReplicas      int // replicas sharing the quota: each spends 1/QuotaReplicas of it while Redis is down
 	IdempotencyTTL     time.Duration
 	IdempotencyMaxKeys int // in-memory store (without Redis)
+
+	// Per-caller shares (internal/share): everyone's defaults (0: unlimited) and a file of overrides.
+	ShareRate                float64
+	ShareBurst               int
+	ShareConcurrentCalls     int
+	ShareOpenStreams         int
+	ShareConcurrentFleetRuns int
+	ShareFile                string
+	UpstreamPollShare        float64 // share of the upstream quota's turns kept for watch polls under contention
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -296,6 +305,13 @@ func (c *Config) settings() []setting {
 		{flag: "redis-lease-ttl", env: "KOOPHONE_REDIS_LEASE_TTL", def: "5s", help: "scale-out: how long a dead replica's pollers stay unclaimed (the failover time)", set: dur(&c.RedisLeaseTTL)},
 		{flag: "quota-replicas", env: "KOOPHONE_QUOTA_REPLICAS", def: "1", help: "replicas sharing the --upstream-*-rate budget through Redis; while Redis is down each spends its 1/N share", set: num(&c.QuotaReplicas)},
 		{flag: "idempotency-ttl", env: "KOOPHONE_IDEMPOTENCY_TTL", def: "24h", help: "how long a write's request_id (Idempotency-Key) is remembered", set: dur(&c.IdempotencyTTL)},
+		{flag: "share-rate", env: "KOOPHONE_SHARE_RATE", def: "0", help: "per caller (principal): calls started per second (unary calls and stream opens); 0: unlimited", set: float(&c.ShareRate, 0, 1e6)},
+		{flag: "share-burst", env: "KOOPHONE_SHARE_BURST", def: "0", help: "per caller: calls started at once above --share-rate; 0: the rate rounded up", set: num(&c.ShareBurst)},
+		{flag: "share-concurrent-calls", env: "KOOPHONE_SHARE_CONCURRENT_CALLS", def: "0", help: "per caller: unary calls in flight at once; 0: unlimited", set: num(&c.ShareConcurrentCalls)},
+		{flag: "share-open-streams", env: "KOOPHONE_SHARE_OPEN_STREAMS", def: "0", help: "per caller: streams open at once (watches, sessions, ListAllInstances); 0: unlimited", set: num(&c.ShareOpenStreams)},
+		{flag: "share-concurrent-fleet-runs", env: "KOOPHONE_SHARE_CONCURRENT_FLEET_RUNS", def: "0", help: "per caller: fleet runs (RunFleetCommand, ResetFleet…) in flight at once; 0: unlimited", set: num(&c.ShareConcurrentFleetRuns)},
+		{flag: "share-file", env: "KOOPHONE_SHARE_FILE", help: "YAML file of per-group and per-principal shares overriding the --share-* defaults (see docs/shares.md); read at start", set: str(&c.ShareFile)},
+		{flag: "upstream-poll-share", env: "KOOPHONE_UPSTREAM_POLL_SHARE", def: "0.2", help: "share of the KooPhone quota's turns kept for watch polls while callers contend for it (the rest goes round-robin over the callers)", set: float(&c.UpstreamPollShare, 0.01, 0.99)},
 		{flag: "idempotency-max-keys", env: "KOOPHONE_IDEMPOTENCY_MAX_KEYS", def: "100000", help: "without Redis: most request_ids kept in memory (oldest dropped first)", set: num(&c.IdempotencyMaxKeys)},
 	}
 }

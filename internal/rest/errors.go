@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
@@ -40,15 +42,34 @@ func queryError(param, reason, description string) error {
 }
 
 // errorHandler is grpc-gateway's DefaultHTTPErrorHandler (HTTP status from the gRPC code, headers from the call's
-// metadata) with three changes: the body is {"error": status} (the marshalers wrap it), a request the mirror could
-// not read gets a google.rpc.BadRequest, and an answer without the call's X-Request-Id gets one.
+// metadata) with four changes: the body is {"error": status} (the marshalers wrap it), a request the mirror could
+// not read gets a google.rpc.BadRequest, an answer without the call's X-Request-Id gets one, and a status with
+// RetryInfo gets a Retry-After header (HTTP clients and proxies know that one).
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	err = readableError(err)
 	md, _ := runtime.ServerMetadataFromContext(ctx)
 	if len(md.HeaderMD.Get(requestIDHeader)) == 0 && w.Header().Get(requestIDHeader) == "" {
 		w.Header().Set(requestIDHeader, upstream.CallerRequestID(r.Header.Get(requestIDHeader)))
 	}
+	if d, ok := retryDelay(err); ok {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
+	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// retryDelay is the status's RetryInfo delay, at least a second (Retry-After counts whole seconds, and 0 would
+// invite an immediate retry).
+func retryDelay(err error) (time.Duration, bool) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			return max(ri.GetRetryDelay().AsDuration(), time.Second), true
+		}
+	}
+	return 0, false
 }
 
 // readableError turns the mirror's own "invalid request: …" errors into INVALID_ARGUMENT with a BadRequest, and

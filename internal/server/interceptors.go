@@ -19,6 +19,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/calllog"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
+	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -37,13 +38,16 @@ const RequestIDHeader = "x-request-id"
 //     anything. Audit wraps authorization and everything inside it and writes its one line per write when the
 //     call returns, once its fate is known (denied, invalid or done); the line is bounded (auth.auditLine), so a
 //     denied or invalid request of any size writes a small line;
-//  5. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
-//  6. deadline: unary calls without a deadline get one, so no upstream call waits forever; a caller's deadline is
+//  5. per-caller shares (internal/share; KooPhone services only): the principal's rate, calls, streams and fleet
+//     runs, and its fairness key for the upstream quota. After the guard, which names the principal (for streams
+//     it is one step that also authorizes, so denied calls never spend a share either);
+//  6. validation: INVALID_ARGUMENT with BadRequest before any upstream call;
+//  7. deadline: unary calls without a deadline get one, so no upstream call waits forever; a caller's deadline is
 //     kept back by a tenth (at most 500ms), so the gateway's status (OUTCOME_UNKNOWN for a write already sent)
 //     reaches the caller before its own timer fires (deadline.go).
 //
 // With trace non-nil, the request-id step also joins the call to the caller's trace (when no stats handler does).
-func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration, guard *auth.Guard, trace func(context.Context) context.Context) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Duration, guard *auth.Guard, shares *share.Shares, trace func(context.Context) context.Context) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	// The call log names the principal and, for REST calls, the real client (read when the call ends); health
 	// checks, every few seconds from each load balancer, log at debug.
 	logOpts := []calllog.Option{
@@ -61,6 +65,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		recovery.UnaryServerInterceptor(recoverOpts...),
 	}
 	unary = append(unary, guard.Unary()...)
+	unary = append(unary, shares.Unary())
 	unary = append(unary,
 		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := validate(ctx, log, v, req); err != nil {
@@ -76,6 +81,7 @@ func interceptors(log *slog.Logger, v *service.Validator, defaultTimeout time.Du
 		recovery.StreamServerInterceptor(recoverOpts...),
 	}
 	stream = append(stream, guard.Stream()...)
+	stream = append(stream, shares.Stream())
 	stream = append(stream,
 		func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			return h(srv, &validatingStream{ServerStream: ss, v: v, log: log})

@@ -15,8 +15,19 @@ import (
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
+	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
+
+// noShares is the shares step with nothing configured.
+func noShares(t *testing.T) *share.Shares {
+	t.Helper()
+	s, err := share.New(share.Config{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // runUnary sends req through the whole unary chain to h, as grpc would.
 func runUnary(t *testing.T, log *slog.Logger, ctx context.Context, req any, h grpc.UnaryHandler) (any, error) {
@@ -29,7 +40,7 @@ func runUnary(t *testing.T, log *slog.Logger, ctx context.Context, req any, h gr
 	if err != nil {
 		t.Fatal(err)
 	}
-	unary, _ := interceptors(log, v, time.Minute, guard, nil)
+	unary, _ := interceptors(log, v, time.Minute, guard, noShares(t), nil)
 	info := &grpc.UnaryServerInfo{FullMethod: "/koophone.v1.InstanceService/GetTask"}
 	for i := len(unary) - 1; i >= 0; i-- {
 		ic, next := unary[i], h

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/stream"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
@@ -29,6 +31,7 @@ func (s *Server) guard(c *upstream.Config) {
 		ReadPerSec: cfg.UpstreamReadRate, ReadBurst: cfg.UpstreamReadBurst,
 		WritePerSec: cfg.UpstreamWriteRate, WriteBurst: cfg.UpstreamWriteBurst,
 	}
+	c.PollShare = cfg.UpstreamPollShare
 	c.Budget = upstream.RetryBudget{Ratio: cfg.UpstreamRetryBudget, MinPerSec: cfg.UpstreamRetryMin}
 	if cfg.UpstreamRetryBudget == 0 {
 		c.Budget.Ratio = math.SmallestNonzeroFloat64 // 0 configured: only the per-second minimum (0 in Config means the default)
@@ -105,4 +108,15 @@ func (s *Server) drain(ctx context.Context) {
 	}
 	s.log.Info("draining: NOT_SERVING, still taking calls", "delay", s.cfg.ShutdownDrainDelay)
 	clock.Sleep(clock.Real{}, s.cfg.ShutdownDrainDelay, ctx.Done())
+}
+
+// shareConfig is the per-caller shares of the config table.
+func shareConfig(cfg *config.Config) share.Config {
+	return share.Config{File: cfg.ShareFile, Defaults: share.Limits{
+		RequestsPerSecond:   cfg.ShareRate,
+		Burst:               cfg.ShareBurst,
+		ConcurrentCalls:     cfg.ShareConcurrentCalls,
+		OpenStreams:         cfg.ShareOpenStreams,
+		ConcurrentFleetRuns: cfg.ShareConcurrentFleetRuns,
+	}}
 }

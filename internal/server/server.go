@@ -29,6 +29,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/inproc"
 	"github.com/koophone-gateway/koophone-gateway/internal/pprofserver"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
+	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/telemetry"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
@@ -189,7 +190,11 @@ func (s *Server) start(ctx context.Context) error {
 	} else {
 		trace = telemetry.ExtractTrace
 	}
-	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout, s.sec.guard, trace)
+	shares, err := share.New(shareConfig(cfg), s.opts.clockOrReal(), s.tel.Registry)
+	if err != nil {
+		return err
+	}
+	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout, s.sec.guard, shares, trace)
 	// Telemetry sits right after the request id: it sees every call, including those later steps refuse.
 	unary = slices.Insert(unary, 1, s.tel.GRPC.UnaryServerInterceptor(), s.countUnary)
 	stream = slices.Insert(stream, 1, s.tel.GRPC.StreamServerInterceptor(), s.countStream)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -132,11 +133,27 @@ func classifyPollError(err error) (bool, time.Duration) {
 	return false, 0
 }
 
+// pollFairness says on whose share of the KooPhone quota a poller's polls wait: its first poll on the share of the
+// caller who started it (so a flood of watches on made-up ids queues behind its own caller, and a watch on a task
+// KooPhone does not know ends with NOT_FOUND as soon as that caller's turn comes), every later one on the watch
+// polls' reserved share (they serve every watcher of the thing).
+func pollFairness(ctx context.Context) func(context.Context) context.Context {
+	starter := upstream.FairnessKey(ctx)
+	var polled atomic.Bool
+	return func(ctx context.Context) context.Context {
+		if !polled.Swap(true) && starter != "" {
+			return upstream.WithFairnessKey(ctx, starter)
+		}
+		return upstream.WithPollClass(ctx)
+	}
+}
+
 func (w *watchers) watchTask(ctx context.Context, taskID string) (stream.Subscription[*pb.WatchTaskResponse], error) {
 	key := stream.Key{Identity: w.up.Identity(), Kind: kindTask, ID: taskID}
+	fair := pollFairness(ctx)
 	return w.tasks.Watch(ctx, key, stream.Source[*pb.WatchTaskResponse]{
 		Poll: func(ctx context.Context) (*pb.WatchTaskResponse, error) {
-			res, err := w.up.GetTask(ctx, taskID)
+			res, err := w.up.GetTask(fair(ctx), taskID)
 			if err != nil {
 				return nil, err
 			}
@@ -173,9 +190,10 @@ func progressKey(userID, instanceID string) string {
 
 func (w *watchers) watchProgress(ctx context.Context, userID, instanceID string) (stream.Subscription[*pb.WatchPrepareProgressResponse], error) {
 	key := stream.Key{Identity: w.up.Identity(), Kind: kindPrepare, ID: progressKey(userID, instanceID)}
+	fair := pollFairness(ctx)
 	return w.progress.Watch(ctx, key, stream.Source[*pb.WatchPrepareProgressResponse]{
 		Poll: func(ctx context.Context) (*pb.WatchPrepareProgressResponse, error) {
-			res, err := w.up.ShowProgress(ctx, upstream.ProgressRequest{UserID: userID, InstanceID: instanceID})
+			res, err := w.up.ShowProgress(fair(ctx), upstream.ProgressRequest{UserID: userID, InstanceID: instanceID})
 			if err != nil {
 				return nil, err
 			}

@@ -38,8 +38,9 @@ type Config struct {
 	Traced bool
 
 	// The guard around every attempt, shared by all calls of this client.
-	Limiter         Limiter       // nil: NewLocalLimiter(Rates, Clock)
-	Rates           Rates         // the local limiter's rates; zero: unlimited
+	Limiter         Limiter       // nil: NewLocalLimiter(Rates, Clock); a fair queue stands in front of it (fair.go)
+	Rates           Rates         // the local limiter's rates; zero (and no Limiter): unlimited, no queue
+	PollShare       float64       // share of the quota's turns watch polls keep under contention; 0: DefaultPollShare
 	Budget          RetryBudget   // retries of all calls together; default 20% of calls, at least 3/s
 	Breaker         BreakerConfig // default: opens after 5 failures in a row, for 10s
 	MaxInFlight     int           // attempts in flight at once; more wait inside their deadline; default 256
@@ -117,8 +118,14 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.obs = cfg.Observer
 	c.limiter = cfg.Limiter
-	if c.limiter == nil {
+	if c.limiter == nil && cfg.Rates != (Rates{}) {
 		c.limiter = NewLocalLimiter(cfg.Rates, c.clock)
+	}
+	if c.limiter == nil {
+		// No quota: nothing to wait for, so nothing to share out either.
+		c.limiter = NewLocalLimiter(cfg.Rates, c.clock)
+	} else {
+		c.limiter = newFairLimiter(c.limiter, cfg.PollShare)
 	}
 	c.budget = newRetryBudget(cfg.Budget, c.clock)
 	c.breaker = newBreaker(cfg.Breaker, c.obs)

@@ -40,7 +40,8 @@ const (
 // Retry safety: RPCs marked idempotency_level NO_SIDE_EFFECTS or IDEMPOTENT may be retried on UNAVAILABLE,
 // DEADLINE_EXCEEDED, ABORTED and RESOURCE_EXHAUSTED (after RetryInfo's delay). Other RPCs change or buy things: retry
 // them only when the error says the request never reached KooPhone (INVALID_ARGUMENT after fixing it,
-// MISSING_CREDENTIALS, INVALID_CREDENTIALS, ACTION_DENIED, RATE_LIMITED, SERVER_SHUTTING_DOWN, UPSTREAM_AUTH_FAILED);
+// MISSING_CREDENTIALS, INVALID_CREDENTIALS, ACTION_DENIED, RATE_LIMITED, PRINCIPAL_*_LIMITED, SERVER_SHUTTING_DOWN,
+// UPSTREAM_AUTH_FAILED);
 // after OUTCOME_UNKNOWN, UPSTREAM_UNAVAILABLE or DEADLINE_EXCEEDED check the state first (ListInstances, GetTask).
 //
 // ErrorReason is the reason of the gateway's own google.rpc.ErrorInfo (domain "koophone-gateway"). The value's name
@@ -98,6 +99,16 @@ const (
 	ErrorReason_IDEMPOTENCY_STORE_UNAVAILABLE ErrorReason = 19
 	// A repeat of a keyed write gave up waiting for the first call, still in flight. ABORTED: repeat it later.
 	ErrorReason_IDEMPOTENT_CALL_IN_FLIGHT ErrorReason = 20
+	// The caller's own share of requests per second is used up (a per-principal or per-group limit of the gateway).
+	// RESOURCE_EXHAUSTED (429, with Retry-After) with RetryInfo; nothing was sent. Metadata "principal" and "limit"
+	// (the setting that refused, e.g. "requests_per_second") and "value" (its value).
+	ErrorReason_PRINCIPAL_RATE_LIMITED ErrorReason = 21
+	// The caller already has as many unary calls, or fleet runs, in flight as its share allows. RESOURCE_EXHAUSTED
+	// with RetryInfo; metadata as PRINCIPAL_RATE_LIMITED ("concurrent_calls" or "concurrent_fleet_runs").
+	ErrorReason_PRINCIPAL_CONCURRENCY_LIMITED ErrorReason = 22
+	// The caller already has as many streams (watches, sessions, fleet streams) open as its share allows.
+	// RESOURCE_EXHAUSTED with RetryInfo; metadata as PRINCIPAL_RATE_LIMITED ("open_streams"): close one first.
+	ErrorReason_PRINCIPAL_STREAM_LIMITED ErrorReason = 23
 )
 
 // Enum value maps for ErrorReason.
@@ -124,6 +135,9 @@ var (
 		18: "IDEMPOTENT_OUTCOME_UNKNOWN",
 		19: "IDEMPOTENCY_STORE_UNAVAILABLE",
 		20: "IDEMPOTENT_CALL_IN_FLIGHT",
+		21: "PRINCIPAL_RATE_LIMITED",
+		22: "PRINCIPAL_CONCURRENCY_LIMITED",
+		23: "PRINCIPAL_STREAM_LIMITED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":      0,
@@ -147,6 +161,9 @@ var (
 		"IDEMPOTENT_OUTCOME_UNKNOWN":    18,
 		"IDEMPOTENCY_STORE_UNAVAILABLE": 19,
 		"IDEMPOTENT_CALL_IN_FLIGHT":     20,
+		"PRINCIPAL_RATE_LIMITED":        21,
+		"PRINCIPAL_CONCURRENCY_LIMITED": 22,
+		"PRINCIPAL_STREAM_LIMITED":      23,
 	}
 )
 
@@ -181,7 +198,7 @@ var File_koophone_v1_errors_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x18koophone/v1/errors.proto\x12\vkoophone.v1*\xa5\x04\n" +
+	"\x18koophone/v1/errors.proto\x12\vkoophone.v1*\x82\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14UPSTREAM_UNAVAILABLE\x10\x01\x12\x17\n" +
@@ -204,7 +221,10 @@ const file_koophone_v1_errors_proto_rawDesc = "" +
 	"\x13INVALID_CREDENTIALS\x10\x11\x12\x1e\n" +
 	"\x1aIDEMPOTENT_OUTCOME_UNKNOWN\x10\x12\x12!\n" +
 	"\x1dIDEMPOTENCY_STORE_UNAVAILABLE\x10\x13\x12\x1d\n" +
-	"\x19IDEMPOTENT_CALL_IN_FLIGHT\x10\x14B\xbe\x01\n" +
+	"\x19IDEMPOTENT_CALL_IN_FLIGHT\x10\x14\x12\x1a\n" +
+	"\x16PRINCIPAL_RATE_LIMITED\x10\x15\x12!\n" +
+	"\x1dPRINCIPAL_CONCURRENCY_LIMITED\x10\x16\x12\x1c\n" +
+	"\x18PRINCIPAL_STREAM_LIMITED\x10\x17B\xbe\x01\n" +
 	"\x17com.koophone.gateway.v1B\vErrorsProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
