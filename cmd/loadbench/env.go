@@ -140,6 +140,9 @@ func startGateway(ctx context.Context, o *options, s *simulator, name, bin strin
 		// Every load comes from 127.0.0.1: the per-source bound (256) would cap the REST paths' connections, so it is
 		// raised to the whole listener's (an earlier build ignores the variable).
 		"KOOPHONE_MAX_CONNECTIONS_PER_SOURCE=4096",
+		// One anonymous caller makes the whole load: its per-caller shares (2,000 streams, 256 calls by default)
+		// would cap the watcher and slow-upstream phases, so they are lifted (an earlier build ignores them).
+		"KOOPHONE_SHARE_OPEN_STREAMS=0", "KOOPHONE_SHARE_CONCURRENT_CALLS=0",
 	}
 	if bin == o.gatewayBin {
 		// As the container images run it (deploy/Dockerfile, deploy/cmd/mkimage). An earlier build

@@ -109,7 +109,9 @@ type Config struct {
 	IdempotencyTTL     time.Duration
 	IdempotencyMaxKeys int // in-memory store (without Redis)
 
-	// Per-caller shares (internal/share): everyone's defaults (0: unlimited) and a file of overrides.
+	// Per-caller shares (internal/share): everyone's defaults (0: unlimited) and a file of overrides. The defaults bound
+	// what one caller can hold (streams, calls, fleet runs) without slowing anyone who behaves; the rate is off, since
+	// the fair queue in front of KooPhone's quota already shares the upstream among callers.
 	ShareRate                float64
 	ShareBurst               int
 	ShareConcurrentCalls     int
@@ -307,9 +309,9 @@ func (c *Config) settings() []setting {
 		{flag: "idempotency-ttl", env: "KOOPHONE_IDEMPOTENCY_TTL", def: "24h", help: "how long a write's request_id (Idempotency-Key) is remembered", set: dur(&c.IdempotencyTTL)},
 		{flag: "share-rate", env: "KOOPHONE_SHARE_RATE", def: "0", help: "per caller (principal): calls started per second (unary calls and stream opens); 0: unlimited", set: float(&c.ShareRate, 0, 1e6)},
 		{flag: "share-burst", env: "KOOPHONE_SHARE_BURST", def: "0", help: "per caller: calls started at once above --share-rate; 0: the rate rounded up", set: num(&c.ShareBurst)},
-		{flag: "share-concurrent-calls", env: "KOOPHONE_SHARE_CONCURRENT_CALLS", def: "0", help: "per caller: unary calls in flight at once; 0: unlimited", set: num(&c.ShareConcurrentCalls)},
-		{flag: "share-open-streams", env: "KOOPHONE_SHARE_OPEN_STREAMS", def: "0", help: "per caller: streams open at once (watches, sessions, ListAllInstances); 0: unlimited", set: num(&c.ShareOpenStreams)},
-		{flag: "share-concurrent-fleet-runs", env: "KOOPHONE_SHARE_CONCURRENT_FLEET_RUNS", def: "0", help: "per caller: fleet runs (RunFleetCommand, ResetFleet…) in flight at once; 0: unlimited", set: num(&c.ShareConcurrentFleetRuns)},
+		{flag: "share-concurrent-calls", env: "KOOPHONE_SHARE_CONCURRENT_CALLS", def: "256", help: "per caller: unary calls in flight at once; 0: unlimited", set: num(&c.ShareConcurrentCalls)},
+		{flag: "share-open-streams", env: "KOOPHONE_SHARE_OPEN_STREAMS", def: "2000", help: "per caller: streams open at once (watches, sessions, ListAllInstances); 0: unlimited", set: num(&c.ShareOpenStreams)},
+		{flag: "share-concurrent-fleet-runs", env: "KOOPHONE_SHARE_CONCURRENT_FLEET_RUNS", def: "4", help: "per caller: fleet runs (RunFleetCommand, ResetFleet…) in flight at once; 0: unlimited", set: num(&c.ShareConcurrentFleetRuns)},
 		{flag: "share-file", env: "KOOPHONE_SHARE_FILE", help: "YAML file of per-group and per-principal shares overriding the --share-* defaults (see docs/shares.md); read at start", set: str(&c.ShareFile)},
 		{flag: "upstream-poll-share", env: "KOOPHONE_UPSTREAM_POLL_SHARE", def: "0.2", help: "share of the KooPhone quota's turns kept for watch polls while callers contend for it (the rest goes round-robin over the callers)", set: float(&c.UpstreamPollShare, 0.01, 0.99)},
 		{flag: "idempotency-max-keys", env: "KOOPHONE_IDEMPOTENCY_MAX_KEYS", def: "100000", help: "without Redis: most request_ids kept in memory (oldest dropped first)", set: num(&c.IdempotencyMaxKeys)},

@@ -92,7 +92,7 @@ func TestShareRate(t *testing.T) {
 // TestShareOpenStreams: a caller with its streams' share open is refused another, while a principal override
 // lets the other caller open more.
 func TestShareOpenStreams(t *testing.T) {
-	e := newShareEnv(t, "principals:\n  other: {open_streams: 2}\n", "--share-open-streams=1")
+	e := newShareEnv(t, "principals:\n  key:other: {open_streams: 2}\n", "--share-open-streams=1")
 	task, err := e.inst.AsyncCommand(as(e.ctx(), otherKey), &pb.AsyncCommandRequest{Command: "getprop ro.serialno", InstanceIds: []string{e.phone()}})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestFairQueueFloodAndUnknownWatch(t *testing.T) {
 	}
 	// One call holds the turn (waiting for the quota on the fake clock), the rest queue.
 	waitFor(t, "the flood queued", func() bool {
-		return e.srv.up.Queued("flood") == flood-1-int(e.sim.Calls("GetTask")-before)
+		return e.srv.up.Queued("key:flood") == flood-1-int(e.sim.Calls("GetTask")-before)
 	})
 	s, err := e.inst.WatchTask(as(e.ctx(), otherKey), &pb.WatchTaskRequest{TaskId: "0123456789abcdef"})
 	if err != nil {
@@ -158,7 +158,7 @@ func TestFairQueueFloodAndUnknownWatch(t *testing.T) {
 	}
 	_, end := recvAll(s)
 	go func() { events <- "watch " + status.Code(<-end).String() }()
-	waitFor(t, "the watch's poll queued", func() bool { return e.srv.up.Queued("other") == 1 })
+	waitFor(t, "the watch's poll queued", func() bool { return e.srv.up.Queued("key:other") == 1 })
 	// A second of quota at a time, until the other caller's poll has the turn: how many flood calls went out
 	// before it is the queue's order, whatever the timing (with the turn held, nothing else is sent).
 	sentBefore := -1
@@ -166,7 +166,7 @@ func TestFairQueueFloodAndUnknownWatch(t *testing.T) {
 	for sentBefore < 0 && time.Now().Before(deadline) {
 		e.clk.Advance(time.Second)
 		time.Sleep(5 * time.Millisecond)
-		if e.srv.up.Queued("other") == 0 {
+		if e.srv.up.Queued("key:other") == 0 {
 			sentBefore = int(e.sim.Calls("GetTask") - before)
 		}
 	}
