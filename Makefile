@@ -46,7 +46,9 @@ test-dates:
 	KOOPHONE_TEST_CLOCK_SHIFT=8760h go test -count=1 -timeout 10m $(DATED_PACKAGES)
 	KOOPHONE_TEST_CLOCK_SHIFT=-8760h go test -count=1 -timeout 10m $(DATED_PACKAGES)
 
-## test-deploy: render deploy/'s kustomize overlays and check them against the server (deploy/ is its own module)
+## test-deploy: render deploy/'s kustomize overlays and check them against the server, then run each overlay, the
+## compose file's gateway and the image's defaults for real (the gateway binary, --check-config, redis-server, the
+## simulator, authenticated gRPC and REST calls; ~10 s once built). deploy/ is its own module.
 test-deploy:
 	cd deploy && go vet ./... && go test -race -count=1 ./...
 

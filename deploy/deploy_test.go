@@ -1,8 +1,9 @@
 // No cluster runs in CI, so these tests render every kustomize overlay with the kustomize API, decode each
 // object strictly with the Kubernetes API types, and check what would otherwise only fail in a cluster: probe ports
 // are the server's ports, every setting the manifests give is one the server reads (its config table in
-// internal/config), secrets come from Secret keys that exist, the grace period outlasts the server's, and nothing
-// runs as root.
+// internal/config), secrets come from Secret keys that exist, the grace period outlasts the server's, nothing
+// runs as root, callers must authenticate, images are pinned, an autoscaled Deployment has no replicas field, and
+// Redis is set up as the gateway needs (manifest_test.go). start_test.go then runs what these read.
 package deploy
 
 import (
