@@ -58,6 +58,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"go.uber.org/goleak"
+
 	"github.com/koophone-gateway/koophone-gateway/deploy/image"
 )
 
@@ -82,6 +84,11 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if b, err := binaries(); err == nil {
 		os.RemoveAll(b["dir"])
+	}
+	// Every process the tests started has been waited for, every client closed.
+	if err := goleak.Find(); err != nil && code == 0 {
+		fmt.Fprintln(os.Stderr, "goleak:", err)
+		code = 1
 	}
 	os.Exit(code)
 }
@@ -398,6 +405,7 @@ func await(t *testing.T, what string, f func() error, procs ...*process) {
 		for _, p := range procs {
 			select {
 			case e := <-p.done:
+				p.done <- e // for the cleanup that waits for it
 				t.Fatalf("%s exited (%v) while waiting for %s; output:\n%s", p.name, e, what, p.out)
 			default:
 			}
