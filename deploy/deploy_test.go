@@ -1,8 +1,9 @@
 // No cluster runs in CI, so these tests render every kustomize overlay with the kustomize API, decode each
 // object strictly with the Kubernetes API types, and check what would otherwise only fail in a cluster: probe ports
 // are the server's ports, every setting the manifests give is one the server reads (its config table in
-// internal/config), secrets come from Secret keys that exist, the grace period outlasts the server's, and nothing
-// runs as root.
+// internal/config), secrets come from Secret keys that exist, the grace period outlasts the server's, nothing
+// runs as root, callers must authenticate, images are pinned, an autoscaled Deployment has no replicas field, and
+// Redis is set up as the gateway needs (manifest_test.go). start_test.go then runs what these read.
 package deploy
 
 import (
@@ -256,7 +257,18 @@ func TestOverlays(t *testing.T) {
 			if ports["grpc"] != grpcPort || ports["http"] != httpPort {
 				t.Errorf("container ports %v, server listens on gRPC %d and HTTP %d", ports, grpcPort, httpPort)
 			}
+			// Probes: native gRPC health in clear text; with TLS on (the kubelet's gRPC probes cannot speak TLS) HTTPS
+			// GETs on the REST port: /healthz for startup and liveness, /readyz for readiness.
+			tlsOn := env["KOOPHONE_TLS_CERT_FILE"] != ""
 			for name, p := range map[string]*corev1.Probe{"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+				if tlsOn {
+					want := map[bool]string{true: "/readyz", false: "/healthz"}[name == "readiness"]
+					if p == nil || p.GRPC != nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS ||
+						p.HTTPGet.Path != want || p.HTTPGet.Port.StrVal != "http" {
+						t.Errorf("%s probe: with TLS on, want an HTTPS GET of %s on port http", name, want)
+					}
+					continue
+				}
 				if p == nil || p.GRPC == nil {
 					t.Errorf("%s probe: want a native gRPC probe", name)
 					continue
@@ -281,18 +293,26 @@ func TestOverlays(t *testing.T) {
 					if _, ok := ports[sp.TargetPort.StrVal]; !ok {
 						t.Errorf("Service %s targets port %q, not a container port", s.Name, sp.TargetPort.String())
 					}
+					if tlsOn && sp.AppProtocol != nil && *sp.AppProtocol == "kubernetes.io/h2c" {
+						t.Errorf("Service %s says cleartext HTTP/2 (h2c), but the gateway speaks TLS", s.Name)
+					}
 				}
 				if !labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
 					t.Errorf("Service %s selects no gateway pod", s.Name)
 				}
 			}
 
-			// Credentials: from files in mounted Secrets whose keys exist.
-			mounts := map[string]string{} // mount path -> Secret name
+			// Files: in mounted Secrets (secrets always) or ConfigMaps, under keys that exist.
+			type source struct{ kind, name string }
+			mounts := map[string]source{} // mount path -> the Secret or ConfigMap mounted there
 			for _, m := range c.VolumeMounts {
 				for _, v := range pod.Volumes {
-					if v.Name == m.Name && v.Secret != nil {
-						mounts[m.MountPath] = v.Secret.SecretName
+					switch {
+					case v.Name != m.Name:
+					case v.Secret != nil:
+						mounts[m.MountPath] = source{"Secret", v.Secret.SecretName}
+					case v.ConfigMap != nil:
+						mounts[m.MountPath] = source{"ConfigMap", v.ConfigMap.Name}
 					}
 				}
 			}
@@ -300,35 +320,47 @@ func TestOverlays(t *testing.T) {
 				if !strings.HasSuffix(name, "_FILE") {
 					continue
 				}
-				secret, ok := mounts[path.Dir(val)]
+				src, ok := mounts[path.Dir(val)]
 				if !ok {
-					t.Errorf("%s=%s is not in a mounted Secret", name, val)
+					t.Errorf("%s=%s is not in a mounted Secret or ConfigMap", name, val)
 					continue
 				}
-				s, ok := o.secrets[secret]
-				if !ok {
-					t.Errorf("%s: Secret %s is not in the overlay", name, secret)
-					continue
+				if base, _ := strings.CutSuffix(name, "_FILE"); settings[base].secret && src.kind != "Secret" {
+					t.Errorf("%s=%s: a secret belongs in a Secret, not %s %s", name, val, src.kind, src.name)
 				}
-				if _, ok := s.Data[path.Base(val)]; !ok {
-					if _, ok := s.StringData[path.Base(val)]; !ok {
-						t.Errorf("%s: Secret %s has no key %q", name, secret, path.Base(val))
+				keys := map[string]bool{}
+				if s, ok := o.secrets[src.name]; ok && src.kind == "Secret" {
+					for k := range s.Data {
+						keys[k] = true
 					}
+					for k := range s.StringData {
+						keys[k] = true
+					}
+				} else if cm, ok := o.configMaps[src.name]; ok && src.kind == "ConfigMap" {
+					for k := range cm.Data {
+						keys[k] = true
+					}
+				} else {
+					t.Errorf("%s: %s %s is not in the overlay", name, src.kind, src.name)
+					continue
+				}
+				if !keys[path.Base(val)] {
+					t.Errorf("%s: %s %s has no key %q", name, src.kind, src.name, path.Base(val))
 				}
 			}
 			for _, s := range o.secrets {
-				if s.Type == corev1.SecretTypeTLS {
-					continue
-				}
 				for k := range s.Data {
 					used := false
 					for name, val := range env {
-						used = used || strings.HasSuffix(name, "_FILE") && path.Base(val) == k && mounts[path.Dir(val)] == s.Name
+						used = used || strings.HasSuffix(name, "_FILE") && path.Base(val) == k && mounts[path.Dir(val)].name == s.Name
 					}
 					if !used {
 						t.Errorf("Secret %s key %q is read by no setting", s.Name, k)
 					}
 				}
+			}
+			if env["KOOPHONE_AUTH_KEYS_FILE"] == "" && env["KOOPHONE_TLS_CLIENT_CA_FILE"] == "" {
+				t.Error("no caller authentication: the server refuses a non-loopback address without it")
 			}
 			_, endpoint := env["KOOPHONE_ENDPOINT"]
 			hasCred := env["KOOPHONE_AK_FILE"] != "" && env["KOOPHONE_SK_FILE"] != "" ||
@@ -376,11 +408,19 @@ func TestOverlays(t *testing.T) {
 				t.Error("Prometheus scrape annotations must point at the HTTP port")
 			}
 
-			// Every policy object selects the gateway pods.
+			// Every policy object selects the gateway's pods or, in production, Redis's.
 			podLabels := labels.Set(d.Spec.Template.Labels)
+			owned := func(sel *metav1.LabelSelector) *appsv1.Deployment {
+				for _, dep := range o.deployments {
+					if s, err := metaSelector(sel); err == nil && s.Matches(labels.Set(dep.Spec.Template.Labels)) {
+						return dep
+					}
+				}
+				return nil
+			}
 			for _, p := range o.pdbs {
-				if sel, err := metaSelector(p.Spec.Selector); err != nil || !sel.Matches(podLabels) {
-					t.Errorf("PodDisruptionBudget %s selects no gateway pod", p.Name)
+				if owned(p.Spec.Selector) == nil {
+					t.Errorf("PodDisruptionBudget %s selects no pod", p.Name)
 				}
 			}
 			gatewayPolicy := false
@@ -396,7 +436,20 @@ func TestOverlays(t *testing.T) {
 				if h.Spec.ScaleTargetRef.Name != d.Name {
 					t.Errorf("HPA %s scales %s", h.Name, h.Spec.ScaleTargetRef.Name)
 				}
+				// An autoscaled Deployment has no replicas field: every apply would reset the count the HPA chose.
+				if d.Spec.Replicas != nil {
+					t.Errorf("Deployment %s sets replicas: %d beside HPA %s, which owns the count", d.Name, *d.Spec.Replicas, h.Name)
+				}
 			}
+			checkSpread(t, d)
+			for _, dep := range o.deployments {
+				for _, k := range dep.Spec.Template.Spec.Containers {
+					if err := pinned(k.Image); err != nil {
+						t.Errorf("Deployment %s container %s: %v", dep.Name, k.Name, err)
+					}
+				}
+			}
+			checkDemoKeys(t, overlay, o)
 
 			switch overlay {
 			case "single":
@@ -407,9 +460,22 @@ func TestOverlays(t *testing.T) {
 				if env["KOOPHONE_REDIS_URL_FILE"] == "" || !endpoint {
 					t.Error("production: KooPhone and Redis")
 				}
-				if len(o.hpas) != 1 || len(o.pdbs) != 1 {
-					t.Fatal("production: one HPA and one PodDisruptionBudget")
+				if len(o.hpas) != 1 {
+					t.Fatal("production: one HPA")
 				}
+				if owned(o.pdbs[0].Spec.Selector) != d && (len(o.pdbs) < 2 || owned(o.pdbs[1].Spec.Selector) != d) {
+					t.Error("production: a PodDisruptionBudget for the gateway")
+				}
+				if !tlsOn || env["KOOPHONE_TLS_KEY_FILE"] == "" {
+					t.Error("production: TLS on both listeners (callers' keys must not travel in clear)")
+				}
+				if d.Spec.Template.Annotations["prometheus.io/scheme"] != "https" {
+					t.Error("production: the metrics are on the TLS port: prometheus.io/scheme: https")
+				}
+				if strings.HasSuffix(d.Spec.Template.Spec.Containers[0].Image, ":dev") || !strings.Contains(d.Spec.Template.Spec.Containers[0].Image, "/") {
+					t.Errorf("production: image %s: a registry's image at a released version", d.Spec.Template.Spec.Containers[0].Image)
+				}
+				checkRedis(t, o, d)
 				// While Redis is down each replica spends 1/KOOPHONE_QUOTA_REPLICAS: never more replicas than that.
 				n, _ := strconv.Atoi(env["KOOPHONE_QUOTA_REPLICAS"])
 				if n < int(o.hpas[0].Spec.MaxReplicas) {

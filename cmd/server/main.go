@@ -1,5 +1,6 @@
 // Command server runs koophone-gateway: configuration from flags and KOOPHONE_* variables, then run until
-// SIGINT/SIGTERM.
+// SIGINT/SIGTERM. With --check-config it validates the configuration and the files it names, and exits 0 (valid)
+// or 2 (refused) without listening.
 package main
 
 import (
@@ -32,6 +33,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		fmt.Fprintln(stderr, "configuration:", err)
 		return 2
+	}
+	if cfg.CheckOnly {
+		// --check-config: everything Start would refuse before listening, and nothing more.
+		if err := server.Check(cfg); err != nil {
+			fmt.Fprintln(stderr, "configuration:", err)
+			return 2
+		}
+		fmt.Fprintln(stderr, "configuration OK")
+		return 0
 	}
 	log := server.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	srv, err := server.Start(ctx, cfg, log)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -119,5 +120,53 @@ func TestInsecureNoAuthWarns(t *testing.T) {
 	}
 	if !regexp.MustCompile(`level=WARN msg="INSECURE: no caller authentication`).MatchString(logs.String()) {
 		t.Fatalf("no loud warning in:\n%s", logs.String())
+	}
+}
+
+// --check-config exits 0 on a configuration the server would start with, and 2 with the reason on one it would
+// refuse (the settings' own rules, and the files they name), without ever listening.
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	keys := dir + "/keys.yaml"
+	if err := os.WriteFile(keys, []byte("keys:\n  - principal: ci\n    sha256: "+strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badKeys := dir + "/bad-keys.yaml"
+	if err := os.WriteFile(badKeys, []byte("keys: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Port 1 on every interface: a check that listened would fail (or open it); a check that does not, passes.
+	open := []string{"--check-config", "--grpc-addr=0.0.0.0:1", "--http-addr=0.0.0.0:2"}
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{"valid", open, map[string]string{"KOOPHONE_AUTH_KEYS_FILE": keys}, 0, "configuration OK"},
+		{"open gateway", open, nil, 2, "no caller authentication"},
+		{"missing keys file", open, map[string]string{"KOOPHONE_AUTH_KEYS_FILE": dir + "/nope.yaml"}, 2, "API keys file"},
+		{"empty keys file", open, map[string]string{"KOOPHONE_AUTH_KEYS_FILE": badKeys}, 2, `"keys" is empty`},
+		{"missing TLS files", open, map[string]string{"KOOPHONE_AUTH_KEYS_FILE": keys,
+			"KOOPHONE_TLS_CERT_FILE": dir + "/tls.crt", "KOOPHONE_TLS_KEY_FILE": dir + "/tls.key"}, 2, "TLS"},
+		{"unreadable secret file", open, map[string]string{"KOOPHONE_AUTH_KEYS_FILE": keys,
+			"KOOPHONE_ENDPOINT": "https://k.example.com", "KOOPHONE_AK": "a", "KOOPHONE_SK_FILE": dir + "/sk"}, 2, "KOOPHONE_SK_FILE"},
+		{"bad redis URL", open, map[string]string{"KOOPHONE_AUTH_KEYS_FILE": keys, "KOOPHONE_REDIS_URL": "mysql://x"}, 2, "KOOPHONE_REDIS_URL"},
+		{"bad endpoint", open, map[string]string{"KOOPHONE_AUTH_KEYS_FILE": keys,
+			"KOOPHONE_ENDPOINT": "koophone.example.com", "KOOPHONE_AUTH_TOKEN": "t"}, 2, "KOOPHONE_ENDPOINT"},
+		{"missing audit directory", open, map[string]string{"KOOPHONE_AUTH_KEYS_FILE": keys, "KOOPHONE_AUDIT_LOG": dir + "/no/audit.log"}, 2, "--audit-log"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			c := run(context.Background(), tc.args, func(k string) string { return tc.env[k] }, &logs, func() {})
+			if c != tc.code || !strings.Contains(logs.String(), tc.want) {
+				t.Fatalf("exit %d (want %d), output %q (want it to mention %q)", c, tc.code, logs.String(), tc.want)
+			}
+			if strings.Contains(logs.String(), "serving") {
+				t.Fatalf("--check-config served: %q", logs.String())
+			}
+		})
 	}
 }

@@ -119,6 +119,9 @@ type Config struct {
 	ShareConcurrentFleetRuns int
 	ShareFile                string
 	UpstreamPollShare        float64 // share of the upstream quota's turns kept for watch polls under contention
+	// CheckOnly is --check-config: validate the configuration and the files it names, then exit without serving.
+	// A flag only, never a variable: an environment that carried it would make every container exit at once.
+	CheckOnly bool
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -318,6 +321,9 @@ func (c *Config) settings() []setting {
 	}
 }
 
+const checkConfigHelp = "load and validate the configuration (settings, the files they name: secrets, TLS, keys, policy), " +
+	"print the result and exit 0 (valid) or 2 (refused) without listening"
+
 // ErrHelp is returned by Load when --help was asked for; the usage has been written.
 var ErrHelp = flag.ErrHelp
 
@@ -339,9 +345,11 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 			flagVals[s.flag] = fs.String(s.flag, "", s.help)
 		}
 	}
+	checkOnly := fs.Bool("check-config", false, checkConfigHelp)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	c.CheckOnly = *checkOnly
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q (settings are flags or KOOPHONE_* variables)", fs.Args())
 	}
@@ -541,4 +549,5 @@ func usage(out io.Writer, fs *flag.FlagSet, ss []setting) {
 		}
 		fmt.Fprintf(out, "  %-26s %s\n      %s%s\n", name, env, s.help, def)
 	}
+	fmt.Fprintf(out, "\n  %-26s (flag only)\n      %s\n", "--check-config", checkConfigHelp)
 }

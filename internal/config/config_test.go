@@ -126,3 +126,19 @@ func TestPprofOffByDefault(t *testing.T) {
 		t.Fatalf("pprof addr %q, err %v", c.PprofAddr, err)
 	}
 }
+
+// --check-config is a flag only: no variable may turn a serving container into one that exits at once.
+func TestCheckConfigIsAFlagOnly(t *testing.T) {
+	c, err := Load([]string{"--check-config"}, env(nil), &strings.Builder{})
+	if err != nil || !c.CheckOnly {
+		t.Fatalf("--check-config: CheckOnly %v, err %v", c != nil && c.CheckOnly, err)
+	}
+	c, err = Load(nil, env(map[string]string{"KOOPHONE_CHECK_CONFIG": "true"}), &strings.Builder{})
+	if err != nil || c.CheckOnly {
+		t.Fatalf("KOOPHONE_CHECK_CONFIG was read: CheckOnly %v, err %v", c != nil && c.CheckOnly, err)
+	}
+	var out strings.Builder
+	if _, err := Load([]string{"--help"}, env(nil), &out); !errors.Is(err, ErrHelp) || !strings.Contains(out.String(), "--check-config") {
+		t.Fatalf("--help does not mention --check-config: %v", err)
+	}
+}

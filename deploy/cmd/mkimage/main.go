@@ -1,9 +1,11 @@
 // Command mkimage builds the gateway's or the simulator's container image without a Docker engine: one layer
 // holding a static binary (built by the caller with CGO_ENABLED=0) and a passwd entry for the nonroot user, on an
 // empty base (scratch), plus the build machine's CA bundle (for HTTPS to KooPhone and IAM), written as a
-// `docker load`-able tarball. It holds what deploy/Dockerfile's distroless stages hold, without pulling a base image.
+// `docker load`-able tarball. It holds what deploy/Dockerfile's distroless stages hold, without pulling a base image:
+// for the gateway also grpc-health-probe and the same HEALTHCHECK, and the image's API keys file (deploy/image).
 //
-//	go run ./cmd/mkimage -binary ../bin/linux/koophone-gateway -name koophone-gateway -tag koophone-gateway:dev -out ../bin/koophone-gateway.tar
+//	go run ./cmd/mkimage -binary ../bin/linux/koophone-gateway -name koophone-gateway -tag koophone-gateway:dev \
+//	  -health-probe ../bin/linux/grpc-health-probe -out ../bin/koophone-gateway.tar
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -21,6 +24,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/koophone-gateway/koophone-gateway/deploy/image"
 )
 
 func main() {
@@ -31,6 +36,7 @@ func main() {
 	gateway := flag.Bool("gateway", true, "set the gateway's listen addresses and ports (false: the simulator's)")
 	arch := flag.String("arch", runtime.GOARCH, "the binary's GOARCH")
 	caCerts = flag.String("ca-certs", "/etc/ssl/certs/ca-certificates.crt", "CA bundle to install (empty: none)")
+	healthProbe = flag.String("health-probe", "", "gateway: static grpc-health-probe binary for the image's HEALTHCHECK (required)")
 	flag.Parse()
 	if err := run(*binary, *nameFlag, *tag, *out, *arch, *gateway); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
@@ -41,10 +47,22 @@ func main() {
 // caCerts is the CA bundle put at /etc/ssl/certs/ca-certificates.crt, where Go's crypto/x509 looks on Linux.
 var caCerts *string
 
-// gatewayEnv is the gateway image's environment, the same as deploy/Dockerfile's (a test holds them equal).
-// GODEBUG: the GC does not shrink goroutine stacks (see deploy/Dockerfile and docs/benchmarks.md).
+// healthProbe is the grpc-health-probe binary put at /grpc-health-probe for the gateway's health check.
+var healthProbe *string
+
+// gatewayEnv is the gateway image's environment, the same as deploy/Dockerfile's (a test holds them equal): every
+// interface, with caller authentication on (the image's keys file admits nobody until the operator mounts theirs;
+// see deploy/image/keys.yaml). GODEBUG: the GC does not shrink goroutine stacks (see deploy/Dockerfile and
+// docs/benchmarks.md).
 var gatewayEnv = []string{"KOOPHONE_GRPC_ADDR=0.0.0.0:9090", "KOOPHONE_HTTP_ADDR=0.0.0.0:8080", "KOOPHONE_LOG_FORMAT=json",
-	"GODEBUG=gcshrinkstackoff=1"}
+	"KOOPHONE_AUTH_KEYS_FILE=" + image.KeysPath, "GODEBUG=gcshrinkstackoff=1"}
+
+// gatewayHealthcheck is deploy/Dockerfile's HEALTHCHECK (a test holds them equal): gRPC health's "liveness" on the
+// loopback gRPC port, which stays outside caller authentication.
+var gatewayHealthcheck = &v1.HealthConfig{
+	Test:     []string{"CMD", "/grpc-health-probe", "-addr=127.0.0.1:9090", "-service=liveness"},
+	Interval: 10 * time.Second, Timeout: 3 * time.Second, StartPeriod: 5 * time.Second, Retries: 3,
+}
 
 func run(binary, bin, tag, out, arch string, gateway bool) error {
 	if binary == "" || out == "" {
@@ -66,16 +84,30 @@ func run(binary, bin, tag, out, arch string, gateway bool) error {
 		{"etc/group", 0o644, []byte("root:x:0:\nnonroot:x:65532:\n")},
 		{bin, 0o755, exe},
 	}
+	add := func(name string, mode int64, data []byte) {
+		files = append(files, struct {
+			name string
+			mode int64
+			data []byte
+		}{name, mode, data})
+	}
 	if caCerts != nil && *caCerts != "" {
 		ca, err := os.ReadFile(*caCerts)
 		if err != nil {
 			return fmt.Errorf("-ca-certs: %w", err)
 		}
-		files = append(files, struct {
-			name string
-			mode int64
-			data []byte
-		}{"etc/ssl/certs/ca-certificates.crt", 0o644, ca})
+		add("etc/ssl/certs/ca-certificates.crt", 0o644, ca)
+	}
+	if gateway {
+		if healthProbe == nil || *healthProbe == "" {
+			return fmt.Errorf("-health-probe is required for the gateway image (its HEALTHCHECK runs it)")
+		}
+		probe, err := os.ReadFile(*healthProbe)
+		if err != nil {
+			return fmt.Errorf("-health-probe: %w", err)
+		}
+		add("grpc-health-probe", 0o755, probe)
+		add(strings.TrimPrefix(image.KeysPath, "/"), 0o644, image.Keys)
 	}
 	for _, f := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
@@ -99,6 +131,7 @@ func run(binary, bin, tag, out, arch string, gateway bool) error {
 	cfg := v1.Config{User: "65532:65532", Entrypoint: []string{"/" + bin}, WorkingDir: "/"}
 	if gateway {
 		cfg.Env = gatewayEnv
+		cfg.Healthcheck = gatewayHealthcheck
 		cfg.ExposedPorts = map[string]struct{}{"9090/tcp": {}, "8080/tcp": {}}
 	} else {
 		cfg.Cmd = []string{"--addr", "0.0.0.0:8081"}
