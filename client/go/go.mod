@@ -6,6 +6,7 @@ go 1.22.0
 
 require (
 	github.com/google/uuid v1.6.0
+	go.uber.org/goleak v1.3.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20250115164207-1a7da9e5054f
 	google.golang.org/grpc v1.71.3
 	google.golang.org/protobuf v1.36.7
