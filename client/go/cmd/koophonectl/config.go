@@ -167,4 +167,3 @@ func (g *globalFlags) check() error {
 	}
 	return nil
 }
-
