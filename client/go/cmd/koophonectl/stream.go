@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -69,7 +70,7 @@ func (p *printer) println(format string, args ...any) {
 	if p.bar != nil {
 		_ = p.bar.Clear()
 	}
-	fmt.Fprintf(p.a.stdout, format+"\n", args...)
+	fmt.Fprintln(p.a.stdout, strings.TrimRight(fmt.Sprintf(format, args...), " "))
 }
 
 func (p *printer) message(res proto.Message) error {
@@ -167,10 +168,14 @@ func (p *printer) jobs(m protoreflect.Message) {
 			continue
 		}
 		finished++
-		if p.done[j.GetInstanceId()] {
+		who := j.GetInstanceId()
+		if who == "" {
+			who = j.GetJobId() // KooPhone does not always name the phone of a job
+		}
+		if p.done[who] {
 			continue
 		}
-		p.done[j.GetInstanceId()] = true
+		p.done[who] = true
 		detail := j.GetErrorCode()
 		if j.GetErrorMsg() != "" {
 			detail += " " + j.GetErrorMsg()
@@ -178,7 +183,7 @@ func (p *printer) jobs(m protoreflect.Message) {
 		if j.GetExecuteMsg() != "" {
 			detail += " " + j.GetExecuteMsg()
 		}
-		p.println("%-20s %-12s %s", j.GetInstanceId(), shortEnum(j.GetStatus().Descriptor(), j.GetStatus().String()), detail)
+		p.println("%-20s %-12s %s", who, shortEnum(j.GetStatus().Descriptor(), j.GetStatus().String()), detail)
 	}
 	p.progress("task "+taskID, finished, len(jobs))
 	if terminal {
