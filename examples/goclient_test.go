@@ -80,3 +80,22 @@ func TestGoClientFromAModuleOfItsOwn(t *testing.T) {
 	expectInOrder(t, lines, common)
 	expectInOrder(t, lines, []string{`^session: end OK$`})
 }
+
+// The fleet-command examples (on the client module too) print one line per phone and the same summary.
+func TestFleetCommandExamples(t *testing.T) {
+	srv := servertest.Start(t, servertest.Fast...)
+	bin := t.TempDir()
+	runGo(t, ".", "build", "-o", bin+"/", "./fleet-command/with-fleet-rpc", "./fleet-command/without-fleet-rpc")
+	for _, name := range []string{"with-fleet-rpc", "without-fleet-rpc"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		out, err := exec.CommandContext(ctx, filepath.Join(bin, name), "-addr", srv.GRPCAddr()).CombinedOutput()
+		cancel()
+		t.Logf("%s:\n%s", name, out)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if n := len(regexp.MustCompile(`(?m)^\w{8}\t\S*SUCCEEDED\t`).FindAll(out, -1)); n != 20 || !bytes.Contains(out, []byte("done: 20 succeeded, 0 failed")) {
+			t.Fatalf("%s: %d phones succeeded, want 20 and the summary", name, n)
+		}
+	}
+}
