@@ -97,7 +97,8 @@ generate: $(TOOLS)
 	cp gen/openapiv2/koophone.swagger.json internal/apidocs/koophone.swagger.json
 	scripts/gen-client-go.sh client/go
 
-## client-go: regenerate only the Go client's stubs (client/go/koophonev1), from proto/ without its custom options
+## client-go: regenerate only the Go client's stubs (client/go/koophonev1) from proto/ without its custom options,
+## and the descriptor set koophonectl's help is read from
 client-go: $(TOOLS)
 	scripts/gen-client-go.sh client/go
 
@@ -109,10 +110,11 @@ check-generated: $(TOOLS)
 	    diff -r gen "$$tmp/gen" | head -40; echo "gen/ is stale: run 'make generate' and commit it"; exit 1; \
 	  fi; echo "gen/ is up to date"; \
 	  scripts/gen-client-go.sh "$$tmp/client"; \
-	  if ! diff -r client/go/koophonev1 "$$tmp/client/koophonev1" >/dev/null; then \
+	  if ! diff -r client/go/koophonev1 "$$tmp/client/koophonev1" >/dev/null || \
+	    ! cmp -s client/go/cmd/koophonectl/contract.binpb "$$tmp/client/cmd/koophonectl/contract.binpb"; then \
 	    diff -r client/go/koophonev1 "$$tmp/client/koophonev1" | head -40; \
-	    echo "client/go/koophonev1 is stale: run 'make client-go' and commit it"; exit 1; \
-	  fi; echo "client/go/koophonev1 is up to date"
+	    echo "client/go is stale: run 'make client-go' and commit it"; exit 1; \
+	  fi; echo "client/go/koophonev1 and koophonectl's contract.binpb are up to date"
 
 ## breaking: compare the contract with an earlier version (BREAKING_AGAINST, default the previous commit)
 BREAKING_AGAINST ?= .git\#ref=HEAD~1

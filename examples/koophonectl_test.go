@@ -195,6 +195,11 @@ func TestKoophonectlConfigFile(t *testing.T) {
 	if r := c.run(t, "order", "batch-show-sku"); r.code != 0 {
 		t.Fatalf("KOOPHONE_ADDR over the file: %+v", r)
 	}
+	// Help comes from the contract's comments.
+	if r := c.run(t, "fleet", "reboot-fleet", "--help"); !strings.Contains(r.stdout, "Reboots every selected phone") ||
+		!strings.Contains(r.stdout, "--selector.filter.pool-name") {
+		t.Fatalf("help: %+v", r)
+	}
 	// Shell completion comes with it.
 	if r := c.run(t, "completion", "bash"); r.code != 0 || !strings.Contains(r.stdout, "koophonectl") {
 		t.Fatalf("completion: %+v", r)

@@ -96,13 +96,21 @@ func (f *fieldFlags) add(cmd *cobra.Command, md protoreflect.MessageDescriptor, 
 		default:
 			cmd.Flags().String(name, "", "")
 		}
-		cmd.Flags().Lookup(name).Usage = strings.Join(fieldPath(path), ".") + ": " + usage
+		cmd.Flags().Lookup(name).Usage = firstLine(fieldComment(fd)) + " (" + usage + ")"
 		if fd.Enum() != nil {
 			vals := enumNames(fd.Enum())
 			_ = cmd.RegisterFlagCompletionFunc(name, fixedCompletion(vals...))
 		}
 		f.fields = append(f.fields, fieldFlag{flag: name, path: path})
 	}
+}
+
+// fieldComment is the field's comment in the contract, else its name.
+func fieldComment(fd protoreflect.FieldDescriptor) string {
+	if c := comment(fd); c != string(fd.FullName()) {
+		return c
+	}
+	return string(fd.Name())
 }
 
 func fieldPath(path []protoreflect.FieldDescriptor) []string {

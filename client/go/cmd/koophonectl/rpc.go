@@ -204,19 +204,13 @@ func (a *app) call(cmd *cobra.Command, full string, md protoreflect.MethodDescri
 	}
 }
 
-// comment is a descriptor's leading comment from the contract (the stubs keep source info only in the descriptor
-// set, not in the registry, so this falls back to the name).
-func comment(d protoreflect.Descriptor) string {
-	if loc := d.ParentFile().SourceLocations().ByDescriptor(d); loc.LeadingComments != "" {
-		return strings.TrimSpace(loc.LeadingComments)
-	}
-	return string(d.FullName())
-}
-
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
-	if i := strings.Index(s, ". "); i > 0 {
-		s = s[:i+1]
+	// The first sentence: up to ". " followed by a capital letter.
+	for i := 0; i+2 < len(s); i++ {
+		if s[i] == '.' && s[i+1] == ' ' && s[i+2] >= 'A' && s[i+2] <= 'Z' {
+			return s[:i+1]
+		}
 	}
 	return s
 }
