@@ -56,3 +56,9 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )
+
+// The Go client module lives in this repository (client/go); the examples and cmd/loadbench use it where they act
+// as clients. Never linked into the server: its stubs register the same proto names as gen/.
+require github.com/koophone-gateway/koophone-gateway/client/go v0.0.0
+
+replace github.com/koophone-gateway/koophone-gateway/client/go => ./client/go

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	pb "github.com/koophone-gateway/koophone-gateway/client/go/koophonev1"
 )
 
 // bareProxy is the physical limit of the gateway's design: a gRPC server with no interceptors that forwards

@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/client/go/koophone"
+	pb "github.com/koophone-gateway/koophone-gateway/client/go/koophonev1"
 )
 
 // path is one way of making the benchmark's call: BatchQueryStatus of the same phones.
@@ -83,7 +83,8 @@ type grpcPool struct {
 func dialPool(addr string, n int) (*grpcPool, error) {
 	p := &grpcPool{}
 	for range n {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		// The client module's dialling, without its retry policy: a benchmark counts every failure as it happens.
+		c, err := koophone.Dial(addr, koophone.Config{NoRetry: true})
 		if err != nil {
 			p.close()
 			return nil, err

@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	pb "github.com/koophone-gateway/koophone-gateway/client/go/koophonev1"
 )
 
 // burstResult is one burst of concurrent calls against a slow upstream.

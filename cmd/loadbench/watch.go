@@ -10,7 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	pb "github.com/koophone-gateway/koophone-gateway/client/go/koophonev1"
 )
 
 // watchResult is N idle WatchTask streams over 100 tasks on one fresh gateway.

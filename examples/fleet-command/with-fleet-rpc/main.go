@@ -8,45 +8,40 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log"
+	"os"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/client/go/koophone"
+	pb "github.com/koophone-gateway/koophone-gateway/client/go/koophonev1"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9090", "gateway gRPC address")
 	command := flag.String("command", "getprop ro.serialno", "adb shell command")
 	flag.Parse()
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := koophone.New(*addr, koophone.Config{APIKey: os.Getenv("KOOPHONE_API_KEY")})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer conn.Close()
+	defer c.Close()
 
-	stream, err := pb.NewFleetServiceClient(conn).RunFleetCommand(context.Background(), &pb.RunFleetCommandRequest{
+	stream, err := c.Fleet.RunFleetCommand(context.Background(), &pb.RunFleetCommandRequest{
 		Command:  *command,
 		Selector: &pb.FleetSelector{Filter: &pb.FleetFilter{All: true}},
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	for {
-		ev, err := stream.Recv()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			log.Fatal(err)
-		}
+	err = koophone.Follow(stream, func(ev *pb.FleetEvent) error {
 		if r := ev.GetResult(); r != nil {
 			fmt.Printf("%s\t%s\t%s%s\n", r.GetInstanceId(), r.GetOutcome(), r.GetErrorCode(), r.GetExecuteMsg())
 		}
 		if s := ev.GetSummary(); s != nil {
 			fmt.Printf("done: %d succeeded, %d failed\n", s.GetCounts().GetSucceeded(), s.GetCounts().GetFailed())
 		}
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
 	}
 }

@@ -10,14 +10,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log"
+	"os"
 	"sync"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/client/go/koophone"
+	pb "github.com/koophone-gateway/koophone-gateway/client/go/koophonev1"
 )
 
 const (
@@ -34,12 +32,12 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:9090", "gateway gRPC address")
 	command := flag.String("command", "getprop ro.serialno", "adb shell command")
 	flag.Parse()
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := koophone.New(*addr, koophone.Config{APIKey: os.Getenv("KOOPHONE_API_KEY")})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer conn.Close()
-	inst := pb.NewInstanceServiceClient(conn)
+	defer c.Close()
+	inst := c.Instances
 	ctx := context.Background()
 
 	// 1. Every phone, page by page.
@@ -88,7 +86,9 @@ func main() {
 
 // runBatch starts the command on one batch and reports each phone's job when the task has ended.
 func runBatch(ctx context.Context, inst pb.InstanceServiceClient, command string, batch []string, out chan<- result) {
-	task, err := inst.AsyncCommand(ctx, &pb.AsyncCommandRequest{Command: command, InstanceIds: batch})
+	// One request_id per intended write: were this call repeated after a lost answer, the gateway would answer the
+	// first outcome instead of running the command again.
+	task, err := inst.AsyncCommand(ctx, &pb.AsyncCommandRequest{Command: command, InstanceIds: batch, RequestId: koophone.NewRequestID()})
 	if err != nil {
 		for _, p := range batch {
 			out <- result{phone: p, status: "BATCH_FAILED", code: err.Error()}
@@ -103,16 +103,9 @@ func runBatch(ctx context.Context, inst pb.InstanceServiceClient, command string
 	if err != nil {
 		log.Fatal(err)
 	}
-	var last *pb.WatchTaskResponse
-	for {
-		m, err := watch.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			log.Fatal(err) // the task goes on: a careful caller would watch it again
-		}
-		last = m
+	last, err := koophone.Last(watch)
+	if err != nil {
+		log.Fatal(err) // the task goes on: a careful caller would watch it again
 	}
 	reported := map[string]bool{}
 	for _, j := range last.GetJobs() {
