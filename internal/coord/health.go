@@ -155,10 +155,12 @@ func (c *Coord) probeLoop() {
 				return
 			case <-c.wake:
 			}
-			if err := c.probe(); err != nil && unreachable(err) {
-				c.markDown(OpProbe, err)
-			} else if !clock.Sleep(c.cfg.Clock, c.cfg.ProbeMin, c.stop) { // at most one check per ProbeMin
-				return
+			if c.up.Load() { // a suspicion, not a fall already seen: check once
+				if err := c.probe(); err != nil && unreachable(err) {
+					c.markDown(OpProbe, err)
+				} else if !clock.Sleep(c.cfg.Clock, c.cfg.ProbeMin, c.stop) { // at most one check per ProbeMin
+					return
+				}
 			}
 		}
 		for wait := c.cfg.ProbeMin; !c.up.Load(); wait = min(2*wait, c.cfg.ProbeMax) {
@@ -267,5 +269,8 @@ func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(uint64(len(cmds))); return next(ctx, cmds) }
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(uint64(len(cmds)))
+		return next(ctx, cmds)
+	}
 }
