@@ -60,7 +60,8 @@ func (c *Coord) versionKey(k string) string { return c.key("{"+k+"}", "ver") }
 func (c *Coord) keptKey(k string) string    { return c.key("{"+k+"}", "last") }
 func (c *Coord) channel(k string) string    { return c.key("snap", k) }
 
-// Lead implements stream.Peer.
+// Lead implements stream.Peer: see the rules above. A Redis failure, or Redis known to be down, means lead (poll
+// for ourselves), at once.
 func (c *Coord) Lead(ctx context.Context, key string) (bool, time.Duration) {
 	retry := c.cfg.LeaseTTL / 3
 	c.leases.mu.Lock()
@@ -80,7 +81,7 @@ func (c *Coord) Lead(ctx context.Context, key string) (bool, time.Duration) {
 	}
 	mine := c.owns(key)
 	switch {
-	case holder == c.id:
+	case holder == c.id: // ours from before: a release skipped while Redis was down, a poller that came back
 		return c.take(key), 0
 	case holder == "" && mine:
 		if ok, err := c.takeFree(ctx, key); ok || err != nil {
@@ -94,7 +95,7 @@ func (c *Coord) Lead(ctx context.Context, key string) (bool, time.Duration) {
 		if ok, err := c.takeFree(ctx, key); ok || err != nil {
 			return true, 0
 		}
-	case mine && c.members.live(holder):
+	case mine && c.members.live(holder): // a holder not in the view is dead (its lease expires) or new (wait for it)
 		var n int64
 		err := c.call(ctx, OpLease, func(ctx context.Context) error {
 			var err error
