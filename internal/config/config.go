@@ -105,6 +105,7 @@ type Config struct {
 	// Scale-out (internal/coord). With RedisURL empty each replica works alone.
 	RedisURL           string
 	RedisLeaseTTL      time.Duration
+	RedisTimeout       time.Duration
 	QuotaReplicas      int // replicas sharing the quota: each spends 1/QuotaReplicas of it while Redis is down
 	IdempotencyTTL     time.Duration
 	IdempotencyMaxKeys int // in-memory store (without Redis)
@@ -308,6 +309,7 @@ func (c *Config) settings() []setting {
 		{flag: "pprof-addr", env: "KOOPHONE_PPROF_ADDR", help: "serve /debug/pprof on this loopback address, e.g. 127.0.0.1:6060; empty (default) = off", set: str(&c.PprofAddr)},
 		{env: "KOOPHONE_REDIS_URL", secret: true, help: "Redis shared by the replicas (pollers, quota, idempotency keys): redis://[:password@]host:port/db, rediss:// for TLS, ?master_name=NAME for Sentinel, redis+cluster:// for a Cluster; empty: each replica alone", set: str(&c.RedisURL)},
 		{flag: "redis-lease-ttl", env: "KOOPHONE_REDIS_LEASE_TTL", def: "5s", help: "scale-out: how long a dead replica's pollers stay unclaimed (the failover time)", set: dur(&c.RedisLeaseTTL)},
+		{flag: "redis-timeout", env: "KOOPHONE_REDIS_TIMEOUT", def: "1s", help: "scale-out: most time one Redis operation may take before Redis counts as down (later calls skip it until a background probe answers)", set: dur(&c.RedisTimeout)},
 		{flag: "quota-replicas", env: "KOOPHONE_QUOTA_REPLICAS", def: "1", help: "replicas sharing the --upstream-*-rate budget through Redis; while Redis is down each spends its 1/N share", set: num(&c.QuotaReplicas)},
 		{flag: "idempotency-ttl", env: "KOOPHONE_IDEMPOTENCY_TTL", def: "24h", help: "how long a write's request_id (Idempotency-Key) is remembered", set: dur(&c.IdempotencyTTL)},
 		{flag: "share-rate", env: "KOOPHONE_SHARE_RATE", def: "0", help: "per caller (principal): calls started per second (unary calls and stream opens); 0: unlimited", set: float(&c.ShareRate, 0, 1e6)},
@@ -464,6 +466,9 @@ func (c *Config) check() error {
 	}
 	if c.RedisURL != "" && c.RedisLeaseTTL < 300*time.Millisecond {
 		return errors.New("--redis-lease-ttl must be at least 300ms")
+	}
+	if c.RedisTimeout < 10*time.Millisecond || c.RedisTimeout > 30*time.Second {
+		return errors.New("--redis-timeout must be between 10ms and 30s")
 	}
 	if c.SimFleet < 1 && c.Endpoint == "" {
 		return errors.New("--sim-fleet must be at least 1")
