@@ -31,10 +31,19 @@ func (w *stubWatch) Next(context.Context) ([]upstream.JobDetail, bool, error) {
 }
 func (w *stubWatch) Close() {}
 
-func phones(n int) []string {
-	out := make([]string, n)
+// phones are n phones of one region, p0, p1, ...
+func phones(n int) []fleet.Phone {
+	out := make([]fleet.Phone, n)
 	for i := range out {
-		out[i] = "p" + strconv.Itoa(i)
+		out[i] = fleet.Phone{ID: "p" + strconv.Itoa(i), Region: "r1"}
+	}
+	return out
+}
+
+func idsOf(ps []fleet.Phone) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID
 	}
 	return out
 }
@@ -52,11 +61,11 @@ func startEvery(skip string) fleet.Op {
 	}}
 }
 
-func jobsOf(ids []string, status int) func(string) []upstream.JobDetail {
+func jobsOf(ps []fleet.Phone, status int) func(string) []upstream.JobDetail {
 	return func(string) []upstream.JobDetail {
-		out := make([]upstream.JobDetail, len(ids))
-		for i, id := range ids {
-			out[i] = upstream.JobDetail{JobID: "j-" + id, Status: status}
+		out := make([]upstream.JobDetail, len(ps))
+		for i, p := range ps {
+			out[i] = upstream.JobDetail{JobID: "j-" + p.ID, Status: status}
 		}
 		return out
 	}
@@ -132,7 +141,8 @@ func TestNothingSelected(t *testing.T) {
 	eng := fleet.NewEngine(stubFollower{}, fleet.Config{})
 	rec := newRecorder()
 	c, err := eng.Run(context.Background(), nil, startEvery(""), 0, 0, rec.emit)
-	if err != nil || c != (fleet.Counts{}) || rec.count(func(ev fleet.Event) bool { return ev.Summary != nil }) != 1 {
+	if err != nil || c.Tally != (fleet.Tally{}) || c.NotFound != 0 || len(c.Regions) != 0 ||
+		rec.count(func(ev fleet.Event) bool { return ev.Summary != nil }) != 1 {
 		t.Fatalf("%v %+v", err, c)
 	}
 }
