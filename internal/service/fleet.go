@@ -183,9 +183,12 @@ func selector(in *pb.FleetSelector) fleet.Selector {
 	}
 	out := &fleet.Filter{All: f.GetAll(), NamePrefix: f.GetNamePrefix(), PoolSceneTag: f.GetPoolSceneTag(),
 		PoolName: f.GetPoolName(), AssignUser: f.GetAssignUser(), Region: f.GetRegion()}
-	for raw, st := range runningStatuses {
-		if st == f.GetRunningStatus() {
-			out.RunningStatus = &raw
+	if name := f.GetRunningStatus(); name != "" {
+		want := pb.RunningStatus(pb.RunningStatus_value[name])
+		for raw, st := range runningStatuses {
+			if st == want {
+				out.RunningStatus = &raw
+			}
 		}
 	}
 	return fleet.Selector{Filter: out}

@@ -86,8 +86,8 @@ func newerValidationCases() []validationCase {
 		{"fleet id 33", reset(func(r *pb.ResetFleetRequest) { r.Selector.InstanceIds = []string{long(33)} }), "selector.instance_ids[0]", "string.max_len"},
 		{"fleet batch 101", reset(func(r *pb.ResetFleetRequest) { r.Options = &pb.FleetOptions{BatchSize: 101} }), "options.batch_size", "int32.gte_lte"},
 		{"fleet running status 9", reset(func(r *pb.ResetFleetRequest) {
-			r.Selector = &pb.FleetSelector{Filter: &pb.FleetFilter{RunningStatus: 9}}
-		}), "selector.filter.running_status", "enum.defined_only"},
+			r.Selector = &pb.FleetSelector{Filter: &pb.FleetFilter{RunningStatus: "RUNNING"}}
+		}), "selector.filter.running_status", "string.in"},
 		{"fleet command charset", &pb.RunFleetCommandRequest{Command: "ls; rm", Selector: all}, "command", "command.charset"},
 		{"fleet install http", &pb.InstallAppOnFleetRequest{Selector: all, ObjectName: "a", FileName: "a.apk", ObjectVersion: "1",
 			ObjectSize: "1", BizType: "apk", ContentType: "x", InstallPackageUrl: "http://x/a.apk"}, "install_package_url", "install_package_url.https"},

@@ -211,8 +211,9 @@ type FleetFilter struct {
 	PoolSceneTag string `protobuf:"bytes,3,opt,name=pool_scene_tag,json=poolSceneTag,proto3" json:"pool_scene_tag,omitempty"`
 	// Phones of this node group (ListInstances' pool_name), at most 64 characters (letters, digits, _ . -).
 	PoolName string `protobuf:"bytes,4,opt,name=pool_name,json=poolName,proto3" json:"pool_name,omitempty"`
-	// Phones in this power state; unspecified matches any.
-	RunningStatus RunningStatus `protobuf:"varint,5,opt,name=running_status,json=runningStatus,proto3,enum=koophone.v1.RunningStatus" json:"running_status,omitempty"`
+	// Phones in this power state, by the name ListInstances answers with (RUNNING_STATUS_RUNNING, …); empty matches
+	// any. A name, never a number: KooPhone's numbers and the RunningStatus enum's differ, so a number is refused.
+	RunningStatus string `protobuf:"bytes,8,opt,name=running_status,json=runningStatus,proto3" json:"running_status,omitempty"`
 	// Phones assigned to this user, at most 32 characters (letters, digits, _ . @ -).
 	AssignUser string `protobuf:"bytes,6,opt,name=assign_user,json=assignUser,proto3" json:"assign_user,omitempty"`
 	// Phones in this region (ListInstances' region), e.g. "cn-north-7": a region id as KooPhone writes them, at most
@@ -281,11 +282,11 @@ func (x *FleetFilter) GetPoolName() string {
 	return ""
 }
 
-func (x *FleetFilter) GetRunningStatus() RunningStatus {
+func (x *FleetFilter) GetRunningStatus() string {
 	if x != nil {
 		return x.RunningStatus
 	}
-	return RunningStatus_RUNNING_STATUS_UNSPECIFIED
+	return ""
 }
 
 func (x *FleetFilter) GetAssignUser() string {
@@ -1563,17 +1564,17 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\x1fkoophone/v1/fleet_service.proto\x12\vkoophone.v1\x1a\x1akoophone/v1/app_list.proto\x1a\x18koophone/v1/common.proto\x1a\"koophone/v1/instance_service.proto\"h\n" +
 	"\rFleetSelector\x12#\n" +
 	"\finstance_ids\x18\x01 \x03(\tB\x00R\vinstanceIds\x120\n" +
-	"\x06filter\x18\x02 \x01(\v2\x18.koophone.v1.FleetFilterR\x06filter:\x00\"\x8d\x02\n" +
+	"\x06filter\x18\x02 \x01(\v2\x18.koophone.v1.FleetFilterR\x06filter:\x00\"\xf7\x01\n" +
 	"\vFleetFilter\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12!\n" +
 	"\vname_prefix\x18\x02 \x01(\tB\x00R\n" +
 	"namePrefix\x12&\n" +
 	"\x0epool_scene_tag\x18\x03 \x01(\tB\x00R\fpoolSceneTag\x12\x1d\n" +
-	"\tpool_name\x18\x04 \x01(\tB\x00R\bpoolName\x12C\n" +
-	"\x0erunning_status\x18\x05 \x01(\x0e2\x1a.koophone.v1.RunningStatusB\x00R\rrunningStatus\x12!\n" +
+	"\tpool_name\x18\x04 \x01(\tB\x00R\bpoolName\x12'\n" +
+	"\x0erunning_status\x18\b \x01(\tB\x00R\rrunningStatus\x12!\n" +
 	"\vassign_user\x18\x06 \x01(\tB\x00R\n" +
 	"assignUser\x12\x18\n" +
-	"\x06region\x18\a \x01(\tB\x00R\x06region:\x00\"S\n" +
+	"\x06region\x18\a \x01(\tB\x00R\x06region:\x00J\x04\b\x05\x10\x06\"S\n" +
 	"\fFleetOptions\x12\x1f\n" +
 	"\n" +
 	"batch_size\x18\x01 \x01(\x05B\x00R\tbatchSize\x12\"\n" +
@@ -1732,57 +1733,55 @@ var file_koophone_v1_fleet_service_proto_goTypes = []any{
 	(*FleetProgress)(nil),            // 16: koophone.v1.FleetProgress
 	(*FleetRegionProgress)(nil),      // 17: koophone.v1.FleetRegionProgress
 	(*FleetSummary)(nil),             // 18: koophone.v1.FleetSummary
-	(RunningStatus)(0),               // 19: koophone.v1.RunningStatus
-	(*Instance)(nil),                 // 20: koophone.v1.Instance
-	(JobStatus)(0),                   // 21: koophone.v1.JobStatus
-	(*InstalledApp)(nil),             // 22: koophone.v1.InstalledApp
+	(*Instance)(nil),                 // 19: koophone.v1.Instance
+	(JobStatus)(0),                   // 20: koophone.v1.JobStatus
+	(*InstalledApp)(nil),             // 21: koophone.v1.InstalledApp
 }
 var file_koophone_v1_fleet_service_proto_depIdxs = []int32{
 	3,  // 0: koophone.v1.FleetSelector.filter:type_name -> koophone.v1.FleetFilter
-	19, // 1: koophone.v1.FleetFilter.running_status:type_name -> koophone.v1.RunningStatus
-	2,  // 2: koophone.v1.ListAllInstancesRequest.selector:type_name -> koophone.v1.FleetSelector
-	20, // 3: koophone.v1.ListAllInstancesResponse.instance:type_name -> koophone.v1.Instance
-	2,  // 4: koophone.v1.RunFleetCommandRequest.selector:type_name -> koophone.v1.FleetSelector
-	0,  // 5: koophone.v1.RunFleetCommandRequest.mode:type_name -> koophone.v1.FleetCommandMode
-	4,  // 6: koophone.v1.RunFleetCommandRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 7: koophone.v1.ResetFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 8: koophone.v1.ResetFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 9: koophone.v1.RebootFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 10: koophone.v1.RebootFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 11: koophone.v1.BackupFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 12: koophone.v1.BackupFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 13: koophone.v1.InstallAppOnFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 14: koophone.v1.InstallAppOnFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 15: koophone.v1.ListFleetAppsRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 16: koophone.v1.ListFleetAppsRequest.options:type_name -> koophone.v1.FleetOptions
-	14, // 17: koophone.v1.FleetEvent.batch:type_name -> koophone.v1.FleetBatch
-	15, // 18: koophone.v1.FleetEvent.result:type_name -> koophone.v1.FleetPhoneResult
-	16, // 19: koophone.v1.FleetEvent.progress:type_name -> koophone.v1.FleetProgress
-	18, // 20: koophone.v1.FleetEvent.summary:type_name -> koophone.v1.FleetSummary
-	1,  // 21: koophone.v1.FleetPhoneResult.outcome:type_name -> koophone.v1.FleetOutcome
-	21, // 22: koophone.v1.FleetPhoneResult.status:type_name -> koophone.v1.JobStatus
-	22, // 23: koophone.v1.FleetPhoneResult.app:type_name -> koophone.v1.InstalledApp
-	17, // 24: koophone.v1.FleetProgress.regions:type_name -> koophone.v1.FleetRegionProgress
-	16, // 25: koophone.v1.FleetSummary.counts:type_name -> koophone.v1.FleetProgress
-	5,  // 26: koophone.v1.FleetService.ListAllInstances:input_type -> koophone.v1.ListAllInstancesRequest
-	7,  // 27: koophone.v1.FleetService.RunFleetCommand:input_type -> koophone.v1.RunFleetCommandRequest
-	8,  // 28: koophone.v1.FleetService.ResetFleet:input_type -> koophone.v1.ResetFleetRequest
-	9,  // 29: koophone.v1.FleetService.RebootFleet:input_type -> koophone.v1.RebootFleetRequest
-	10, // 30: koophone.v1.FleetService.BackupFleet:input_type -> koophone.v1.BackupFleetRequest
-	11, // 31: koophone.v1.FleetService.InstallAppOnFleet:input_type -> koophone.v1.InstallAppOnFleetRequest
-	12, // 32: koophone.v1.FleetService.ListFleetApps:input_type -> koophone.v1.ListFleetAppsRequest
-	6,  // 33: koophone.v1.FleetService.ListAllInstances:output_type -> koophone.v1.ListAllInstancesResponse
-	13, // 34: koophone.v1.FleetService.RunFleetCommand:output_type -> koophone.v1.FleetEvent
-	13, // 35: koophone.v1.FleetService.ResetFleet:output_type -> koophone.v1.FleetEvent
-	13, // 36: koophone.v1.FleetService.RebootFleet:output_type -> koophone.v1.FleetEvent
-	13, // 37: koophone.v1.FleetService.BackupFleet:output_type -> koophone.v1.FleetEvent
-	13, // 38: koophone.v1.FleetService.InstallAppOnFleet:output_type -> koophone.v1.FleetEvent
-	13, // 39: koophone.v1.FleetService.ListFleetApps:output_type -> koophone.v1.FleetEvent
-	33, // [33:40] is the sub-list for method output_type
-	26, // [26:33] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	2,  // 1: koophone.v1.ListAllInstancesRequest.selector:type_name -> koophone.v1.FleetSelector
+	19, // 2: koophone.v1.ListAllInstancesResponse.instance:type_name -> koophone.v1.Instance
+	2,  // 3: koophone.v1.RunFleetCommandRequest.selector:type_name -> koophone.v1.FleetSelector
+	0,  // 4: koophone.v1.RunFleetCommandRequest.mode:type_name -> koophone.v1.FleetCommandMode
+	4,  // 5: koophone.v1.RunFleetCommandRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 6: koophone.v1.ResetFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 7: koophone.v1.ResetFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 8: koophone.v1.RebootFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 9: koophone.v1.RebootFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 10: koophone.v1.BackupFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 11: koophone.v1.BackupFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 12: koophone.v1.InstallAppOnFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 13: koophone.v1.InstallAppOnFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 14: koophone.v1.ListFleetAppsRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 15: koophone.v1.ListFleetAppsRequest.options:type_name -> koophone.v1.FleetOptions
+	14, // 16: koophone.v1.FleetEvent.batch:type_name -> koophone.v1.FleetBatch
+	15, // 17: koophone.v1.FleetEvent.result:type_name -> koophone.v1.FleetPhoneResult
+	16, // 18: koophone.v1.FleetEvent.progress:type_name -> koophone.v1.FleetProgress
+	18, // 19: koophone.v1.FleetEvent.summary:type_name -> koophone.v1.FleetSummary
+	1,  // 20: koophone.v1.FleetPhoneResult.outcome:type_name -> koophone.v1.FleetOutcome
+	20, // 21: koophone.v1.FleetPhoneResult.status:type_name -> koophone.v1.JobStatus
+	21, // 22: koophone.v1.FleetPhoneResult.app:type_name -> koophone.v1.InstalledApp
+	17, // 23: koophone.v1.FleetProgress.regions:type_name -> koophone.v1.FleetRegionProgress
+	16, // 24: koophone.v1.FleetSummary.counts:type_name -> koophone.v1.FleetProgress
+	5,  // 25: koophone.v1.FleetService.ListAllInstances:input_type -> koophone.v1.ListAllInstancesRequest
+	7,  // 26: koophone.v1.FleetService.RunFleetCommand:input_type -> koophone.v1.RunFleetCommandRequest
+	8,  // 27: koophone.v1.FleetService.ResetFleet:input_type -> koophone.v1.ResetFleetRequest
+	9,  // 28: koophone.v1.FleetService.RebootFleet:input_type -> koophone.v1.RebootFleetRequest
+	10, // 29: koophone.v1.FleetService.BackupFleet:input_type -> koophone.v1.BackupFleetRequest
+	11, // 30: koophone.v1.FleetService.InstallAppOnFleet:input_type -> koophone.v1.InstallAppOnFleetRequest
+	12, // 31: koophone.v1.FleetService.ListFleetApps:input_type -> koophone.v1.ListFleetAppsRequest
+	6,  // 32: koophone.v1.FleetService.ListAllInstances:output_type -> koophone.v1.ListAllInstancesResponse
+	13, // 33: koophone.v1.FleetService.RunFleetCommand:output_type -> koophone.v1.FleetEvent
+	13, // 34: koophone.v1.FleetService.ResetFleet:output_type -> koophone.v1.FleetEvent
+	13, // 35: koophone.v1.FleetService.RebootFleet:output_type -> koophone.v1.FleetEvent
+	13, // 36: koophone.v1.FleetService.BackupFleet:output_type -> koophone.v1.FleetEvent
+	13, // 37: koophone.v1.FleetService.InstallAppOnFleet:output_type -> koophone.v1.FleetEvent
+	13, // 38: koophone.v1.FleetService.ListFleetApps:output_type -> koophone.v1.FleetEvent
+	32, // [32:39] is the sub-list for method output_type
+	25, // [25:32] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_koophone_v1_fleet_service_proto_init() }

@@ -214,8 +214,9 @@ type FleetFilter struct {
 	PoolSceneTag string `protobuf:"bytes,3,opt,name=pool_scene_tag,json=poolSceneTag,proto3" json:"pool_scene_tag,omitempty"`
 	// Phones of this node group (ListInstances' pool_name), at most 64 characters (letters, digits, _ . -).
 	PoolName string `protobuf:"bytes,4,opt,name=pool_name,json=poolName,proto3" json:"pool_name,omitempty"`
-	// Phones in this power state; unspecified matches any.
-	RunningStatus RunningStatus `protobuf:"varint,5,opt,name=running_status,json=runningStatus,proto3,enum=koophone.v1.RunningStatus" json:"running_status,omitempty"`
+	// Phones in this power state, by the name ListInstances answers with (RUNNING_STATUS_RUNNING, …); empty matches
+	// any. A name, never a number: KooPhone's numbers and the RunningStatus enum's differ, so a number is refused.
+	RunningStatus string `protobuf:"bytes,8,opt,name=running_status,json=runningStatus,proto3" json:"running_status,omitempty"`
 	// Phones assigned to this user, at most 32 characters (letters, digits, _ . @ -).
 	AssignUser string `protobuf:"bytes,6,opt,name=assign_user,json=assignUser,proto3" json:"assign_user,omitempty"`
 	// Phones in this region (ListInstances' region), e.g. "cn-north-7": a region id as KooPhone writes them, at most
@@ -284,11 +285,11 @@ func (x *FleetFilter) GetPoolName() string {
 	return ""
 }
 
-func (x *FleetFilter) GetRunningStatus() RunningStatus {
+func (x *FleetFilter) GetRunningStatus() string {
 	if x != nil {
 		return x.RunningStatus
 	}
-	return RunningStatus_RUNNING_STATUS_UNSPECIFIED
+	return ""
 }
 
 func (x *FleetFilter) GetAssignUser() string {
@@ -1567,19 +1568,19 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\rFleetSelector\x12G\n" +
 	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\x10\xa0\x8d\x06\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x120\n" +
 	"\x06filter\x18\x02 \x01(\v2\x18.koophone.v1.FleetFilterR\x06filter:v\xbaHs\x1aq\n" +
-	"\x0fselector.one_of\x12+set either instance_ids or filter, not both\x1a1(size(this.instance_ids) > 0) != has(this.filter)\"\xaf\x06\n" +
+	"\x0fselector.one_of\x12+set either instance_ids or filter, not both\x1a1(size(this.instance_ids) > 0) != has(this.filter)\"\xb6\a\n" +
 	"\vFleetFilter\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12;\n" +
 	"\vname_prefix\x18\x02 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$R\n" +
 	"namePrefix\x12E\n" +
 	"\x0epool_scene_tag\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1aR\x00R\tCLOUD_APPR\vCLOUD_PHONER\fpoolSceneTag\x127\n" +
-	"\tpool_name\x18\x04 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$R\bpoolName\x12K\n" +
-	"\x0erunning_status\x18\x05 \x01(\x0e2\x1a.koophone.v1.RunningStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\rrunningStatus\x12<\n" +
+	"\tpool_name\x18\x04 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$R\bpoolName\x12\xca\x01\n" +
+	"\x0erunning_status\x18\b \x01(\tB\xa2\x01\xbaH\x9e\x01r\x9b\x01R\x00R\x16RUNNING_STATUS_UNKNOWNR\x16RUNNING_STATUS_STOPPEDR\x16RUNNING_STATUS_RUNNINGR\x1cRUNNING_STATUS_GOING_OFFLINER\x17RUNNING_STATUS_STARTINGR\x18RUNNING_STATUS_SHUT_DOWNR\rrunningStatus\x12<\n" +
 	"\vassign_user\x18\x06 \x01(\tB\x1b\xbaH\x18r\x16\x18 2\x12^[A-Za-z0-9_.@-]*$R\n" +
 	"assignUser\x12\xe0\x01\n" +
 	"\x06region\x18\a \x01(\tB\xc7\x01\xbaH\xc3\x01\xba\x01\xbf\x01\n" +
-	"\tregion.id\x12dmust be a region id such as cn-north-7: at most 64 lowercase letters and digits in words joined by -\x1aLthis == '' || (size(this) <= 64 && this.matches('^[a-z0-9]+(-[a-z0-9]+)*$'))R\x06region:\xe2\x01\xbaH\xde\x01\x1a\xdb\x01\n" +
-	"\x10filter.not_empty\x12\"set all, or at least one criterion\x1a\xa2\x01this.all || this.name_prefix != '' || this.pool_scene_tag != '' || this.pool_name != '' || this.running_status != 0 || this.assign_user != '' || this.region != ''\"e\n" +
+	"\tregion.id\x12dmust be a region id such as cn-north-7: at most 64 lowercase letters and digits in words joined by -\x1aLthis == '' || (size(this) <= 64 && this.matches('^[a-z0-9]+(-[a-z0-9]+)*$'))R\x06region:\xe3\x01\xbaH\xdf\x01\x1a\xdc\x01\n" +
+	"\x10filter.not_empty\x12\"set all, or at least one criterion\x1a\xa3\x01this.all || this.name_prefix != '' || this.pool_scene_tag != '' || this.pool_name != '' || this.running_status != '' || this.assign_user != '' || this.region != ''J\x04\b\x05\x10\x06\"e\n" +
 	"\fFleetOptions\x12(\n" +
 	"\n" +
 	"batch_size\x18\x01 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\tbatchSize\x12+\n" +
@@ -1765,57 +1766,55 @@ var file_koophone_v1_fleet_service_proto_goTypes = []any{
 	(*FleetProgress)(nil),            // 16: koophone.v1.FleetProgress
 	(*FleetRegionProgress)(nil),      // 17: koophone.v1.FleetRegionProgress
 	(*FleetSummary)(nil),             // 18: koophone.v1.FleetSummary
-	(RunningStatus)(0),               // 19: koophone.v1.RunningStatus
-	(*Instance)(nil),                 // 20: koophone.v1.Instance
-	(JobStatus)(0),                   // 21: koophone.v1.JobStatus
-	(*InstalledApp)(nil),             // 22: koophone.v1.InstalledApp
+	(*Instance)(nil),                 // 19: koophone.v1.Instance
+	(JobStatus)(0),                   // 20: koophone.v1.JobStatus
+	(*InstalledApp)(nil),             // 21: koophone.v1.InstalledApp
 }
 var file_koophone_v1_fleet_service_proto_depIdxs = []int32{
 	3,  // 0: koophone.v1.FleetSelector.filter:type_name -> koophone.v1.FleetFilter
-	19, // 1: koophone.v1.FleetFilter.running_status:type_name -> koophone.v1.RunningStatus
-	2,  // 2: koophone.v1.ListAllInstancesRequest.selector:type_name -> koophone.v1.FleetSelector
-	20, // 3: koophone.v1.ListAllInstancesResponse.instance:type_name -> koophone.v1.Instance
-	2,  // 4: koophone.v1.RunFleetCommandRequest.selector:type_name -> koophone.v1.FleetSelector
-	0,  // 5: koophone.v1.RunFleetCommandRequest.mode:type_name -> koophone.v1.FleetCommandMode
-	4,  // 6: koophone.v1.RunFleetCommandRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 7: koophone.v1.ResetFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 8: koophone.v1.ResetFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 9: koophone.v1.RebootFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 10: koophone.v1.RebootFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 11: koophone.v1.BackupFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 12: koophone.v1.BackupFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 13: koophone.v1.InstallAppOnFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 14: koophone.v1.InstallAppOnFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 15: koophone.v1.ListFleetAppsRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 16: koophone.v1.ListFleetAppsRequest.options:type_name -> koophone.v1.FleetOptions
-	14, // 17: koophone.v1.FleetEvent.batch:type_name -> koophone.v1.FleetBatch
-	15, // 18: koophone.v1.FleetEvent.result:type_name -> koophone.v1.FleetPhoneResult
-	16, // 19: koophone.v1.FleetEvent.progress:type_name -> koophone.v1.FleetProgress
-	18, // 20: koophone.v1.FleetEvent.summary:type_name -> koophone.v1.FleetSummary
-	1,  // 21: koophone.v1.FleetPhoneResult.outcome:type_name -> koophone.v1.FleetOutcome
-	21, // 22: koophone.v1.FleetPhoneResult.status:type_name -> koophone.v1.JobStatus
-	22, // 23: koophone.v1.FleetPhoneResult.app:type_name -> koophone.v1.InstalledApp
-	17, // 24: koophone.v1.FleetProgress.regions:type_name -> koophone.v1.FleetRegionProgress
-	16, // 25: koophone.v1.FleetSummary.counts:type_name -> koophone.v1.FleetProgress
-	5,  // 26: koophone.v1.FleetService.ListAllInstances:input_type -> koophone.v1.ListAllInstancesRequest
-	7,  // 27: koophone.v1.FleetService.RunFleetCommand:input_type -> koophone.v1.RunFleetCommandRequest
-	8,  // 28: koophone.v1.FleetService.ResetFleet:input_type -> koophone.v1.ResetFleetRequest
-	9,  // 29: koophone.v1.FleetService.RebootFleet:input_type -> koophone.v1.RebootFleetRequest
-	10, // 30: koophone.v1.FleetService.BackupFleet:input_type -> koophone.v1.BackupFleetRequest
-	11, // 31: koophone.v1.FleetService.InstallAppOnFleet:input_type -> koophone.v1.InstallAppOnFleetRequest
-	12, // 32: koophone.v1.FleetService.ListFleetApps:input_type -> koophone.v1.ListFleetAppsRequest
-	6,  // 33: koophone.v1.FleetService.ListAllInstances:output_type -> koophone.v1.ListAllInstancesResponse
-	13, // 34: koophone.v1.FleetService.RunFleetCommand:output_type -> koophone.v1.FleetEvent
-	13, // 35: koophone.v1.FleetService.ResetFleet:output_type -> koophone.v1.FleetEvent
-	13, // 36: koophone.v1.FleetService.RebootFleet:output_type -> koophone.v1.FleetEvent
-	13, // 37: koophone.v1.FleetService.BackupFleet:output_type -> koophone.v1.FleetEvent
-	13, // 38: koophone.v1.FleetService.InstallAppOnFleet:output_type -> koophone.v1.FleetEvent
-	13, // 39: koophone.v1.FleetService.ListFleetApps:output_type -> koophone.v1.FleetEvent
-	33, // [33:40] is the sub-list for method output_type
-	26, // [26:33] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	2,  // 1: koophone.v1.ListAllInstancesRequest.selector:type_name -> koophone.v1.FleetSelector
+	19, // 2: koophone.v1.ListAllInstancesResponse.instance:type_name -> koophone.v1.Instance
+	2,  // 3: koophone.v1.RunFleetCommandRequest.selector:type_name -> koophone.v1.FleetSelector
+	0,  // 4: koophone.v1.RunFleetCommandRequest.mode:type_name -> koophone.v1.FleetCommandMode
+	4,  // 5: koophone.v1.RunFleetCommandRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 6: koophone.v1.ResetFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 7: koophone.v1.ResetFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 8: koophone.v1.RebootFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 9: koophone.v1.RebootFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 10: koophone.v1.BackupFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 11: koophone.v1.BackupFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 12: koophone.v1.InstallAppOnFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 13: koophone.v1.InstallAppOnFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 14: koophone.v1.ListFleetAppsRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 15: koophone.v1.ListFleetAppsRequest.options:type_name -> koophone.v1.FleetOptions
+	14, // 16: koophone.v1.FleetEvent.batch:type_name -> koophone.v1.FleetBatch
+	15, // 17: koophone.v1.FleetEvent.result:type_name -> koophone.v1.FleetPhoneResult
+	16, // 18: koophone.v1.FleetEvent.progress:type_name -> koophone.v1.FleetProgress
+	18, // 19: koophone.v1.FleetEvent.summary:type_name -> koophone.v1.FleetSummary
+	1,  // 20: koophone.v1.FleetPhoneResult.outcome:type_name -> koophone.v1.FleetOutcome
+	20, // 21: koophone.v1.FleetPhoneResult.status:type_name -> koophone.v1.JobStatus
+	21, // 22: koophone.v1.FleetPhoneResult.app:type_name -> koophone.v1.InstalledApp
+	17, // 23: koophone.v1.FleetProgress.regions:type_name -> koophone.v1.FleetRegionProgress
+	16, // 24: koophone.v1.FleetSummary.counts:type_name -> koophone.v1.FleetProgress
+	5,  // 25: koophone.v1.FleetService.ListAllInstances:input_type -> koophone.v1.ListAllInstancesRequest
+	7,  // 26: koophone.v1.FleetService.RunFleetCommand:input_type -> koophone.v1.RunFleetCommandRequest
+	8,  // 27: koophone.v1.FleetService.ResetFleet:input_type -> koophone.v1.ResetFleetRequest
+	9,  // 28: koophone.v1.FleetService.RebootFleet:input_type -> koophone.v1.RebootFleetRequest
+	10, // 29: koophone.v1.FleetService.BackupFleet:input_type -> koophone.v1.BackupFleetRequest
+	11, // 30: koophone.v1.FleetService.InstallAppOnFleet:input_type -> koophone.v1.InstallAppOnFleetRequest
+	12, // 31: koophone.v1.FleetService.ListFleetApps:input_type -> koophone.v1.ListFleetAppsRequest
+	6,  // 32: koophone.v1.FleetService.ListAllInstances:output_type -> koophone.v1.ListAllInstancesResponse
+	13, // 33: koophone.v1.FleetService.RunFleetCommand:output_type -> koophone.v1.FleetEvent
+	13, // 34: koophone.v1.FleetService.ResetFleet:output_type -> koophone.v1.FleetEvent
+	13, // 35: koophone.v1.FleetService.RebootFleet:output_type -> koophone.v1.FleetEvent
+	13, // 36: koophone.v1.FleetService.BackupFleet:output_type -> koophone.v1.FleetEvent
+	13, // 37: koophone.v1.FleetService.InstallAppOnFleet:output_type -> koophone.v1.FleetEvent
+	13, // 38: koophone.v1.FleetService.ListFleetApps:output_type -> koophone.v1.FleetEvent
+	32, // [32:39] is the sub-list for method output_type
+	25, // [25:32] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_koophone_v1_fleet_service_proto_init() }
