@@ -98,6 +98,19 @@ const (
 	ErrorReason_IDEMPOTENCY_STORE_UNAVAILABLE ErrorReason = 19
 	// A repeat of a keyed write gave up waiting for the first call, still in flight. ABORTED: repeat it later.
 	ErrorReason_IDEMPOTENT_CALL_IN_FLIGHT ErrorReason = 20
+	// REST only: a request body that is not JSON (curl -d sends a form unless told otherwise). 415: send it with
+	// the header "Content-Type: application/json" (curl -H 'Content-Type: application/json'); metadata names the
+	// content_type sent.
+	ErrorReason_HTTP_UNSUPPORTED_MEDIA_TYPE ErrorReason = 21
+	// REST only: the request body is larger than the gateway takes (--http-max-body-bytes). 413; metadata names
+	// max_body_bytes.
+	ErrorReason_HTTP_BODY_TOO_LARGE ErrorReason = 22
+	// REST only: a browser request from another origin that may not call the mirror (--cors-origins lists those
+	// that may). 403; metadata names the origin when the browser sent one.
+	ErrorReason_CROSS_ORIGIN_REFUSED ErrorReason = 23
+	// REST only: the Host the request names is not one the mirror serves (--http-allowed-hosts). 421; metadata
+	// names the host.
+	ErrorReason_HTTP_HOST_NOT_SERVED ErrorReason = 24
 )
 
 // Enum value maps for ErrorReason.
@@ -124,6 +137,10 @@ var (
 		18: "IDEMPOTENT_OUTCOME_UNKNOWN",
 		19: "IDEMPOTENCY_STORE_UNAVAILABLE",
 		20: "IDEMPOTENT_CALL_IN_FLIGHT",
+		21: "HTTP_UNSUPPORTED_MEDIA_TYPE",
+		22: "HTTP_BODY_TOO_LARGE",
+		23: "CROSS_ORIGIN_REFUSED",
+		24: "HTTP_HOST_NOT_SERVED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":      0,
@@ -147,6 +164,10 @@ var (
 		"IDEMPOTENT_OUTCOME_UNKNOWN":    18,
 		"IDEMPOTENCY_STORE_UNAVAILABLE": 19,
 		"IDEMPOTENT_CALL_IN_FLIGHT":     20,
+		"HTTP_UNSUPPORTED_MEDIA_TYPE":   21,
+		"HTTP_BODY_TOO_LARGE":           22,
+		"CROSS_ORIGIN_REFUSED":          23,
+		"HTTP_HOST_NOT_SERVED":          24,
 	}
 )
 
@@ -181,7 +202,7 @@ var File_koophone_v1_errors_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x18koophone/v1/errors.proto\x12\vkoophone.v1*\xa5\x04\n" +
+	"\x18koophone/v1/errors.proto\x12\vkoophone.v1*\x93\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14UPSTREAM_UNAVAILABLE\x10\x01\x12\x17\n" +
@@ -204,7 +225,11 @@ const file_koophone_v1_errors_proto_rawDesc = "" +
 	"\x13INVALID_CREDENTIALS\x10\x11\x12\x1e\n" +
 	"\x1aIDEMPOTENT_OUTCOME_UNKNOWN\x10\x12\x12!\n" +
 	"\x1dIDEMPOTENCY_STORE_UNAVAILABLE\x10\x13\x12\x1d\n" +
-	"\x19IDEMPOTENT_CALL_IN_FLIGHT\x10\x14B\xbe\x01\n" +
+	"\x19IDEMPOTENT_CALL_IN_FLIGHT\x10\x14\x12\x1f\n" +
+	"\x1bHTTP_UNSUPPORTED_MEDIA_TYPE\x10\x15\x12\x17\n" +
+	"\x13HTTP_BODY_TOO_LARGE\x10\x16\x12\x18\n" +
+	"\x14CROSS_ORIGIN_REFUSED\x10\x17\x12\x18\n" +
+	"\x14HTTP_HOST_NOT_SERVED\x10\x18B\xbe\x01\n" +
 	"\x17com.koophone.gateway.v1B\vErrorsProtoP\x01ZJgithub.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1;koophonev1\xa2\x02\x03KPG\xaa\x02\x13Koophone.Gateway.V1\xca\x02\x13Koophone\\Gateway\\V1\xea\x02\x15Koophone::Gateway::V1b\x06proto3"
 
 var (
