@@ -268,7 +268,7 @@ func (s *Server) start(ctx context.Context) error {
 	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
 	mux.Handle("/docs", docs)
 	mux.Handle("/docs/", docs)
-	api, err := restHandler(cfg, limitBody(cfg.HTTPMaxBodyBytes, gw))
+	api, err := restHandler(cfg, gw)
 	if err != nil {
 		return err
 	}
