@@ -34,7 +34,7 @@ run:
 ## test: lint (incl. stale gen/ check), every test with the race detector (the README's examples among them), the
 ## smoke run, then the suites on shifted dates
 test:
-	scripts/stage.sh tools $(MAKE) --no-print-directory $(TOOLS) $(BIN)/grpcurl
+	scripts/stage.sh tools $(MAKE) --no-print-directory $(TOOLS) $(BIN)/grpcurl cli
 	scripts/stage.sh lint $(MAKE) --no-print-directory lint
 	scripts/stage.sh test-deps $(MAKE) --no-print-directory test-deps
 	scripts/stage.sh clients $(MAKE) --no-print-directory npm-deps clients openapi-lint check-docs-ui

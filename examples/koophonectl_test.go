@@ -154,7 +154,7 @@ func TestKoophonectl(t *testing.T) {
 	// Bad command lines exit 2 and send nothing; so does an unknown enum name.
 	for _, args := range [][]string{
 		{"instance", "list-instances", "--no-such-flag"},
-		{"fleet", "reboot-fleet", "--selector.filter.running-status", "SIDEWAYS"},
+		{"fleet", "run-fleet-command", "--command", "ls", "--all", "--mode", "SIDEWAYS"},
 		{"-o", "yaml", "instance", "list-instances"},
 	} {
 		if r := c.run(t, args...); r.code != 2 {
@@ -204,7 +204,7 @@ func TestKoophonectlConfigFile(t *testing.T) {
 	if r := c.run(t, "completion", "bash"); r.code != 0 || !strings.Contains(r.stdout, "koophonectl") {
 		t.Fatalf("completion: %+v", r)
 	}
-	if r := c.run(t, "__complete", "fleet", "reboot-fleet", "--selector.filter.running-status", ""); !strings.Contains(r.stdout, "RUNNING") {
+	if r := c.run(t, "__complete", "fleet", "run-fleet-command", "--mode", ""); !strings.Contains(r.stdout, "SYNC") {
 		t.Fatalf("enum completion: %+v", r)
 	}
 }

@@ -19,10 +19,20 @@ func TestCallerDeadlineDuringWriteSaysOutcomeUnknown(t *testing.T) {
 	e := newFaultEnv(t)
 	phone := e.sim.InstanceIDs()[0]
 	e.faults(sim.Fault{Kind: sim.FaultLatency, Latency: time.Hour, Ops: []string{"SyncCommand", "BatchReset"}})
+	// Five seconds leave the gateway a reserve of 500ms (its most) to answer before the caller's own timer: enough
+	// on a loaded machine, where a tenth of one second was not. The three calls run at once.
+	const callTimeout = 5 * time.Second
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+			defer cancel()
+			_, err := e.inst.SyncCommand(ctx, &pb.SyncCommandRequest{Command: "ls", InstanceIds: []string{phone}})
+			errs <- err
+		}()
+	}
 	for i := range 3 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := e.inst.SyncCommand(ctx, &pb.SyncCommandRequest{Command: "ls", InstanceIds: []string{phone}})
-		cancel()
+		err := <-errs
 		if code, r, _ := reason(err); code != codes.DeadlineExceeded || r != service.ReasonOutcomeUnknown {
 			t.Fatalf("SyncCommand #%d: %v %q (%v), want DEADLINE_EXCEEDED %s", i, code, r, err, service.ReasonOutcomeUnknown)
 		}
@@ -30,7 +40,7 @@ func TestCallerDeadlineDuringWriteSaysOutcomeUnknown(t *testing.T) {
 	// A keyed write too: the key remembers the unknown outcome, and nothing is sent again.
 	req := &pb.BatchResetRequest{InstanceIds: []string{phone}, RequestId: "7f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"}
 	for i := range 2 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		_, err := e.inst.BatchReset(ctx, req)
 		cancel()
 		code, r, _ := reason(err)
