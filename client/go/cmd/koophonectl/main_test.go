@@ -57,7 +57,7 @@ func runCLI(addr string, args ...string) (int, string, string) {
 func TestRequestFromFlagsAndBody(t *testing.T) {
 	addr, f := start(t)
 	code, out, errs := runCLI(addr, "fleet", "reboot-fleet", "-d", "-", "--ids", "a1, a2", "--options.concurrency", "3",
-		"--selector.filter.running-status", "running")
+		"--selector.filter.running-status", "RUNNING_STATUS_RUNNING")
 	if code != exitPartial || !strings.Contains(out, "a1                   FAILED       E1") || !strings.Contains(out, "done: 1 phones, 0 succeeded, 1 failed") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
