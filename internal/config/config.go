@@ -122,6 +122,9 @@ type Config struct {
 	// CheckOnly is --check-config: validate the configuration and the files it names, then exit without serving.
 	// A flag only, never a variable: an environment that carried it would make every container exit at once.
 	CheckOnly bool
+	// Env is the environment Load read (its getenv): the tracing exporter's standard OTEL_* variables are read from
+	// it too, so a test's environment is the only one the server sees. Never nil after Load.
+	Env func(string) string
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -329,7 +332,7 @@ var ErrHelp = flag.ErrHelp
 
 // Load reads args (without the program name) and the environment through getenv; usage and errors go to out.
 func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
-	c := &Config{}
+	c := &Config{Env: getenv}
 	ss := c.settings()
 	fs := flag.NewFlagSet("koophone-gateway", flag.ContinueOnError)
 	fs.SetOutput(out)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -155,7 +156,7 @@ func (e *Engine) Limits(batchSize, concurrency int) (int, int) {
 // every batch started). An emit error stops the run the same way and is returned.
 func (e *Engine) Run(ctx context.Context, ids []string, op Op, batchSize, concurrency int, emit func(Event) error) (Counts, error) {
 	batchSize, concurrency = e.Limits(batchSize, concurrency)
-	batches := split(ids, batchSize, upstream.RequestIDFrom(ctx))
+	batches := split(ids, batchSize, requestid.From(ctx))
 	r := &run{
 		// Unbuffered: a batch holds its concurrency slot until the caller has taken its every event, so a caller
 		// that stops (an emit error, a cancel) stops the run before further batches start.
