@@ -38,12 +38,15 @@ type Config struct {
 	Clock     clock.Clock // default clock.Real{}; leases expire on Redis's clock, renewals are timed on this one
 }
 
+// DefaultLeaseTTL is LeaseTTL's default (the gateway's configuration table shows it as its own).
+const DefaultLeaseTTL = 5 * time.Second
+
 func (c Config) withDefaults() Config {
 	if c.Prefix == "" {
 		c.Prefix = "koophone"
 	}
 	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 5 * time.Second
+		c.LeaseTTL = DefaultLeaseTTL
 	}
 	if c.OpTimeout <= 0 {
 		c.OpTimeout = time.Second

@@ -12,8 +12,14 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
-// MaxBatch is KooPhone's limit on phones per call.
+// MaxBatch is KooPhone's limit on phones per call, and the default batch size.
 const MaxBatch = 100
+
+// Defaults of the engine (the gateway's configuration table shows them as its own).
+const (
+	DefaultConcurrency      = 4
+	DefaultProgressInterval = 2 * time.Second
+)
 
 // Config tunes the engine; zero fields take the defaults.
 type Config struct {
@@ -29,10 +35,10 @@ func (c Config) withDefaults() Config {
 		c.BatchSize = MaxBatch
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 4
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.ProgressInterval <= 0 {
-		c.ProgressInterval = 2 * time.Second
+		c.ProgressInterval = DefaultProgressInterval
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
