@@ -73,3 +73,74 @@ func quiet(f func()) func(context.Context) error {
 func ignoreCtx(f func() error) func(context.Context) error {
 	return func(context.Context) error { return f() }
 }
+
+// stopGRPC stops taking gRPC calls and lets those in flight finish until ctx ends, then cuts them.
+func (s *Server) stopGRPC(ctx context.Context) error {
+	stopped := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.cut()
+		s.grpc.Stop()
+		<-stopped
+	}
+	return nil
+}
+
+// stopREST closes the HTTP listener and lets the calls in flight finish until ctx ends, then cuts them. REST
+// unary calls run on the services in process (no gRPC server holds them), so this is what keeps the services open
+// under them.
+func (s *Server) stopREST(ctx context.Context) error {
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.cut()
+		_ = s.http.Close()
+	}
+	return nil
+}
+
+// announceStreams pushes the closer that tells every held stream to end: health watches (a load balancer's open
+// watch would otherwise hold the gRPC drain for the whole grace period), then the watch and fleet streams, which
+// end with UNAVAILABLE (SERVER_SHUTTING_DOWN) so their callers reconnect elsewhere, and the watch hubs' pollers.
+// It is the services' closer: pushed last so it runs before the drains, which then wait only for calls that end by
+// themselves; before it is pushed nothing has been served, so no stream holds a hub.
+func (s *Server) announceStreams(context.Context) error {
+	s.closers.push("streams", quiet(func() {
+		s.health.stop()
+		s.services.Close()
+	}))
+	return nil
+}
+
+// cut reports, once, the calls still in progress when the grace period ended: a WARN line with their count, and
+// the error Shutdown returns.
+func (s *Server) cut() {
+	if s.cutErr != nil {
+		return
+	}
+	if n := s.active.Load(); n > 0 {
+		s.log.Warn("shutdown grace period ended: calls cut", "calls", n)
+		s.cutErr = fmt.Errorf("%d calls cut at the end of the shutdown grace period", n)
+	}
+}
+
+// Shutdown stops the server in the order that loses no call: health turns NOT_SERVING (load balancers stop
+// sending) and stays so, calls are still taken for the drain delay, then the lifecycle unwinds (above):
+// streams are told to end, the REST listener and then gRPC drain their in-flight calls until ctx ends (then cut
+// them), and last the services' dependencies close. Calls cut make the error non-nil.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		s.log.Info("shutting down")
+		s.stopping.Store(true)
+		s.applyServing()
+		s.drain(ctx)
+		err := s.closers.unwind(ctx)
+		s.wg.Wait()
+		s.shutdownErr = errors.Join(s.cutErr, err)
+		s.log.Info("stopped")
+	})
+	return s.shutdownErr
+}

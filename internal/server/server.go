@@ -343,23 +343,6 @@ func (s *Server) registerHealth() error {
 	return nil
 }
 
-// stopGRPC stops taking gRPC calls and lets those in flight finish until ctx ends, then cuts them.
-func (s *Server) stopGRPC(ctx context.Context) error {
-	stopped := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-ctx.Done():
-		s.cut()
-		s.grpc.Stop()
-		<-stopped
-	}
-	return nil
-}
-
 // serveREST serves the REST mirror, /healthz, /readyz, /metrics and the API docs on the HTTP listener.
 //
 // The mirror calls the same handlers through the same interceptors as gRPC callers, in process: unary calls run
@@ -425,17 +408,6 @@ func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
 	return s.instrumentHTTP(mux), nil
 }
 
-// stopREST closes the HTTP listener and lets the calls in flight finish until ctx ends, then cuts them. REST
-// unary calls run on the services in process (no gRPC server holds them), so this is what keeps the services open
-// under them.
-func (s *Server) stopREST(ctx context.Context) error {
-	if err := s.http.Shutdown(ctx); err != nil {
-		s.cut()
-		_ = s.http.Close()
-	}
-	return nil
-}
-
 // startOperators serves the optional /metrics-only and pprof listeners.
 func (s *Server) startOperators(context.Context) error {
 	if s.cfg.MetricsAddr != "" {
@@ -470,31 +442,6 @@ func (s *Server) startProbes(context.Context) error {
 	return nil
 }
 
-// announceStreams pushes the closer that tells every held stream to end: health watches (a load balancer's open
-// watch would otherwise hold the gRPC drain for the whole grace period), then the watch and fleet streams, which
-// end with UNAVAILABLE (SERVER_SHUTTING_DOWN) so their callers reconnect elsewhere, and the watch hubs' pollers.
-// It is the services' closer: pushed last so it runs before the drains, which then wait only for calls that end by
-// themselves; before it is pushed nothing has been served, so no stream holds a hub.
-func (s *Server) announceStreams(context.Context) error {
-	s.closers.push("streams", quiet(func() {
-		s.health.stop()
-		s.services.Close()
-	}))
-	return nil
-}
-
-// cut reports, once, the calls still in progress when the grace period ended: a WARN line with their count, and
-// the error Shutdown returns.
-func (s *Server) cut() {
-	if s.cutErr != nil {
-		return
-	}
-	if n := s.active.Load(); n > 0 {
-		s.log.Warn("shutdown grace period ended: calls cut", "calls", n)
-		s.cutErr = fmt.Errorf("%d calls cut at the end of the shutdown grace period", n)
-	}
-}
-
 func (s *Server) upstreamName() string {
 	if s.sim != nil {
 		return "embedded simulator"
@@ -521,21 +468,3 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 
 // Sim is the embedded simulator, or nil against a real endpoint.
 func (s *Server) Sim() *sim.Server { return s.sim }
-
-// Shutdown stops the server in the order that loses no call: health turns NOT_SERVING (load balancers stop
-// sending) and stays so, calls are still taken for the drain delay, then the lifecycle unwinds (lifecycle.go):
-// streams are told to end, the REST listener and then gRPC drain their in-flight calls until ctx ends (then cut
-// them), and last the services' dependencies close. Calls cut make the error non-nil.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutdownOnce.Do(func() {
-		s.log.Info("shutting down")
-		s.stopping.Store(true)
-		s.applyServing()
-		s.drain(ctx)
-		err := s.closers.unwind(ctx)
-		s.wg.Wait()
-		s.shutdownErr = errors.Join(s.cutErr, err)
-		s.log.Info("stopped")
-	})
-	return s.shutdownErr
-}
