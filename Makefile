@@ -22,8 +22,8 @@ PROTOC_GEN_GO_CLIENT_VERSION := v1.36.7
 TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2 \
 	$(BIN)/client-go/protoc-gen-go
 
-.PHONY: all run test test-deps test-dates test-deploy image lint generate check-generated breaking tools grpcurl build \
-	bench profile smoke clean npm-deps clients docs openapi-lint docs-ui check-docs-ui client-go test-client-go cli
+.PHONY: all run test test-deps test-dates test-deploy test-smoke image lint generate check-generated breaking tools grpcurl \
+	build bench profile smoke clean npm-deps clients docs openapi-lint docs-ui check-docs-ui client-go test-client-go cli
 
 all: build
 
@@ -31,13 +31,15 @@ all: build
 run:
 	go run ./cmd/server
 
-## test: lint (incl. stale gen/ check), every test with the race detector, then the suites on shifted dates
+## test: lint (incl. stale gen/ check), every test with the race detector (the README's examples among them), the
+## smoke run, then the suites on shifted dates
 test:
-	scripts/stage.sh tools $(MAKE) --no-print-directory $(TOOLS)
+	scripts/stage.sh tools $(MAKE) --no-print-directory $(TOOLS) $(BIN)/grpcurl
 	scripts/stage.sh lint $(MAKE) --no-print-directory lint
 	scripts/stage.sh test-deps $(MAKE) --no-print-directory test-deps
 	scripts/stage.sh clients $(MAKE) --no-print-directory npm-deps clients openapi-lint check-docs-ui
 	scripts/stage.sh go-test go test -race -count=1 -timeout 20m ./...
+	scripts/stage.sh smoke $(MAKE) --no-print-directory test-smoke
 	scripts/stage.sh client-go $(MAKE) --no-print-directory test-client-go
 	scripts/stage.sh test-dates $(MAKE) --no-print-directory test-dates
 	scripts/stage.sh test-deploy $(MAKE) --no-print-directory test-deploy
@@ -45,8 +47,9 @@ test:
 
 ## test-dates: every suite with its fake clocks a year ahead and a year back, so no part may read the wall clock
 ## where a test injected one (tests start on fixed dates; see internal/clock/clocktest)
-# (The examples and the browser check start the gateway as `make run` does, on the wall clock: nothing to shift.)
-DATED_PACKAGES = $$(go list ./... | grep -v -e /examples -e /internal/apidocs)
+# (The examples, the README's examples and the browser check start the gateway as `make run` does, on the wall
+# clock: nothing to shift.)
+DATED_PACKAGES = $$(go list ./... | grep -v -e /examples -e /internal/apidocs -e /internal/docstest)
 test-dates:
 	KOOPHONE_TEST_CLOCK_SHIFT=8760h go test -count=1 -timeout 10m $(DATED_PACKAGES)
 	KOOPHONE_TEST_CLOCK_SHIFT=-8760h go test -count=1 -timeout 10m $(DATED_PACKAGES)
@@ -131,6 +134,10 @@ breaking: $(TOOLS)
 ## smoke: every RPC once through grpcurl and once through curl, against a running `make run`
 smoke: $(BIN)/grpcurl
 	scripts/smoke.sh
+
+## test-smoke: the smoke run against a gateway of its own, started as `make run` does but on free ports (make test)
+test-smoke: $(BIN)/grpcurl
+	scripts/smoke-run.sh
 
 ## bench: every figure of docs/benchmarks.md in one run (~15 min): cmd/loadbench (direct, bare proxy, gateway gRPC
 ## and REST side by side; a slow upstream; idle watchers), then the Go benchmarks with -benchmem; the tables go to

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 es=tools/npm/node_modules/.bin/protoc-gen-es
-[[ -x $es ]] || { echo "gen-clients: $es missing: run 'make npm-tools'" >&2; exit 1; }
+[[ -x $es ]] || { echo "gen-clients: $es missing: run 'make npm-deps'" >&2; exit 1; }
 command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null ||
 	{ echo "gen-clients: protoc or grpc_python_plugin missing: run 'make test-deps'" >&2; exit 1; }
 

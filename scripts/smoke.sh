@@ -2,12 +2,15 @@
 # Smoke test of a running gateway (`make run` in another terminal): every RPC once through grpcurl and once
 # through curl on the REST mirror, against the embedded simulator's fleet. Prints one line per call and a total;
 # exits 1 if any call failed. Usage: scripts/smoke.sh [grpc-addr] [http-addr]
+# (`make test-smoke` starts a gateway of its own on free ports and runs this against it: scripts/smoke-run.sh.)
 set -uo pipefail
 GRPC=${1:-127.0.0.1:9090}
 HTTP=${2:-127.0.0.1:8080}
 GRPCURL=${GRPCURL:-$(dirname "$0")/../bin/grpcurl}
 svc=koophone.v1.InstanceService
 ok=0 fail=0
+out_file=$(mktemp)
+trap 'rm -f "$out_file"' EXIT
 
 g() { # g METHOD JSON
 	if out=$("$GRPCURL" -plaintext -max-time 30 -d "$2" "$GRPC" "$1" 2>&1); then
@@ -17,14 +20,14 @@ g() { # g METHOD JSON
 	fi
 	last=$out
 }
-c() { # c METHOD PATH [JSON]
-	code=$(curl -s -o /tmp/smoke.$$ -w '%{http_code}' -X "$1" "$HTTP$2" ${3:+-d "$3"})
+c() { # c METHOD PATH [JSON]: a body goes as JSON (the mirror refuses curl -d's default form type with 415)
+	code=$(curl -s -o "$out_file" -w '%{http_code}' -X "$1" "$HTTP$2" ${3:+-H 'Content-Type: application/json' -d "$3"})
 	if [ "$code" = 200 ]; then
 		ok=$((ok + 1)); echo "curl OK   $1 $2"
 	else
-		fail=$((fail + 1)); echo "curl FAIL $1 $2: HTTP $code $(head -c 300 /tmp/smoke.$$)"
+		fail=$((fail + 1)); echo "curl FAIL $1 $2: HTTP $code $(head -c 300 "$out_file")"
 	fi
-	last=$(cat /tmp/smoke.$$)
+	last=$(cat "$out_file")
 }
 json() { python3 -c "import json,sys; print($1)"; }
 
@@ -113,6 +116,5 @@ c POST /v1/fleet/app/install '{'"$app2"',"selector":{"instance_ids":["'"${PH[2]}
 g $fleet/ListFleetApps '{"package":"com.example.smokefleet","selector":{"filter":{"all":true}}}'
 c POST /v1/fleet/app-list '{"package":"com.example.smokefleet","selector":'"$two"'}'
 
-rm -f /tmp/smoke.$$
 echo "TOTAL ok=$ok fail=$fail"
 [ "$fail" -eq 0 ]

@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.InstallResultShape, "install-shape", cfg.InstallResultShape, `InstallApp data shape: "example" or "table"`)
 	failIDs := fs.String("fail-instances", "", "comma-separated instance ids on which every job fails")
 	pools := fs.String("pools", strings.Join(cfg.Pools, ","), "comma-separated node groups (pool_name) the fleet is spread over")
+	regions := fs.String("regions", strings.Join(cfg.Regions, ","), "comma-separated regions the fleet is spread over, in contiguous blocks")
 	latency := fs.Duration("latency", 0, "delay every answer by this much")
 	errorRate := fs.Float64("error-rate", 0, "probability of an HTTP 500 KOOPHONE.API.9999 answer")
 	limitRate := fs.Float64("rate-limit-rate", 0, "probability of an HTTP 429 APIGW.0308 answer")
@@ -88,6 +89,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *pools != "" {
 		cfg.Pools = strings.Split(*pools, ",")
+	}
+	if *regions != "" {
+		cfg.Regions = strings.Split(*regions, ",")
 	}
 	if *latency > 0 {
 		faults = append(faults, sim.Fault{Kind: sim.FaultLatency, Latency: *latency})

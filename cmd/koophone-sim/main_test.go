@@ -51,7 +51,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--fleet", "5", "--job-duration", "10ms", "--pools", "p1,p2",
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--fleet", "5", "--job-duration", "10ms", "--pools", "p1,p2", "--regions", "r-a,r-b,r-c",
 			"--fault", `{"kind":"503","ops":["ListInstances"],"count":1}`}, out)
 	}()
 	var env map[string]string
@@ -109,6 +109,14 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	status, m := list()
 	if status != 200 || m["error_code"] != "0" || m["data"].(map[string]any)["total_count"] != float64(5) {
 		t.Fatalf("ListInstances: HTTP %d %v", status, m)
+	}
+	// --regions cuts the fleet into contiguous blocks: 2, 2 and 1 phones.
+	var regions []string
+	for _, r := range m["data"].(map[string]any)["result"].([]any) {
+		regions = append(regions, r.(map[string]any)["region"].(string))
+	}
+	if strings.Join(regions, ",") != "r-a,r-a,r-b,r-b,r-c" {
+		t.Fatalf("regions %v", regions)
 	}
 	// --pools spreads the fleet round robin: p2 holds the 2nd and 4th phones.
 	if status, m = list("&pool_name=p2"); status != 200 || m["data"].(map[string]any)["total_count"] != float64(2) {

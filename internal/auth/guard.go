@@ -83,6 +83,11 @@ func New(cfg Config) (*Guard, error) {
 	if g.keys != nil {
 		g.keys.changed = g.fileChanged
 		if k, _ := g.keys.current(); len(k) == 0 {
+			// A running gateway takes an emptied file as revocation; one that starts on it was most likely shipped
+			// unfilled, and would refuse every caller. Without client certificates, nobody could get in: say so.
+			if !g.mtls {
+				return nil, fmt.Errorf("API keys file %s: \"keys\" is empty and no client CA is set, so no caller could authenticate: add a key (docs/auth/keys.example.yaml)", cfg.KeysFile)
+			}
 			log.Warn("the API keys file lists no keys: no caller can authenticate with a key", "path", cfg.KeysFile)
 		}
 	}

@@ -111,6 +111,7 @@ type Config struct {
 	// Scale-out (internal/coord). With RedisURL empty each replica works alone.
 	RedisURL           string
 	RedisLeaseTTL      time.Duration
+	RedisTimeout       time.Duration
 	QuotaReplicas      int // replicas sharing the quota: each spends 1/QuotaReplicas of it while Redis is down
 	IdempotencyTTL     time.Duration
 	IdempotencyMaxKeys int // in-memory store (without Redis)
@@ -258,6 +259,7 @@ func (c *Config) scaleSettings() []setting {
 	return []setting{
 		{env: "KOOPHONE_REDIS_URL", secret: true, help: "Redis shared by the replicas (pollers, quota, idempotency keys): redis://[:password@]host:port/db, rediss:// for TLS, ?master_name=NAME for Sentinel, redis+cluster:// for a Cluster; empty: each replica alone", set: str(&c.RedisURL)},
 		{flag: "redis-lease-ttl", env: "KOOPHONE_REDIS_LEASE_TTL", def: durString(coord.DefaultLeaseTTL), help: "scale-out: how long a dead replica's pollers stay unclaimed (the failover time)", set: atLeast(&c.RedisLeaseTTL, 300*time.Millisecond)},
+		{flag: "redis-timeout", env: "KOOPHONE_REDIS_TIMEOUT", def: durString(coord.DefaultOpTimeout), help: "scale-out: most time one Redis operation may take before Redis counts as down (later calls skip it until a background probe answers)", set: durWithin(&c.RedisTimeout, 10*time.Millisecond, 30*time.Second)},
 		{flag: "quota-replicas", env: "KOOPHONE_QUOTA_REPLICAS", def: "1", help: "replicas sharing the --upstream-*-rate budget through Redis; while Redis is down each spends its 1/N share", set: positive(&c.QuotaReplicas)},
 		{flag: "idempotency-ttl", env: "KOOPHONE_IDEMPOTENCY_TTL", def: "24h", help: "how long a write's request_id (Idempotency-Key) is remembered", set: dur(&c.IdempotencyTTL)},
 		{flag: "share-rate", env: "KOOPHONE_SHARE_RATE", def: "0", help: "per caller (principal): calls started per second (unary calls and stream opens); 0: unlimited", set: float(&c.ShareRate, 0, 1e6)},

@@ -89,6 +89,18 @@ func atLeast(p *time.Duration, min time.Duration) setter {
 	}
 }
 
+// durWithin accepts lo..hi.
+func durWithin(p *time.Duration, lo, hi time.Duration) setter {
+	return func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && (d < lo || d > hi) {
+			err = fmt.Errorf("must be between %s and %s", durString(lo), durString(hi))
+		}
+		*p = d
+		return err
+	}
+}
+
 // num accepts any integer that is not negative; positive and within narrow it.
 func num(p *int) setter { return within(p, 0, maxInt, "must not be negative") }
 

@@ -2,9 +2,10 @@
 // each watched key (stream.Peer), the upstream rate limit (Limiter) and the idempotency keys of writes
 // (idempotency.Store). It talks to Redis through go-redis; without KOOPHONE_REDIS_URL it is not used at all.
 //
-// When Redis cannot be reached the replica degrades instead of failing: it polls for itself, spends a local share
-// of the quota, and refuses idempotent writes (fail closed). Status reports the degraded mode for readiness
-// details and metrics, and it ends by itself when Redis answers again.
+// Redis is a dependency that can fail. Once an operation finds it down (refused, timed out, hung), the replica
+// is degraded: every call takes its local branch at once, without asking Redis (it polls for itself, spends a
+// local share of the quota, refuses keyed writes), and one goroutine probes Redis in the background with backoff.
+// The first probe that answers ends the degraded mode. See health.go.
 package coord
 
 import (
@@ -13,6 +14,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +26,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 )
 
-// Config is how to reach Redis and the timing of leases.
+// Config is how to reach Redis and the timing of leases and probes.
 type Config struct {
 	// URL is a Redis URL: redis://[user:pass@]host:port/db (rediss:// for TLS) for one node,
 	// redis://host:port?master_name=NAME&addr=host2:port for Sentinel (the host is a sentinel), and
@@ -31,28 +34,61 @@ type Config struct {
 	URL string
 	// Prefix starts every Redis key and channel, so gateways of different tenants can share a Redis. Default "koophone".
 	Prefix string
-	// LeaseTTL is how long a poller's lease outlives its holder: the failover time after a replica dies. Default 5s.
+	// ID names this replica among the others (lease holder, member of the live set). Default: the host name and
+	// a random suffix, so two processes on one host never share it.
+	ID string
+	// LeaseTTL is how long a poller's lease outlives its holder: the failover time after a replica dies. It is
+	// also how long a replica stays in the live set after its last heartbeat. Default 5s.
 	LeaseTTL time.Duration
-	// OpTimeout bounds one Redis operation, so a Redis that hangs degrades the replica instead of stalling it. Default 1s.
+	// Handoff is how long a replica that does not own a key (by rendezvous hashing) waits for its owner to take
+	// the free lease before taking it itself. Default LeaseTTL/3.
+	Handoff time.Duration
+	// OpTimeout bounds one Redis operation, so a Redis that hangs degrades the replica instead of stalling it.
+	// Only the operations that find Redis down pay it; the calls after them do not ask Redis. Default 1s.
 	OpTimeout time.Duration
-	Clock     clock.Clock // default clock.Real{}; leases expire on Redis's clock, renewals are timed on this one
+	// ProbeMin and ProbeMax bound the wait between two probes while Redis is down: the first comes after
+	// ProbeMin, each next one waits twice as long, up to ProbeMax. Defaults 250ms and 5s.
+	ProbeMin, ProbeMax time.Duration
+	Clock              clock.Clock  // default clock.Real{}; leases expire on Redis's clock, renewals and probes are timed on this one
+	Log                *slog.Logger // transitions of Redis up and down, the eviction check; default: discarded
 }
 
-// DefaultLeaseTTL is LeaseTTL's default (the gateway's configuration table shows it as its own).
-const DefaultLeaseTTL = 5 * time.Second
+// Defaults of LeaseTTL and OpTimeout (the gateway's configuration table shows them as its own).
+const (
+	DefaultLeaseTTL  = 5 * time.Second
+	DefaultOpTimeout = time.Second
+)
 
 func (c Config) withDefaults() Config {
 	if c.Prefix == "" {
 		c.Prefix = "koophone"
 	}
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		var tok [6]byte
+		_, _ = rand.Read(tok[:])
+		c.ID = strings.Trim(host+"-"+hex.EncodeToString(tok[:]), "-")
+	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = DefaultLeaseTTL
 	}
+	if c.Handoff <= 0 {
+		c.Handoff = c.LeaseTTL / 3
+	}
 	if c.OpTimeout <= 0 {
-		c.OpTimeout = time.Second
+		c.OpTimeout = DefaultOpTimeout
+	}
+	if c.ProbeMin <= 0 {
+		c.ProbeMin = 250 * time.Millisecond
+	}
+	if c.ProbeMax < c.ProbeMin {
+		c.ProbeMax = max(c.ProbeMin, 5*time.Second)
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -61,37 +97,51 @@ func (c Config) withDefaults() Config {
 type Coord struct {
 	cfg   Config
 	rdb   redis.UniversalClient
-	id    string // this replica's lease token
+	id    string // this replica's lease token and member name
+	log   *slog.Logger
 	stats counters
 
-	degraded atomic.Bool
-	since    atomic.Int64 // unix nanos of the last change of degraded
+	up        atomic.Bool  // Redis answered the last operation or probe; false: degraded, local branches
+	since     atomic.Int64 // unix nanos of the last change of up
+	wake      chan struct{}
+	evictable atomic.Int32 // result of the eviction check: evictUnknown, evictNo, evictYes
 
-	leases leases
-	follow followers
+	members members
+	leases  leases
+	follow  followers
 
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
-// Open parses cfg.URL and starts the lease renewer. It does not wait for Redis: a replica starts degraded
-// when Redis is down, and joins the others when it answers.
+// Open parses cfg.URL, asks Redis once (bounded by OpTimeout) and starts the lease renewer and the prober. It
+// does not fail when Redis is down: the replica then starts degraded and joins the others when a probe answers.
 func Open(cfg Config) (*Coord, error) {
 	cfg = cfg.withDefaults()
-	// go-redis would print every failed dial; the degraded mode is reported through Status instead.
+	// go-redis would print every failed dial; the transitions are logged once each instead (health.go).
 	redis.SetLogger(quiet{})
 	opts, err := ParseURL(cfg.URL)
 	if err != nil {
 		return nil, err
 	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = cfg.OpTimeout, cfg.OpTimeout, cfg.OpTimeout
-	var tok [12]byte
-	_, _ = rand.Read(tok[:])
-	c := &Coord{cfg: cfg, rdb: redis.NewUniversalClient(opts), id: hex.EncodeToString(tok[:]), stop: make(chan struct{})}
+	c := &Coord{cfg: cfg, rdb: redis.NewUniversalClient(opts), id: cfg.ID, log: cfg.Log,
+		wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	c.rdb.AddHook(countHook{&c.stats.commands})
 	c.leases.held = map[string]*lease{}
+	c.leases.free = map[string]time.Time{}
 	c.follow.subs = map[string]map[*follower]struct{}{}
-	c.wg.Add(1)
+	c.follow.stale = map[string]struct{}{}
+	c.evictable.Store(evictUnchecked)
+	c.since.Store(cfg.Clock.Now().UnixNano())
+	// Down until a probe answers: the first one, here, is bounded by OpTimeout.
+	if c.probe() != nil {
+		c.stats.downs.Add(1)
+		c.log.Error("redis unreachable at start: running degraded (own pollers, local quota share, keyed writes refused); probing in the background")
+	}
+	c.wg.Add(2)
 	go c.renewLoop()
+	go c.probeLoop()
 	return c, nil
 }
 
@@ -146,8 +196,12 @@ func urlError(err error) error {
 	return fmt.Errorf("KOOPHONE_REDIS_URL: %w", err)
 }
 
-// Close gives up every lease this replica holds and closes the connections.
-func (c *Coord) Close() error {
+// Close gives up every lease this replica holds, leaves the live set and closes the connections.
+func (c *Coord) Close() error { return c.shutdown(true) }
+
+// shutdown stops the loops; with release it hands back the leases and the replica's place in the live set
+// first (a graceful stop), without it the replica vanishes as if it died (tests).
+func (c *Coord) shutdown(release bool) error {
 	select {
 	case <-c.stop:
 		return nil
@@ -156,14 +210,8 @@ func (c *Coord) Close() error {
 	close(c.stop)
 	c.follow.close() // ends the dispatcher
 	c.wg.Wait()
-	c.leases.mu.Lock()
-	keys := make([]string, 0, len(c.leases.held))
-	for k := range c.leases.held {
-		keys = append(keys, k)
-	}
-	c.leases.mu.Unlock()
-	for _, k := range keys {
-		c.Release(k)
+	if release {
+		c.releaseAll()
 	}
 	return c.rdb.Close()
 }
@@ -171,77 +219,8 @@ func (c *Coord) Close() error {
 // Client is the Redis client, for the idempotency store and the limiter.
 func (c *Coord) Client() redis.UniversalClient { return c.rdb }
 
-// opCtx bounds one Redis operation.
-func (c *Coord) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, c.cfg.OpTimeout)
-}
-
-// observe records whether Redis answered. redis.Nil and script replies are answers; only failures to reach
-// Redis (or a Redis that refuses work, e.g. LOADING) make the replica degraded.
-func (c *Coord) observe(err error) error {
-	if err == nil || errors.Is(err, redis.Nil) {
-		if c.degraded.CompareAndSwap(true, false) {
-			c.since.Store(c.cfg.Clock.Now().UnixNano())
-			c.stats.recoveries.Add(1)
-		}
-		return err
-	}
-	if errors.Is(err, context.Canceled) {
-		return err
-	}
-	c.stats.errors.Add(1)
-	if c.degraded.CompareAndSwap(false, true) {
-		c.since.Store(c.cfg.Clock.Now().UnixNano())
-		c.stats.degradations.Add(1)
-	}
-	return err
-}
-
-// Status is the replica's view of Redis, for readiness details and metrics.
-type Status struct {
-	Degraded bool      // Redis is unreachable: local pollers, a local quota share, idempotent writes refused
-	Since    time.Time // when Degraded last changed (zero: never)
-	Leases   int       // keys this replica polls for everyone
-	Stats
-}
-
-// Stats are the counters of coordination since Open.
-type Stats struct {
-	Errors       uint64 // Redis operations that failed to reach Redis
-	Degradations uint64 // switches into degraded mode
-	Recoveries   uint64 // switches back
-	Published    uint64 // snapshots published to the other replicas
-	Received     uint64 // snapshots received from the other replicas
-	LocalQuota   uint64 // upstream calls admitted by the local share while degraded
-}
-
-type counters struct {
-	errors, degradations, recoveries, published, received, localQuota atomic.Uint64
-}
-
-// Status reports the current mode and counters; it is cheap (no Redis call).
-func (c *Coord) Status() Status {
-	s := Status{Degraded: c.degraded.Load()}
-	if ns := c.since.Load(); ns != 0 {
-		s.Since = time.Unix(0, ns)
-	}
-	c.leases.mu.Lock()
-	s.Leases = len(c.leases.held)
-	c.leases.mu.Unlock()
-	s.Stats = Stats{
-		Errors: c.stats.errors.Load(), Degradations: c.stats.degradations.Load(), Recoveries: c.stats.recoveries.Load(),
-		Published: c.stats.published.Load(), Received: c.stats.received.Load(), LocalQuota: c.stats.localQuota.Load(),
-	}
-	return s
-}
-
-// Detail is a one-line description of the mode, for readiness details.
-func (s Status) Detail() string {
-	if s.Degraded {
-		return "redis unreachable: local pollers, local quota share, idempotent writes refused"
-	}
-	return "redis: shared pollers, shared quota, shared idempotency keys"
-}
+// ID is this replica's name among the others.
+func (c *Coord) ID() string { return c.id }
 
 func (c *Coord) key(parts ...string) string {
 	return c.cfg.Prefix + ":" + strings.Join(parts, ":")

@@ -12,7 +12,11 @@ import (
 )
 
 // KeyStore keeps idempotency keys in Redis, so a retry that lands on another replica is recognised. Every error
-// is Redis being unreachable, which the interceptor turns into UNAVAILABLE (fail closed).
+// is Redis being unreachable, which the interceptor turns into UNAVAILABLE (fail closed); while Redis is known to
+// be down that is ErrDown, at once, without asking Redis.
+//
+// Keys carry a TTL, so a Redis whose maxmemory-policy is anything but noeviction may evict them under memory
+// pressure and let a repeat through: Open checks the policy and warns (Status.Evictable).
 type KeyStore struct{ c *Coord }
 
 var _ idempotency.Store = KeyStore{}
@@ -29,10 +33,13 @@ func (s KeyStore) Claim(ctx context.Context, key string, rec idempotency.Record,
 		return idempotency.Record{}, false, err
 	}
 	for range 3 { // the key may expire (or be forgotten) between SET NX and GET: try again
-		octx, cancel := s.c.opCtx(ctx)
-		ok, err := s.c.rdb.SetNX(octx, s.rkey(key), b, ttl).Result()
-		cancel()
-		if s.c.observe(err) != nil {
+		var ok bool
+		err := s.c.call(ctx, OpIdempotency, func(ctx context.Context) error {
+			var err error
+			ok, err = s.c.rdb.SetNX(ctx, s.rkey(key), b, ttl).Result()
+			return err
+		})
+		if err != nil {
 			return idempotency.Record{}, false, err
 		}
 		if ok {
@@ -48,10 +55,13 @@ func (s KeyStore) Claim(ctx context.Context, key string, rec idempotency.Record,
 
 // Get implements idempotency.Store.
 func (s KeyStore) Get(ctx context.Context, key string) (idempotency.Record, bool, error) {
-	octx, cancel := s.c.opCtx(ctx)
-	defer cancel()
-	b, err := s.c.rdb.Get(octx, s.rkey(key)).Bytes()
-	if errors.Is(s.c.observe(err), redis.Nil) {
+	var b []byte
+	err := s.c.call(ctx, OpIdempotency, func(ctx context.Context) error {
+		var err error
+		b, err = s.c.rdb.Get(ctx, s.rkey(key)).Bytes()
+		return err
+	})
+	if errors.Is(err, redis.Nil) {
 		return idempotency.Record{}, false, nil
 	}
 	if err != nil {
@@ -70,14 +80,10 @@ func (s KeyStore) Put(ctx context.Context, key string, rec idempotency.Record, t
 	if err != nil {
 		return err
 	}
-	octx, cancel := s.c.opCtx(ctx)
-	defer cancel()
-	return s.c.observe(s.c.rdb.Set(octx, s.rkey(key), b, ttl).Err())
+	return s.c.call(ctx, OpIdempotency, func(ctx context.Context) error { return s.c.rdb.Set(ctx, s.rkey(key), b, ttl).Err() })
 }
 
 // Forget implements idempotency.Store.
 func (s KeyStore) Forget(ctx context.Context, key string) error {
-	octx, cancel := s.c.opCtx(ctx)
-	defer cancel()
-	return s.c.observe(s.c.rdb.Del(octx, s.rkey(key)).Err())
+	return s.c.call(ctx, OpIdempotency, func(ctx context.Context) error { return s.c.rdb.Del(ctx, s.rkey(key)).Err() })
 }

@@ -93,6 +93,7 @@ func TestKeyStoreAcrossReplicas(t *testing.T) {
 	}
 	// Back (empty, like a Redis that lost its data): writes are accepted again.
 	rs.Restart()
+	eventually(t, "recovered", func() bool { return !coords[2].Status().Degraded })
 	req.RequestId = "6f0c6a9e-3b7a-4c1e-9a53-0d7f4b1c2e3a"
 	if _, err := clients[2].CreateInstance(context.Background(), req); err != nil {
 		t.Fatal(err)

@@ -37,7 +37,8 @@ type QuotaConfig struct {
 }
 
 // Quota is the shared upstream budget: GCRA in Redis (redis_rate), one key for reads and one for writes, plus
-// a hold that a 429's Retry-After puts on every replica. While Redis is down it falls back to a local share.
+// a hold that a 429's Retry-After puts on every replica. While Redis is down it falls back to a local share at
+// once (the hold of this replica still applies).
 type Quota struct {
 	c      *Coord
 	rl     *redis_rate.Limiter
@@ -100,14 +101,17 @@ func (q *Quota) Wait(ctx context.Context, write bool) error {
 		if q.limits[i].IsZero() {
 			return nil
 		}
-		octx, cancel := q.c.opCtx(ctx)
-		res, err := q.rl.Allow(octx, q.c.key("quota", kind), q.limits[i])
-		cancel()
-		if q.c.observe(err) != nil {
+		var res *redis_rate.Result
+		err := q.c.call(ctx, OpQuota, func(ctx context.Context) error {
+			var err error
+			res, err = q.rl.Allow(ctx, q.c.key("quota", kind), q.limits[i])
+			return err
+		})
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return q.waitLocal(ctx, write)
+			return q.waitLocal(ctx, write) // Redis down (ErrDown at once) or failing: this replica's share
 		}
 		if res.Allowed > 0 {
 			return nil
@@ -132,10 +136,13 @@ func (q *Quota) waitHold(ctx context.Context) error {
 	q.mu.Lock()
 	until := q.hold
 	q.mu.Unlock()
-	octx, cancel := q.c.opCtx(ctx)
-	ms, err := q.c.rdb.Get(octx, q.c.key("quota", "hold")).Int64()
-	cancel()
-	if q.c.observe(err) == nil && err == nil {
+	var ms int64
+	err := q.c.call(ctx, OpQuota, func(ctx context.Context) error {
+		var err error
+		ms, err = q.c.rdb.Get(ctx, q.c.key("quota", "hold")).Int64()
+		return err
+	})
+	if err == nil {
 		if t := time.UnixMilli(ms); t.After(until) {
 			until = t
 		}
@@ -175,8 +182,8 @@ func (q *Quota) HoldUntil(t time.Time) {
 	if d <= 0 {
 		return
 	}
-	ctx, cancel := q.c.opCtx(context.Background())
-	defer cancel()
-	q.c.observe(holdScript.Run(ctx, q.c.rdb, []string{q.c.key("quota", "hold")},
-		strconv.FormatInt(t.UnixMilli(), 10), d.Milliseconds()+1).Err())
+	_ = q.c.call(context.Background(), OpQuota, func(ctx context.Context) error {
+		return holdScript.Run(ctx, q.c.rdb, []string{q.c.key("quota", "hold")},
+			strconv.FormatInt(t.UnixMilli(), 10), d.Milliseconds()+1).Err()
+	})
 }

@@ -2,6 +2,7 @@ package coord
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,9 +14,15 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/stream"
 )
 
-// Coord is the stream.Peer of the watch hubs: a lease per key (SET NX PX, renewed every LeaseTTL/3 while held)
+// Coord is the stream.Peer of the watch hubs: a lease per key (SET PX, renewed every LeaseTTL/3 while held)
 // elects the replica that polls; its snapshots go out on Pub/Sub, numbered by Redis's clock so no replica
 // ever steps back to an older one, and the latest is kept (terminal ones for the hub's TerminalTTL).
+//
+// Leases are spread: a key's lease goes to its owner by rendezvous hashing over the live replicas (members.go).
+// The owner takes a free lease at once, and takes it over from a live replica that does not own the key (which
+// took it while the owner had no watcher, or before the owner joined). Another replica takes a free lease only
+// after Handoff, so nothing stalls when the owner has no watcher of the key or cannot poll. So each replica polls
+// about 1/N of the keys, and one replica's death stalls about 1/N of them for a lease TTL.
 var _ stream.Peer = (*Coord)(nil)
 
 var (
@@ -23,6 +30,8 @@ var (
 	renewScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`)
 	// releaseScript deletes the lease only if it is still ours.
 	releaseScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+	// takeoverScript gives the lease to ARGV[2] if ARGV[1] still holds it.
+	takeoverScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0`)
 	// publishScript numbers a snapshot, keeps it (or forgets the kept one) and publishes it, in one step. The
 	// number is Redis's clock in µs (at least one more than the last), so it keeps growing across a Redis that
 	// restarted empty: followers drop anything not newer than what they have.
@@ -40,6 +49,7 @@ return v`)
 type leases struct {
 	mu   sync.Mutex
 	held map[string]*lease
+	free map[string]time.Time // keys this replica does not own, by when it first saw their lease free
 }
 
 type lease struct{}
@@ -50,7 +60,8 @@ func (c *Coord) versionKey(k string) string { return c.key("{"+k+"}", "ver") }
 func (c *Coord) keptKey(k string) string    { return c.key("{"+k+"}", "last") }
 func (c *Coord) channel(k string) string    { return c.key("snap", k) }
 
-// Lead implements stream.Peer.
+// Lead implements stream.Peer: see the rules above. A Redis failure, or Redis known to be down, means lead (poll
+// for ourselves), at once.
 func (c *Coord) Lead(ctx context.Context, key string) (bool, time.Duration) {
 	retry := c.cfg.LeaseTTL / 3
 	c.leases.mu.Lock()
@@ -59,30 +70,100 @@ func (c *Coord) Lead(ctx context.Context, key string) (bool, time.Duration) {
 	if held {
 		return true, 0
 	}
-	octx, cancel := c.opCtx(ctx)
-	ok, err := c.rdb.SetNX(octx, c.leaseKey(key), c.id, c.cfg.LeaseTTL).Result()
-	cancel()
-	if c.observe(err) != nil {
+	var holder string
+	err := c.call(ctx, OpLease, func(ctx context.Context) error {
+		var err error
+		holder, err = c.rdb.Get(ctx, c.leaseKey(key)).Result()
+		return ignoreNil(err)
+	})
+	if err != nil {
 		return true, 0 // degraded: poll for ourselves rather than leave the watchers without a poller
 	}
-	if !ok {
-		c.catchUp(ctx, key)
-		return false, retry
+	mine := c.owns(key)
+	switch {
+	case holder == c.id: // ours from before: a release skipped while Redis was down, a poller that came back
+		return c.take(key), 0
+	case holder == "" && mine:
+		if ok, err := c.takeFree(ctx, key); ok || err != nil {
+			return true, 0
+		}
+	case holder == "":
+		if wait := c.handoffLeft(key); wait > 0 {
+			c.catchUp(ctx, key)
+			return false, min(wait, retry)
+		}
+		if ok, err := c.takeFree(ctx, key); ok || err != nil {
+			return true, 0
+		}
+	case mine && c.members.live(holder): // a holder not in the view is dead (its lease expires) or new (wait for it)
+		var n int64
+		err := c.call(ctx, OpLease, func(ctx context.Context) error {
+			var err error
+			n, err = takeoverScript.Run(ctx, c.rdb, []string{c.leaseKey(key)}, holder, c.id, c.cfg.LeaseTTL.Milliseconds()).Int64()
+			return err
+		})
+		if err != nil {
+			return true, 0
+		}
+		if n == 1 {
+			c.stats.takeovers.Add(1)
+			return c.take(key), 0
+		}
 	}
 	c.leases.mu.Lock()
-	c.leases.held[key] = &lease{}
+	delete(c.leases.free, key) // held by someone: the handoff wait starts again when it is free
 	c.leases.mu.Unlock()
-	return true, 0
+	c.catchUp(ctx, key)
+	return false, retry
+}
+
+// takeFree takes a free lease; err is a Redis failure (then the caller polls for itself).
+func (c *Coord) takeFree(ctx context.Context, key string) (bool, error) {
+	var ok bool
+	err := c.call(ctx, OpLease, func(ctx context.Context) error {
+		var err error
+		ok, err = c.rdb.SetNX(ctx, c.leaseKey(key), c.id, c.cfg.LeaseTTL).Result()
+		return err
+	})
+	if ok {
+		c.take(key)
+	}
+	return ok, err
+}
+
+// take records a lease as held.
+func (c *Coord) take(key string) bool {
+	c.leases.mu.Lock()
+	c.leases.held[key] = &lease{}
+	delete(c.leases.free, key)
+	c.leases.mu.Unlock()
+	return true
+}
+
+// handoffLeft is how much longer this replica leaves a free lease it does not own to its owner.
+func (c *Coord) handoffLeft(key string) time.Duration {
+	now := c.cfg.Clock.Now()
+	c.leases.mu.Lock()
+	defer c.leases.mu.Unlock()
+	first, ok := c.leases.free[key]
+	if !ok {
+		c.leases.free[key] = now
+		first = now
+	}
+	return c.cfg.Handoff - now.Sub(first)
 }
 
 // catchUp hands this replica's followers of key the kept snapshot, in case Pub/Sub lost one: a subscription
 // that was reconnecting (Redis restarted, a network blip) when the leader published would otherwise wait for the
 // next change, or forever after a terminal one. Followers drop anything not newer than what they have.
 func (c *Coord) catchUp(ctx context.Context, key string) {
-	octx, cancel := c.opCtx(ctx)
-	raw, err := c.rdb.Get(octx, c.keptKey(key)).Result()
-	cancel()
-	if c.observe(ignoreNil(err)) != nil || err != nil {
+	var raw string
+	err := c.call(ctx, OpSnapshot, func(ctx context.Context) error {
+		var err error
+		raw, err = c.rdb.Get(ctx, c.keptKey(key)).Result()
+		return err
+	})
+	if err != nil {
 		return
 	}
 	ver, s, ok := parseMsg(raw)
@@ -101,48 +182,72 @@ func (c *Coord) Release(key string) {
 	c.leases.mu.Lock()
 	_, held := c.leases.held[key]
 	delete(c.leases.held, key)
+	delete(c.leases.free, key)
 	c.leases.mu.Unlock()
 	if !held {
 		return
 	}
-	ctx, cancel := c.opCtx(context.Background())
-	defer cancel()
-	c.observe(ignoreNil(releaseScript.Run(ctx, c.rdb, []string{c.leaseKey(key)}, c.id).Err()))
+	// While Redis is down this is skipped: the lease expires by itself.
+	_ = c.call(context.Background(), OpLease, func(ctx context.Context) error {
+		return ignoreNil(releaseScript.Run(ctx, c.rdb, []string{c.leaseKey(key)}, c.id).Err())
+	})
 }
 
-// renewLoop extends every held lease three times per TTL, drops the ones another replica took (after Redis lost
-// them, say), and pings while degraded so the replica notices Redis is back even when it holds nothing.
+// releaseAll hands back every lease and leaves the live set, in one round trip (a graceful stop).
+func (c *Coord) releaseAll() {
+	c.leases.mu.Lock()
+	keys := make([]string, 0, len(c.leases.held))
+	for k := range c.leases.held {
+		keys = append(keys, k)
+	}
+	clear(c.leases.held)
+	c.leases.mu.Unlock()
+	_ = c.call(context.Background(), OpLease, func(ctx context.Context) error {
+		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				releaseScript.Eval(ctx, p, []string{c.leaseKey(k)}, c.id)
+			}
+			p.ZRem(ctx, c.membersKey(), c.id)
+			return nil
+		})
+		return err
+	})
+}
+
+// renewLoop extends every held lease three times per TTL, drops the ones another replica took (its owner, or
+// after Redis lost them), and heartbeats this replica into the live set. While Redis is down it does nothing:
+// the prober asks Redis then, and the leases are kept (every replica polls for itself anyway).
 func (c *Coord) renewLoop() {
 	defer c.wg.Done()
 	for clock.Sleep(c.cfg.Clock, c.cfg.LeaseTTL/3, c.stop) {
+		if !c.up.Load() {
+			continue
+		}
 		c.leases.mu.Lock()
 		keys := make([]string, 0, len(c.leases.held))
 		for k := range c.leases.held {
 			keys = append(keys, k)
 		}
 		c.leases.mu.Unlock()
-		ctx, cancel := c.opCtx(context.Background())
-		if len(keys) == 0 {
-			if c.degraded.Load() {
-				c.observe(c.rdb.Ping(ctx).Err())
-			}
-			cancel()
-			continue
-		}
+		var hb *redis.Cmd
 		cmds := make([]*redis.Cmd, len(keys))
-		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, k := range keys {
-				cmds[i] = renewScript.Eval(ctx, p, []string{c.leaseKey(k)}, c.id, c.cfg.LeaseTTL.Milliseconds())
-			}
-			return nil
+		err := c.call(context.Background(), OpLease, func(ctx context.Context) error {
+			_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				hb = c.heartbeatCmd(ctx, p)
+				for i, k := range keys {
+					cmds[i] = renewScript.Eval(ctx, p, []string{c.leaseKey(k)}, c.id, c.cfg.LeaseTTL.Milliseconds())
+				}
+				return nil
+			})
+			return err
 		})
-		cancel()
-		if c.observe(err) != nil {
+		if hb == nil || errors.Is(err, ErrDown) || (err != nil && unreachable(err)) {
 			continue // keep them: while Redis is down every replica polls anyway
 		}
+		_ = c.setFrom(hb)
 		c.leases.mu.Lock()
 		for i, k := range keys {
-			if n, _ := cmds[i].Int64(); n == 0 {
+			if n, err := cmds[i].Int64(); err == nil && n == 0 {
 				delete(c.leases.held, k)
 			}
 		}
@@ -156,21 +261,22 @@ func (c *Coord) Publish(ctx context.Context, key string, s stream.Shared) {
 	if s.Terminal {
 		flag = "t"
 	}
-	octx, cancel := c.opCtx(ctx)
-	defer cancel()
-	err := publishScript.Run(octx, c.rdb, []string{c.versionKey(key), c.keptKey(key)},
-		flag, s.Data, s.Keep.Milliseconds(), c.channel(key)).Err()
-	if c.observe(err) == nil {
+	err := c.call(ctx, OpSnapshot, func(ctx context.Context) error {
+		return publishScript.Run(ctx, c.rdb, []string{c.versionKey(key), c.keptKey(key)},
+			flag, s.Data, s.Keep.Milliseconds(), c.channel(key)).Err()
+	})
+	if err == nil {
 		c.stats.published.Add(1)
 	}
 }
 
 // followers multiplexes every followed key over one Pub/Sub connection.
 type followers struct {
-	mu   sync.Mutex
-	ps   *redis.PubSub
-	subs map[string]map[*follower]struct{} // by channel
-	done bool
+	mu    sync.Mutex
+	ps    *redis.PubSub
+	subs  map[string]map[*follower]struct{} // by channel
+	stale map[string]struct{}               // channels left while Redis was down, unsubscribed when it is back
+	done  bool
 }
 
 type follower struct {
@@ -216,24 +322,27 @@ func (c *Coord) Follow(ctx context.Context, key string) <-chan stream.Shared {
 	first := fs.subs[ch] == nil
 	if first {
 		fs.subs[ch] = map[*follower]struct{}{}
+		delete(fs.stale, ch)
 	}
 	fs.subs[ch][f] = struct{}{}
 	ps := fs.ps
 	fs.mu.Unlock()
 
 	if first {
-		// The channel is remembered even when this fails, and go-redis resubscribes when it reconnects.
-		octx, cancel := c.opCtx(ctx)
-		c.observe(ps.Subscribe(octx, ch))
-		cancel()
+		// go-redis remembers the channel even when this fails and resubscribes when it reconnects; a channel
+		// skipped while Redis is down is subscribed by resubscribe when Redis is back.
+		_ = c.call(ctx, OpSnapshot, func(ctx context.Context) error { return ps.Subscribe(ctx, ch) })
 	}
 	context.AfterFunc(ctx, func() { c.unfollow(ch, f) })
 
 	// The kept snapshot, read after subscribing so nothing published in between is missed.
-	octx, cancel := c.opCtx(ctx)
-	raw, err := c.rdb.Get(octx, c.keptKey(key)).Result()
-	cancel()
-	if c.observe(err) == nil {
+	var raw string
+	err := c.call(ctx, OpSnapshot, func(ctx context.Context) error {
+		var err error
+		raw, err = c.rdb.Get(ctx, c.keptKey(key)).Result()
+		return err
+	})
+	if err == nil {
 		if ver, s, ok := parseMsg(raw); ok {
 			f.deliver(ver, s)
 		}
@@ -249,10 +358,39 @@ func (c *Coord) unfollow(ch string, f *follower) {
 	if len(fs.subs[ch]) == 0 {
 		delete(fs.subs, ch)
 		if fs.ps != nil && !fs.done {
-			ctx, cancel := c.opCtx(context.Background())
-			_ = fs.ps.Unsubscribe(ctx, ch) // a failure leaves a channel whose messages nobody reads
-			cancel()
+			ps := fs.ps
+			err := c.call(context.Background(), OpSnapshot, func(ctx context.Context) error { return ps.Unsubscribe(ctx, ch) })
+			if errors.Is(err, ErrDown) {
+				fs.stale[ch] = struct{}{}
+			} // another failure leaves a channel whose messages nobody reads
 		}
+	}
+}
+
+// resubscribe, when Redis is back, subscribes the channels followed while it was down and drops the ones left.
+func (c *Coord) resubscribe() {
+	fs := &c.follow
+	fs.mu.Lock()
+	if fs.ps == nil || fs.done {
+		fs.mu.Unlock()
+		return
+	}
+	ps := fs.ps
+	subs := make([]string, 0, len(fs.subs))
+	for ch := range fs.subs {
+		subs = append(subs, ch)
+	}
+	stale := make([]string, 0, len(fs.stale))
+	for ch := range fs.stale {
+		stale = append(stale, ch)
+	}
+	clear(fs.stale)
+	fs.mu.Unlock()
+	if len(subs) > 0 {
+		_ = c.call(context.Background(), OpSnapshot, func(ctx context.Context) error { return ps.Subscribe(ctx, subs...) })
+	}
+	if len(stale) > 0 {
+		_ = c.call(context.Background(), OpSnapshot, func(ctx context.Context) error { return ps.Unsubscribe(ctx, stale...) })
 	}
 }
 
@@ -296,7 +434,7 @@ func parseMsg(raw string) (int64, stream.Shared, bool) {
 }
 
 func ignoreNil(err error) error {
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return nil
 	}
 	return err

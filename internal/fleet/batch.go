@@ -14,6 +14,7 @@ const (
 	ReasonNoJob        = "FLEET_NO_JOB"        // KooPhone's answer named no job or result for the phone
 	ReasonFollowFailed = "FLEET_FOLLOW_FAILED" // the batch's task could not be followed to the end
 	ReasonStartUnknown = "FLEET_START_UNKNOWN" // the batch's start failed without a KooPhone answer
+	ReasonNotFound     = "FLEET_NOT_FOUND"     // KooPhone does not list the explicit id: it joined no batch
 )
 
 // batchKey is the batch's deterministic key: the caller's request id (cut so that the key stays a valid
@@ -47,17 +48,17 @@ func (r *run) batch(ctx context.Context, b Batch) {
 	}
 	if err != nil {
 		outcome, code, msg := startFailure(err)
-		if !r.send(ctx, Event{Batch: &BatchEvent{Index: b.Index, IDs: b.IDs, ErrorCode: code, ErrorMsg: msg}}) {
+		if !r.send(ctx, Event{Batch: &BatchEvent{Index: b.Index, Region: b.Region, IDs: b.IDs, ErrorCode: code, ErrorMsg: msg}}) {
 			return
 		}
 		for _, id := range b.IDs {
-			if !r.send(ctx, Event{Result: &Result{InstanceID: id, Outcome: outcome, ErrorCode: code, ErrorMsg: msg, Batch: b.Index}}) {
+			if !r.send(ctx, Event{Result: &Result{InstanceID: id, Outcome: outcome, ErrorCode: code, ErrorMsg: msg, Batch: b.Index, Region: b.Region}}) {
 				return
 			}
 		}
 		return
 	}
-	if !r.send(ctx, Event{Batch: &BatchEvent{Index: b.Index, IDs: b.IDs, Started: true, TaskID: st.TaskID}}) {
+	if !r.send(ctx, Event{Batch: &BatchEvent{Index: b.Index, Region: b.Region, IDs: b.IDs, Started: true, TaskID: st.TaskID}}) {
 		return
 	}
 	if st.TaskID == "" {
@@ -80,7 +81,7 @@ func startFailure(err error) (Outcome, string, string) {
 func (r *run) immediate(ctx context.Context, b Batch, results []Result) {
 	got := make(map[string]bool, len(results))
 	for _, res := range results {
-		res.Batch = b.Index
+		res.Batch, res.Region = b.Index, b.Region
 		got[res.InstanceID] = true
 		if !r.send(ctx, Event{Result: &res}) {
 			return
@@ -94,7 +95,8 @@ func (r *run) missing(ctx context.Context, b Batch, taskID string, done map[stri
 	for _, id := range b.IDs {
 		if !done[id] {
 			done[id] = true
-			if !r.send(ctx, Event{Result: &Result{InstanceID: id, Outcome: Unknown, ErrorCode: code, ErrorMsg: msg, Batch: b.Index, TaskID: taskID}}) {
+			if !r.send(ctx, Event{Result: &Result{InstanceID: id, Outcome: Unknown, ErrorCode: code, ErrorMsg: msg, Batch: b.Index,
+				Region: b.Region, TaskID: taskID}}) {
 				return
 			}
 		}
@@ -132,7 +134,7 @@ func (r *run) followTask(ctx context.Context, b Batch, st *Started) {
 			}
 			done[id] = true
 			res := Result{InstanceID: id, Outcome: Failed, RawStatus: j.Status, ErrorCode: j.ErrorCode, ErrorMsg: j.ErrorMsg,
-				Output: j.ExecuteMsg, Batch: b.Index, TaskID: st.TaskID, JobID: j.JobID}
+				Output: j.ExecuteMsg, Batch: b.Index, Region: b.Region, TaskID: st.TaskID, JobID: j.JobID}
 			if j.Status == jobSucceeded {
 				res.Outcome = Succeeded
 			}

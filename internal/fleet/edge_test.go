@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -31,10 +32,19 @@ func (w *stubWatch) Next(context.Context) ([]upstream.JobDetail, bool, error) {
 }
 func (w *stubWatch) Close() {}
 
-func phones(n int) []string {
-	out := make([]string, n)
+// phones are n phones of one region, p0, p1, ...
+func phones(n int) []fleet.Phone {
+	out := make([]fleet.Phone, n)
 	for i := range out {
-		out[i] = "p" + strconv.Itoa(i)
+		out[i] = fleet.Phone{ID: "p" + strconv.Itoa(i), Region: "r1"}
+	}
+	return out
+}
+
+func idsOf(ps []fleet.Phone) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID
 	}
 	return out
 }
@@ -52,11 +62,11 @@ func startEvery(skip string) fleet.Op {
 	}}
 }
 
-func jobsOf(ids []string, status int) func(string) []upstream.JobDetail {
+func jobsOf(ps []fleet.Phone, status int) func(string) []upstream.JobDetail {
 	return func(string) []upstream.JobDetail {
-		out := make([]upstream.JobDetail, len(ids))
-		for i, id := range ids {
-			out[i] = upstream.JobDetail{JobID: "j-" + id, Status: status}
+		out := make([]upstream.JobDetail, len(ps))
+		for i, p := range ps {
+			out[i] = upstream.JobDetail{JobID: "j-" + p.ID, Status: status}
 		}
 		return out
 	}
@@ -132,7 +142,8 @@ func TestNothingSelected(t *testing.T) {
 	eng := fleet.NewEngine(stubFollower{}, fleet.Config{})
 	rec := newRecorder()
 	c, err := eng.Run(context.Background(), nil, startEvery(""), 0, 0, rec.emit)
-	if err != nil || c != (fleet.Counts{}) || rec.count(func(ev fleet.Event) bool { return ev.Summary != nil }) != 1 {
+	if err != nil || c.Tally != (fleet.Tally{}) || c.NotFound != 0 || len(c.Regions) != 0 ||
+		rec.count(func(ev fleet.Event) bool { return ev.Summary != nil }) != 1 {
 		t.Fatalf("%v %+v", err, c)
 	}
 }
@@ -146,5 +157,73 @@ func TestLimitsNeverExceedTheConfiguration(t *testing.T) {
 	}
 	if b, _ := fleet.NewEngine(stubFollower{}, fleet.Config{BatchSize: 500}).Limits(0, 0); b != fleet.MaxBatch {
 		t.Fatalf("batch size %d above KooPhone's limit", b)
+	}
+}
+
+// Phones of three regions and two unknown ids: every batch is of one region, the unknown ids get NotFound results
+// of their own (before any batch), and the counts add up per region.
+func TestRegionsCountedApartAndUnknownIDsAlone(t *testing.T) {
+	regions := []string{"cn-north-7", "cn-north-208", "cn-southwest-252"}
+	var ps []fleet.Phone
+	for i := range 25 {
+		ps = append(ps, fleet.Phone{ID: "p" + strconv.Itoa(i), Region: regions[i%3]})
+	}
+	ps = append(ps[:5], append([]fleet.Phone{{ID: "gone1", Missing: true}}, ps[5:]...)...)
+	ps = append(ps, fleet.Phone{ID: "gone2", Missing: true})
+	regionOf := map[string]string{}
+	for _, p := range ps {
+		regionOf[p.ID] = p.Region
+	}
+	op := startEvery("")
+	start := op.Start
+	op.Start = func(ctx context.Context, b fleet.Batch) (*fleet.Started, error) {
+		for _, id := range b.IDs {
+			if regionOf[id] != b.Region {
+				return nil, &upstream.Error{Code: "KOOPHONE.API.1002", Message: "instance not in the same region"}
+			}
+		}
+		if b.Region == "cn-southwest-252" && b.Index == 4 { // that region's first batch is refused
+			return nil, &upstream.Error{Code: "KOOPHONE.API.9999", Message: "internal"}
+		}
+		return start(ctx, b)
+	}
+	eng := fleet.NewEngine(stubFollower{jobs: jobsOf(ps, 2)}, fleet.Config{})
+	rec := newRecorder()
+	c, err := eng.Run(context.Background(), ps, op, 5, 2, rec.emit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 9, 8 and 8 phones in batches of 5: 2 + 2 + 2 batches.
+	if c.Total != 27 || c.NotFound != 2 || c.Succeeded != 20 || c.Failed != 7 || c.Pending != 0 || c.Running != 0 ||
+		c.BatchesTotal != 6 || c.BatchesStarted != 5 || c.BatchesFailed != 1 {
+		t.Fatalf("counts %+v", c.Tally)
+	}
+	want := []fleet.RegionCounts{
+		{Region: "cn-north-7", Tally: fleet.Tally{Total: 9, Succeeded: 9, BatchesStarted: 2, BatchesTotal: 2}},
+		{Region: "cn-north-208", Tally: fleet.Tally{Total: 8, Succeeded: 8, BatchesStarted: 2, BatchesTotal: 2}},
+		{Region: "cn-southwest-252", Tally: fleet.Tally{Total: 8, Succeeded: 3, Failed: 5, BatchesStarted: 1, BatchesFailed: 1, BatchesTotal: 2}},
+	}
+	if !slices.Equal(c.Regions, want) {
+		t.Fatalf("regions %+v", c.Regions)
+	}
+	res := rec.results()
+	for _, id := range []string{"gone1", "gone2"} {
+		if r := res[id]; r.Outcome != fleet.NotFound || r.Batch != fleet.NoBatch || r.ErrorCode != fleet.ReasonNotFound || r.Region != "" {
+			t.Fatalf("%s: %+v", id, r)
+		}
+	}
+	for id, r := range res {
+		if r.Outcome != fleet.NotFound && r.Region != regionOf[id] {
+			t.Fatalf("%s: region %q, want %q", id, r.Region, regionOf[id])
+		}
+	}
+	// The unknown ids are told first, before any batch.
+	rec.mu.Lock()
+	first := rec.events[:2]
+	rec.mu.Unlock()
+	for _, ev := range first {
+		if ev.Result == nil || ev.Result.Outcome != fleet.NotFound {
+			t.Fatalf("first events %+v", first)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,10 +63,11 @@ type TaskWatch interface {
 	Close()
 }
 
-// Batch is a slice of the selected phones started with one KooPhone call.
+// Batch is a slice of the selected phones started with one KooPhone call: at most 100 phones, all in one region.
 type Batch struct {
-	Index int
-	IDs   []string
+	Index  int
+	Region string
+	IDs    []string
 	// Key is deterministic for (the caller's request id, Index): the x-request-id the batch's start is sent with,
 	// and the key an idempotency layer can store the start under. Empty without a caller request id.
 	Key string
@@ -93,7 +95,11 @@ const (
 	Failed                         // the job failed
 	BatchFailed                    // KooPhone refused the batch: nothing ran
 	Unknown                        // the batch's start or task could not be followed to the end
+	NotFound                       // KooPhone does not list the phone (an explicit id): nothing ran, it joined no batch
 )
+
+// NoBatch is the Batch of a result that belongs to no batch (NotFound).
+const NoBatch = -1
 
 // Result is one phone's outcome.
 type Result struct {
@@ -103,7 +109,8 @@ type Result struct {
 	ErrorCode  string
 	ErrorMsg   string
 	Output     string // execute_msg
-	Batch      int
+	Batch      int    // NoBatch for NotFound
+	Region     string // the phone's region ("" for NotFound)
 	TaskID     string
 	JobID      string
 	App        *upstream.InstalledApp // ListFleetApps: the app, when the phone has it
@@ -112,6 +119,7 @@ type Result struct {
 // BatchEvent reports a batch's start.
 type BatchEvent struct {
 	Index     int
+	Region    string
 	IDs       []string
 	Started   bool
 	TaskID    string
@@ -119,10 +127,31 @@ type BatchEvent struct {
 	ErrorMsg  string
 }
 
-// Counts are a fleet operation's numbers.
-type Counts struct {
+// Tally is a count of phones and batches.
+type Tally struct {
 	Total, Succeeded, Failed, Running, Pending  int
 	BatchesStarted, BatchesFailed, BatchesTotal int
+}
+
+// RegionCounts is one region's part of a fleet operation.
+type RegionCounts struct {
+	Region string
+	Tally
+}
+
+// Counts are a fleet operation's numbers: the whole operation (Tally), each region's part (in the order the
+// regions' first phones were selected), and the phones KooPhone does not list (NotFound: counted in Total and
+// Failed, in no region).
+type Counts struct {
+	Tally
+	NotFound int
+	Regions  []RegionCounts
+}
+
+// clone is a copy the caller may keep while the run goes on counting.
+func (c Counts) clone() Counts {
+	c.Regions = slices.Clone(c.Regions)
+	return c
 }
 
 // Event is one thing to tell the caller; exactly one field is set.
@@ -156,23 +185,40 @@ func (e *Engine) Limits(batchSize, concurrency int) (int, int) {
 	return batchSize, concurrency
 }
 
-// Run starts op on ids in batches and calls emit (from this goroutine only) with every event, ending with the
-// summary. batchSize and concurrency are the caller's wishes (see Limits). When ctx ends, no further batch starts,
-// Run waits for its goroutines and returns ctx's error with the counts so far (the caller has seen a BatchEvent for
-// every batch started). An emit error stops the run the same way and is returned.
-func (e *Engine) Run(ctx context.Context, ids []string, op Op, batchSize, concurrency int, emit func(Event) error) (Counts, error) {
+// Run starts op on phones in batches and calls emit (from this goroutine only) with every event, ending with the
+// summary. Each batch holds phones of one region only (KooPhone refuses a batch that spans regions); a Missing
+// phone gets a NotFound result before any batch starts. batchSize and concurrency are the caller's wishes (see
+// Limits). When ctx ends, no further batch starts, Run waits for its goroutines and returns ctx's error with the
+// counts so far (the caller has seen a BatchEvent for every batch started). An emit error stops the run the same
+// way and is returned.
+func (e *Engine) Run(ctx context.Context, phones []Phone, op Op, batchSize, concurrency int, emit func(Event) error) (Counts, error) {
 	batchSize, concurrency = e.Limits(batchSize, concurrency)
-	batches := split(ids, batchSize, requestid.From(ctx))
+	batches, missing := split(phones, batchSize, requestid.From(ctx))
 	r := &run{
 		// Unbuffered: a batch holds its concurrency slot until the caller has taken its every event, so a caller
 		// that stops (an emit error, a cancel) stops the run before further batches start.
 		e: e, op: op, events: make(chan Event),
-		counts:  Counts{Total: len(ids), Pending: len(ids), BatchesTotal: len(batches)},
-		started: make(map[int]bool, len(batches)),
+		started:  make(map[int]bool, len(batches)),
+		regionOf: make([]int, len(batches)),
+	}
+	r.counts.Total, r.counts.Pending, r.counts.BatchesTotal = len(phones), len(phones), len(batches)
+	at := map[string]int{}
+	for i, b := range batches {
+		k, ok := at[b.Region]
+		if !ok {
+			k = len(r.counts.Regions)
+			at[b.Region] = k
+			r.counts.Regions = append(r.counts.Regions, RegionCounts{Region: b.Region})
+		}
+		r.regionOf[i] = k
+		rc := &r.counts.Regions[k]
+		rc.Total += len(b.IDs)
+		rc.Pending += len(b.IDs)
+		rc.BatchesTotal++
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go r.dispatch(ctx, batches, concurrency)
+	go r.dispatch(ctx, batches, missing, concurrency)
 	err := r.loop(ctx, emit)
 	if err != nil {
 		cancel()
@@ -180,44 +226,67 @@ func (e *Engine) Run(ctx context.Context, ids []string, op Op, batchSize, concur
 		}
 		e.cfg.Logger.Info("fleet operation stopped early", "op", op.Name, "err", err,
 			"batches_started", r.counts.BatchesStarted, "batches_total", r.counts.BatchesTotal)
-		return r.counts, err
+		return r.counts.clone(), err
 	}
 	if err := ctx.Err(); err != nil {
-		return r.counts, err
+		return r.counts.clone(), err
 	}
-	final := r.counts
+	final := r.counts.clone()
 	return final, emit(Event{Summary: &final})
 }
 
-// split cuts ids into batches of at most size, each with its key.
-func split(ids []string, size int, requestID string) []Batch {
-	var out []Batch
-	for i := 0; i < len(ids); i += size {
-		b := Batch{Index: len(out), IDs: ids[i:min(i+size, len(ids))]}
-		if requestID != "" {
-			b.Key = batchKey(requestID, b.Index)
+// split cuts phones into batches of at most size phones of one region each, with their keys: the regions in the
+// order their first phones come, each region's phones in their order. Missing phones join no batch and are
+// returned apart.
+func split(phones []Phone, size int, requestID string) (batches []Batch, missing []string) {
+	var regions []string
+	byRegion := map[string][]string{}
+	for _, p := range phones {
+		if p.Missing {
+			missing = append(missing, p.ID)
+			continue
 		}
-		out = append(out, b)
+		if _, ok := byRegion[p.Region]; !ok {
+			regions = append(regions, p.Region)
+		}
+		byRegion[p.Region] = append(byRegion[p.Region], p.ID)
 	}
-	return out
+	for _, reg := range regions {
+		ids := byRegion[reg]
+		for i := 0; i < len(ids); i += size {
+			b := Batch{Index: len(batches), Region: reg, IDs: ids[i:min(i+size, len(ids))]}
+			if requestID != "" {
+				b.Key = batchKey(requestID, b.Index)
+			}
+			batches = append(batches, b)
+		}
+	}
+	return batches, missing
 }
 
 type run struct {
-	e       *Engine
-	op      Op
-	events  chan Event
-	counts  Counts
-	started map[int]bool // batches KooPhone accepted; read and written by loop only
+	e        *Engine
+	op       Op
+	events   chan Event
+	counts   Counts
+	started  map[int]bool // batches KooPhone accepted; read and written by loop only
+	regionOf []int        // batch index -> its region's index in counts.Regions
 }
 
-// dispatch starts batches in order, at most concurrency in progress at once, until they are all started or ctx
-// ends; then it waits for them and closes events.
-func (r *run) dispatch(ctx context.Context, batches []Batch, concurrency int) {
+// dispatch reports the missing phones, then starts batches in order, at most concurrency in progress at once,
+// until they are all started or ctx ends; then it waits for them and closes events.
+func (r *run) dispatch(ctx context.Context, batches []Batch, missing []string, concurrency int) {
 	var wg sync.WaitGroup
 	defer func() {
 		wg.Wait()
 		close(r.events)
 	}()
+	for _, id := range missing {
+		if !r.send(ctx, Event{Result: &Result{InstanceID: id, Outcome: NotFound, ErrorCode: ReasonNotFound,
+			ErrorMsg: ErrNotFound.Error(), Batch: NoBatch}}) {
+			return
+		}
+	}
 	slots := make(chan struct{}, concurrency)
 	for _, b := range batches {
 		select {
@@ -251,7 +320,7 @@ func (r *run) loop(ctx context.Context, emit func(Event) error) error {
 				return err
 			}
 		case <-tick.C():
-			c := r.counts
+			c := r.counts.clone()
 			if err := emit(Event{Progress: &c}); err != nil {
 				return err
 			}
@@ -262,28 +331,45 @@ func (r *run) loop(ctx context.Context, emit func(Event) error) error {
 	}
 }
 
+// count keeps the operation's counts and its regions' counts.
 func (r *run) count(ev Event) {
 	c := &r.counts
 	switch {
 	case ev.Batch != nil:
-		c.Pending -= len(ev.Batch.IDs)
+		n := len(ev.Batch.IDs)
+		for _, t := range r.tallies(ev.Batch.Index) {
+			t.Pending -= n
+			if ev.Batch.Started {
+				t.BatchesStarted++
+				t.Running += n
+			} else {
+				t.BatchesFailed++
+			}
+		}
 		if ev.Batch.Started {
 			r.started[ev.Batch.Index] = true
-			c.BatchesStarted++
-			c.Running += len(ev.Batch.IDs)
-		} else {
-			c.BatchesFailed++
 		}
+	case ev.Result != nil && ev.Result.Outcome == NotFound:
+		c.Pending--
+		c.Failed++
+		c.NotFound++
 	case ev.Result != nil:
-		if r.started[ev.Result.Batch] {
-			c.Running--
-		}
-		if ev.Result.Outcome == Succeeded {
-			c.Succeeded++
-		} else {
-			c.Failed++
+		for _, t := range r.tallies(ev.Result.Batch) {
+			if r.started[ev.Result.Batch] {
+				t.Running--
+			}
+			if ev.Result.Outcome == Succeeded {
+				t.Succeeded++
+			} else {
+				t.Failed++
+			}
 		}
 	}
+}
+
+// tallies are the counts a batch's events change: the operation's and its region's.
+func (r *run) tallies(batch int) [2]*Tally {
+	return [2]*Tally{&r.counts.Tally, &r.counts.Regions[r.regionOf[batch]].Tally}
 }
 
 // send hands an event to loop; false when the run is over.
@@ -298,3 +384,6 @@ func (r *run) send(ctx context.Context, ev Event) bool {
 
 // ErrNoJob is the reason reported for a phone of a started batch that KooPhone gave no job or no result.
 var ErrNoJob = errors.New("KooPhone reported nothing for this phone")
+
+// ErrNotFound is the reason reported for an explicit id that KooPhone does not list for the tenant.
+var ErrNotFound = errors.New("KooPhone does not list this instance for the tenant; nothing was started on it")

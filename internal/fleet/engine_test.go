@@ -15,7 +15,7 @@ import (
 
 func TestRunAsyncCommandOnAThousandPhones(t *testing.T) {
 	e := newEnv(t, func(c *sim.Config) { c.FleetSize = 1000 })
-	ids := e.sim.InstanceIDs()
+	ids := e.fleet() // 500 phones in each of the simulator's two regions
 	eng := fleet.NewEngine(follower{e}, fleet.Config{Concurrency: 3, Clock: e.clk})
 	e.sim.ResetCalls()
 	rec := newRecorder()
@@ -32,12 +32,18 @@ func TestRunAsyncCommandOnAThousandPhones(t *testing.T) {
 	if len(res) != 1000 {
 		t.Fatalf("%d results", len(res))
 	}
-	for _, id := range ids {
-		r := res[id]
+	for _, p := range ids {
+		r := res[p.ID]
 		// The simulator's getprop ro.serialno prints the phone's own id: each output belongs to its phone.
-		if r.Outcome != fleet.Succeeded || r.Output != id || r.TaskID == "" || r.JobID == "" {
-			t.Fatalf("%s: %+v", id, r)
+		if r.Outcome != fleet.Succeeded || r.Output != p.ID || r.Region != p.Region || r.TaskID == "" || r.JobID == "" {
+			t.Fatalf("%s: %+v", p.ID, r)
 		}
+	}
+	if len(counts.Regions) != 2 || counts.Regions[0].Succeeded != 500 || counts.Regions[1].BatchesStarted != 5 {
+		t.Fatalf("regions %+v", counts.Regions)
+	}
+	if n := e.sim.Answered("KOOPHONE.API.1002"); n != 0 {
+		t.Fatalf("KooPhone refused %d batches for spanning regions", n)
 	}
 	if n := e.sim.Calls("AsyncCommand"); n != 10 {
 		t.Fatalf("%d AsyncCommand calls, want 10", n)
@@ -68,8 +74,9 @@ func TestRunAsyncCommandOnAThousandPhones(t *testing.T) {
 }
 
 func TestBatchSizeAndFailingBatch(t *testing.T) {
-	e := newEnv(t, func(c *sim.Config) { c.FleetSize = 250 })
-	ids := e.sim.InstanceIDs()
+	// One region: the point here is the batch size and a refused batch.
+	e := newEnv(t, func(c *sim.Config) { c.FleetSize, c.Regions = 250, []string{sim.DefaultRegion} })
+	ids := e.fleet()
 	eng := fleet.NewEngine(follower{e}, fleet.Config{BatchSize: 100, Concurrency: 2, Clock: e.clk})
 	// The second BatchReset call KooPhone receives fails with HTTP 500 KOOPHONE.API.9999.
 	op := fleet.Reset(e.up)
@@ -105,7 +112,7 @@ func TestBatchSizeAndFailingBatch(t *testing.T) {
 
 func TestCancelStopsStartingBatches(t *testing.T) {
 	e := newEnv(t, func(c *sim.Config) { c.FleetSize = 1000 })
-	ids := e.sim.InstanceIDs()
+	ids := e.fleet()
 	eng := fleet.NewEngine(follower{e}, fleet.Config{Concurrency: 2, Clock: e.clk})
 	rec := newRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -151,7 +158,7 @@ func TestCancelStopsStartingBatches(t *testing.T) {
 
 func TestRebootSyncAndFindApp(t *testing.T) {
 	e := newEnv(t, func(c *sim.Config) { c.FleetSize = 120 })
-	ids := e.sim.InstanceIDs()
+	ids := e.fleet()
 	eng := fleet.NewEngine(follower{e}, fleet.Config{Clock: e.clk})
 
 	rec := newRecorder()
@@ -167,7 +174,7 @@ func TestRebootSyncAndFindApp(t *testing.T) {
 		t.Fatalf("sync: %v %+v", err, c)
 	}
 	for id, r := range rec.results() {
-		if r.Output != id {
+		if r.Output != id || r.RawStatus != 2 {
 			t.Fatalf("%s: %+v", id, r)
 		}
 	}
@@ -185,10 +192,10 @@ func TestRebootSyncAndFindApp(t *testing.T) {
 		t.Fatalf("find: %v %+v", err, c)
 	}
 	res := rec.results()
-	for i, id := range ids {
-		app := res[id].App
+	for i, p := range ids {
+		app := res[p.ID].App
 		if (i < 30) != (app != nil) || app != nil && app.AppVersion != "1.2.3" {
-			t.Fatalf("phone %d: %+v", i, res[id])
+			t.Fatalf("phone %d: %+v", i, res[p.ID])
 		}
 	}
 }

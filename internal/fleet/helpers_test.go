@@ -161,8 +161,18 @@ func (r *recorder) count(pred func(fleet.Event) bool) int {
 	return n
 }
 
+// fleet is every phone of the simulator with its region, in creation order (one ListInstances call per 100).
+func (e *env) fleet() []fleet.Phone {
+	e.t.Helper()
+	ps, err := fleet.NewResolver(e.up, fleet.ResolverConfig{}).Resolve(context.Background(), fleet.Selector{Filter: &fleet.Filter{All: true}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ps
+}
+
 // runInBackground runs the engine and moves the fake clock along (in real time, bounded) until it returns.
-func (e *env) run(ctx context.Context, eng *fleet.Engine, ids []string, op fleet.Op, batch, conc int, rec *recorder) (fleet.Counts, error) {
+func (e *env) run(ctx context.Context, eng *fleet.Engine, ids []fleet.Phone, op fleet.Op, batch, conc int, rec *recorder) (fleet.Counts, error) {
 	e.t.Helper()
 	type out struct {
 		c   fleet.Counts

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
@@ -28,18 +29,30 @@ type Filter struct {
 	PoolName      string // node group (upstream filter)
 	RunningStatus *int   // KooPhone's running_status; nil matches any
 	AssignUser    string // assign_user equals this
+	Region        string // region equals this (e.g. cn-north-7)
 }
 
 // match applies the criteria KooPhone cannot apply itself. instance_name upstream is not documented as a prefix
-// match, so the prefix is checked here as well.
+// match, so the prefix is checked here as well; ListInstances documents no region parameter, so the region is
+// checked only here.
 func (f *Filter) match(in upstream.Instance) bool {
 	switch {
 	case f.NamePrefix != "" && !strings.HasPrefix(in.InstanceName, f.NamePrefix),
 		f.RunningStatus != nil && in.RunningStatus != *f.RunningStatus,
-		f.AssignUser != "" && in.AssignUser != f.AssignUser:
+		f.AssignUser != "" && in.AssignUser != f.AssignUser,
+		f.Region != "" && in.Region != f.Region:
 		return false
 	}
 	return true
+}
+
+// Phone is a selected phone and its region. KooPhone runs a batch only when all its phones are in one region
+// (KOOPHONE.API.1002 otherwise), so the engine batches phones by region. An explicit id that KooPhone does not list
+// for the tenant is Missing (and has no region): it gets a result of its own and joins no batch.
+type Phone struct {
+	ID      string
+	Region  string
+	Missing bool
 }
 
 // key identifies the selector inside a cursor, so a cursor is never applied to another selection.
@@ -109,6 +122,9 @@ type ResolverConfig struct {
 type Resolver struct {
 	up  Lister
 	cfg ResolverConfig
+	// fleetSize is the total_count of the last listing of the whole fleet (0: none yet). It tells resolveIDs
+	// whether looking ids up one by one costs fewer calls than listing the fleet.
+	fleetSize atomic.Int64
 }
 
 // NewResolver returns a resolver over up.
@@ -161,23 +177,16 @@ func (r *Resolver) Walk(ctx context.Context, sel Selector, cursor string, fn fun
 	return ctx.Err()
 }
 
-// Resolve returns the ids sel chooses: explicit ids as given (duplicates dropped, order kept, no listing), or
-// every phone the filter matches.
-func (r *Resolver) Resolve(ctx context.Context, sel Selector) ([]string, error) {
+// Resolve returns the phones sel chooses with their regions: every phone the filter matches, in KooPhone's order,
+// or the explicit ids in the caller's order (duplicates dropped), each found with as few ListInstances calls as
+// possible (see resolveIDs); an id KooPhone does not list comes back Missing.
+func (r *Resolver) Resolve(ctx context.Context, sel Selector) ([]Phone, error) {
 	if sel.Filter == nil {
-		seen := make(map[string]bool, len(sel.IDs))
-		out := make([]string, 0, len(sel.IDs))
-		for _, id := range sel.IDs {
-			if !seen[id] {
-				seen[id] = true
-				out = append(out, id)
-			}
-		}
-		return out, nil
+		return r.resolveIDs(ctx, sel.IDs)
 	}
-	var out []string
+	var out []Phone
 	err := r.Walk(ctx, sel, "", func(in upstream.Instance, _ Cursor) error {
-		out = append(out, in.InstanceID)
+		out = append(out, Phone{ID: in.InstanceID, Region: in.Region})
 		return nil
 	})
 	return out, err
@@ -205,6 +214,7 @@ func (r *Resolver) fetch(ctx context.Context, sel Selector, first int) <-chan pa
 			pg := page{no: no, err: err}
 			if err == nil {
 				pg.items = res.Result
+				r.noteFleetSize(req, res)
 			}
 			select {
 			case out <- pg:

@@ -1,6 +1,8 @@
-// Package httpguard keeps the REST mirror from being a side door: request bodies only as application/json,
-// cross-origin browser writes refused (with an optional CORS allow-list), an optional allow-list of Host names,
-// and a deadline for reading each request body. It knows nothing of gRPC; errors are JSON in the mirror's shape.
+// Package httpguard keeps the REST mirror from being a side door: request bodies only as application/json and
+// no larger than a limit, cross-origin browser writes refused (with an optional CORS allow-list), an optional
+// allow-list of Host names, and a deadline for reading each request body. It knows nothing of gRPC calls; what it
+// refuses it answers itself in the mirror's one error shape ({"error": google.rpc.Status} with an ErrorInfo whose
+// reason is a koophone.v1.ErrorReason) and with an X-Request-Id, like every other answer of the mirror.
 package httpguard
 
 import (
@@ -11,11 +13,19 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/cors"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 )
 
 // Config is what the guard enforces. The zero value checks content types and cross-origin writes only.
@@ -27,7 +37,13 @@ type Config struct {
 	Hosts []string
 	// BodyTimeout bounds reading a request's whole body; 0: no bound.
 	BodyTimeout time.Duration
+	// MaxBodyBytes caps a request body: a declared length over it is refused at once with 413, and a body that
+	// turns out longer is cut off there (the mirror's JSON decoder then answers 400); 0: no cap.
+	MaxBodyBytes int64
 }
+
+// FixContentType is what a refused body's answer tells the caller to send.
+const FixContentType = `-H 'Content-Type: application/json'`
 
 // gRPC codes as the mirror's JSON errors carry them.
 const (
@@ -36,9 +52,11 @@ const (
 )
 
 // Wrap returns next behind the guard. Order, outermost first: Host check (a rebinding attack's request is refused
-// before anything else), CORS (answers preflights), cross-origin write refusal, content type, body deadline.
+// before anything else), CORS (answers preflights), cross-origin write refusal, content type, body size, body
+// deadline.
 func Wrap(cfg Config, next http.Handler) (http.Handler, error) {
 	h := bodyDeadline(cfg.BodyTimeout, next)
+	h = limitBody(cfg.MaxBodyBytes, h)
 	h = jsonBodies(h)
 	cop := http.NewCrossOriginProtection()
 	for _, o := range cfg.CORSOrigins {
@@ -46,8 +64,14 @@ func Wrap(cfg Config, next http.Handler) (http.Handler, error) {
 			return nil, fmt.Errorf("CORS origin %q: %w", o, err)
 		}
 	}
-	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusForbidden, codePermissionDenied, "cross-origin request refused: the origin is not in the CORS allow-list")
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		var md map[string]string
+		if origin != "" {
+			md = map[string]string{"origin": origin}
+		}
+		writeError(w, r, http.StatusForbidden, codePermissionDenied, pb.ErrorReason_CROSS_ORIGIN_REFUSED, md,
+			"cross-origin request refused: the origin is not in the gateway's CORS allow-list (--cors-origins)")
 	}))
 	h = cop.Handler(h)
 	if len(cfg.CORSOrigins) > 0 {
@@ -74,8 +98,13 @@ func jsonBodies(next http.Handler) http.Handler {
 		if ct != "" || hasBody {
 			mt, _, err := mime.ParseMediaType(ct)
 			if err != nil || mt != "application/json" {
-				writeError(w, http.StatusUnsupportedMediaType, codeInvalidArgument,
-					fmt.Sprintf("request bodies must be application/json, not %q", ct))
+				sent := ct
+				if sent == "" {
+					sent = "none"
+				}
+				writeError(w, r, http.StatusUnsupportedMediaType, codeInvalidArgument, pb.ErrorReason_HTTP_UNSUPPORTED_MEDIA_TYPE,
+					map[string]string{"content_type": sent},
+					fmt.Sprintf("request bodies must be JSON sent as application/json, not %q: send %s (curl -d alone sends a form)", sent, FixContentType))
 				return
 			}
 		}
@@ -92,9 +121,28 @@ func hosts(allowed []string, next http.Handler) http.Handler {
 			host = h
 		}
 		if !slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, host) }) {
-			writeError(w, http.StatusMisdirectedRequest, codePermissionDenied, fmt.Sprintf("host %q is not served here", host))
+			writeError(w, r, http.StatusMisdirectedRequest, codePermissionDenied, pb.ErrorReason_HTTP_HOST_NOT_SERVED,
+				map[string]string{"host": host}, fmt.Sprintf("host %q is not served here (--http-allowed-hosts)", host))
 			return
 		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitBody caps request bodies: a declared length over max is refused at once, and a body that turns out longer
+// is cut off by http.MaxBytesReader.
+func limitBody(max int64, next http.Handler) http.Handler {
+	if max <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			writeError(w, r, http.StatusRequestEntityTooLarge, codeInvalidArgument, pb.ErrorReason_HTTP_BODY_TOO_LARGE,
+				map[string]string{"max_body_bytes": strconv.FormatInt(max, 10)},
+				fmt.Sprintf("request body larger than %d bytes (--http-max-body-bytes)", max))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -133,10 +181,26 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func writeError(w http.ResponseWriter, httpStatus, code int, msg string) {
-	// The mirror's one error shape (see internal/rest): {"error": google.rpc.Status}.
-	b, _ := json.Marshal(map[string]any{"error": map[string]any{"code": code, "message": msg, "details": []any{}}})
+// errorJSON marshals like the mirror's JSON (proto field names), so an answer of the guard reads as one of the mirror.
+var errorJSON = protojson.MarshalOptions{UseProtoNames: true}
+
+// writeError answers in the mirror's one error shape (see internal/rest): {"error": google.rpc.Status} whose
+// details hold the gateway's ErrorInfo, and the X-Request-Id header (the caller's, when valid, else a new one),
+// since no gRPC call will give this request one.
+func writeError(w http.ResponseWriter, r *http.Request, httpStatus, code int, reason pb.ErrorReason, md map[string]string, msg string) {
+	st := &status.Status{Code: int32(code), Message: msg}
+	if info, err := anypb.New(errcat.Info(reason, md)); err == nil {
+		st.Details = []*anypb.Any{info}
+	}
+	b, err := errorJSON.Marshal(st)
+	if err != nil { // cannot happen for these messages; keep the shape regardless
+		b, _ = json.Marshal(map[string]any{"code": code, "message": msg})
+	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(requestIDHeader, requestid.Caller(r.Header.Get(requestIDHeader)))
 	w.WriteHeader(httpStatus)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(append(append([]byte(`{"error":`), b...), "}\n"...))
 }
+
+// requestIDHeader carries the call's id on every answer of the mirror.
+const requestIDHeader = "X-Request-Id"

@@ -2,17 +2,28 @@ package httpguard
 
 import (
 	"bufio"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -64,7 +75,7 @@ func TestContentTypes(t *testing.T) {
 		if res.StatusCode != c.want {
 			t.Errorf("%q %q: %d %s, want %d", c.ct, c.body, res.StatusCode, b, c.want)
 		}
-		if c.want == 415 && !strings.Contains(string(b), `{"error":{"code":3`) {
+		if c.want == 415 && !strings.Contains(string(b), `"reason":"HTTP_UNSUPPORTED_MEDIA_TYPE"`) {
 			t.Errorf("%q: error body %s", c.ct, b)
 		}
 	}
@@ -149,4 +160,141 @@ func FuzzGuardHeaders(f *testing.F) {
 		req.Host = host
 		g.ServeHTTP(httptest.NewRecorder(), req)
 	})
+}
+
+// refusal is an answer of the guard as the caller sees it over HTTP.
+type refusal struct {
+	status    int
+	requestID string
+	st        *spb.Status
+	info      *errdetails.ErrorInfo
+	raw       string
+}
+
+// readRefusal decodes an answer that must be the mirror's one error shape: {"error": google.rpc.Status} with the
+// gateway's ErrorInfo as its only detail.
+func readRefusal(t *testing.T, res *http.Response) refusal {
+	t.Helper()
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	r := refusal{status: res.StatusCode, requestID: res.Header.Get("X-Request-Id"), raw: string(b)}
+	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%d: Content-Type %q", res.StatusCode, ct)
+	}
+	var env struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(b, &env); err != nil || env.Error == nil {
+		t.Fatalf("%d: body is not {\"error\": …}: %s (%v)", res.StatusCode, b, err)
+	}
+	r.st = &spb.Status{}
+	if err := protojson.Unmarshal(env.Error, r.st); err != nil {
+		t.Fatalf("%d: error is not a google.rpc.Status: %s (%v)", res.StatusCode, env.Error, err)
+	}
+	if len(r.st.Details) != 1 {
+		t.Fatalf("%d: details %v, want one ErrorInfo", res.StatusCode, r.st.Details)
+	}
+	r.info = &errdetails.ErrorInfo{}
+	if err := r.st.Details[0].UnmarshalTo(r.info); err != nil {
+		t.Fatalf("%d: detail is not an ErrorInfo: %v", res.StatusCode, err)
+	}
+	if r.info.Domain != errcat.Domain {
+		t.Errorf("%d: ErrorInfo domain %q", res.StatusCode, r.info.Domain)
+	}
+	if _, ok := pb.ErrorReason_value[r.info.Reason]; !ok {
+		t.Errorf("%d: reason %q is not a koophone.v1.ErrorReason", res.StatusCode, r.info.Reason)
+	}
+	return r
+}
+
+var uuidRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// Every refusal of the guard carries the one error shape, a reason and the request id: the caller's when it is a
+// valid id, a new UUID otherwise. A refused body's message names the header to send.
+func TestRefusalsCarryErrorShapeAndRequestID(t *testing.T) {
+	var reached atomic.Int32
+	srv := serve(t, Config{Hosts: []string{"127.0.0.1"}, MaxBodyBytes: 64},
+		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached.Add(1) }))
+	for _, c := range []struct {
+		name       string
+		header     []string
+		body       string
+		wantStatus int
+		wantCode   codes.Code
+		wantReason pb.ErrorReason
+		wantMD     map[string]string
+		wantInMsg  string
+	}{
+		{"curl -d (a form)", []string{"Content-Type", "application/x-www-form-urlencoded"}, "{}",
+			415, codes.InvalidArgument, pb.ErrorReason_HTTP_UNSUPPORTED_MEDIA_TYPE,
+			map[string]string{"content_type": "application/x-www-form-urlencoded"}, FixContentType},
+		{"no content type", nil, "{}",
+			415, codes.InvalidArgument, pb.ErrorReason_HTTP_UNSUPPORTED_MEDIA_TYPE,
+			map[string]string{"content_type": "none"}, FixContentType},
+		{"too large", []string{"Content-Type", "application/json"}, `{"x":"` + strings.Repeat("a", 100) + `"}`,
+			413, codes.InvalidArgument, pb.ErrorReason_HTTP_BODY_TOO_LARGE,
+			map[string]string{"max_body_bytes": "64"}, "larger than 64 bytes"},
+		{"cross origin", []string{"Content-Type", "application/json", "Origin", "http://evil.example"}, "{}",
+			403, codes.PermissionDenied, pb.ErrorReason_CROSS_ORIGIN_REFUSED,
+			map[string]string{"origin": "http://evil.example"}, "--cors-origins"},
+		{"cross-site fetch", []string{"Content-Type", "application/json", "Sec-Fetch-Site", "cross-site"}, "{}",
+			403, codes.PermissionDenied, pb.ErrorReason_CROSS_ORIGIN_REFUSED, nil, "--cors-origins"},
+		{"wrong host", []string{"Content-Type", "application/json", "Host", "evil.example"}, "{}",
+			421, codes.PermissionDenied, pb.ErrorReason_HTTP_HOST_NOT_SERVED,
+			map[string]string{"host": "evil.example"}, "evil.example"},
+	} {
+		for _, id := range []struct{ sent, want string }{{"", "new"}, {"caller-id-1", "caller-id-1"}, {"bad id;drop", "new"}} {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/instances/batch-reset", strings.NewReader(c.body))
+			for i := 0; i < len(c.header); i += 2 {
+				if c.header[i] == "Host" {
+					req.Host = c.header[i+1]
+				} else {
+					req.Header.Set(c.header[i], c.header[i+1])
+				}
+			}
+			if id.sent != "" {
+				req.Header.Set("X-Request-Id", id.sent)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := readRefusal(t, res)
+			if r.status != c.wantStatus || codes.Code(r.st.Code) != c.wantCode || r.info.Reason != c.wantReason.String() {
+				t.Errorf("%s: %d %v %s, want %d %v %v", c.name, r.status, codes.Code(r.st.Code), r.info.Reason, c.wantStatus, c.wantCode, c.wantReason)
+			}
+			if !maps.Equal(r.info.Metadata, c.wantMD) {
+				t.Errorf("%s: metadata %v, want %v", c.name, r.info.Metadata, c.wantMD)
+			}
+			if !strings.Contains(r.st.Message, c.wantInMsg) {
+				t.Errorf("%s: message %q does not say %q", c.name, r.st.Message, c.wantInMsg)
+			}
+			if id.want == "new" && !uuidRe.MatchString(r.requestID) || id.want != "new" && r.requestID != id.want {
+				t.Errorf("%s: sent X-Request-Id %q, got %q", c.name, id.sent, r.requestID)
+			}
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("%d refused requests reached the handler", n)
+	}
+}
+
+// A body that turns out longer than its declared (or undeclared, chunked) length is cut at the limit.
+func TestBodyLimitCutsUndeclaredLength(t *testing.T) {
+	readErr := make(chan error, 1)
+	srv := serve(t, Config{MaxBodyBytes: 8}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		readErr <- err
+	}))
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, io.MultiReader(strings.NewReader(`{"x":"0123456789"}`))) // no length: chunked
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var tooBig *http.MaxBytesError
+	if err := <-readErr; !errors.As(err, &tooBig) {
+		t.Fatalf("read %v, want a MaxBytesError", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -110,6 +111,11 @@ func (d *bodyDecoder) Decode(v any) error {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return bodyError("", "body.too_large", fmt.Sprintf("the body is larger than %d bytes", tooBig.Limit))
+		}
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() {
+			// The guard's body deadline (--http-body-timeout) cut the body off: say so, not "ended early".
+			return bodyError("", "body.timeout", "the body did not arrive within the time allowed (--http-body-timeout)")
 		}
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.uber.org/goleak"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/httpguard"
 	"github.com/koophone-gateway/koophone-gateway/internal/rest"
 )
 
@@ -64,6 +67,12 @@ func (fakeInstances) WatchTask(req *pb.WatchTaskRequest, srv grpc.ServerStreamin
 // startMirror serves fakeInstances over gRPC on loopback and a grpc-gateway mux with rest.Options in front of it.
 func startMirror(t *testing.T) string {
 	t.Helper()
+	return startGuardedMirror(t, nil)
+}
+
+// startGuardedMirror is startMirror with the mux behind httpguard when guard is not nil, as the server wires it.
+func startGuardedMirror(t *testing.T, guard *httpguard.Config) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +94,13 @@ func startMirror(t *testing.T) string {
 	if err := pb.RegisterInstanceServiceHandler(context.Background(), mux, conn); err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(mux)
+	var h http.Handler = mux
+	if guard != nil {
+		if h, err = httpguard.Wrap(*guard, mux); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(func() {
 		hs.Close()
 		_ = conn.Close()
@@ -188,6 +203,33 @@ func TestBadInputIsABadRequestWithARequestID(t *testing.T) {
 	resp, _ := do(t, "POST", url+"/v1/instances/sync-command", `{"bogus":1}`)
 	if resp.Header.Get("X-Request-Id") == "" {
 		t.Error("no X-Request-Id on a refused body")
+	}
+}
+
+// A body cut off by the guard's deadline is answered as what it is (not "the body ended early"), in the one error
+// shape and with the caller's request id.
+func TestBodyTimeoutIsNamed(t *testing.T) {
+	url := startGuardedMirror(t, &httpguard.Config{BodyTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/instances/sync-command HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-1\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"comm")
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // only keeps a broken server from hanging the test
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("X-Request-Id") != "slow-1" {
+		t.Fatalf("%d X-Request-Id=%q %s", resp.StatusCode, resp.Header.Get("X-Request-Id"), b)
+	}
+	e, details := decodeError(t, string(b))
+	if field, reason := badRequestField(t, details); field != "body" || reason != "body.timeout" || !strings.Contains(e.Error.Message, "--http-body-timeout") {
+		t.Errorf("violation %s/%s %q", field, reason, e.Error.Message)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/coord/redistest"
 	"github.com/koophone-gateway/koophone-gateway/internal/server"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -130,6 +132,30 @@ func (g *gateway) stop() {
 func (g *gateway) leases() int {
 	st, _ := g.srv.CoordStatus()
 	return st.Leases
+}
+
+// scrape reads one series from the gateway's /metrics (-1 when absent).
+func scrape(t *testing.T, g *gateway, series string) float64 {
+	t.Helper()
+	res, err := http.Get("http://" + g.srv.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
 }
 
 // eventually waits for cond; the bound only keeps a broken build from hanging, it asserts no timing.
@@ -283,7 +309,27 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 		return true
 	})
 
-	eventually(t, "one lease per task", func() bool { return leases(0, 1, 2) == tasks })
+	// The leases spread: each task's owner by rendezvous hashing over the three takes its lease over from
+	// replica 0, which took them all while it alone had watchers.
+	eventually(t, "one lease per task, spread over the replicas", func() bool {
+		for _, g := range gws {
+			if st, _ := g.srv.CoordStatus(); st.Replicas != replicas {
+				return false
+			}
+		}
+		return leases(0, 1, 2) == tasks && gws[0].leases() <= 20 && gws[1].leases() > 0 && gws[2].leases() > 0
+	})
+	if n := scrape(t, gws[1], "koophone_redis_lease_takeovers_total") + scrape(t, gws[2], "koophone_redis_lease_takeovers_total"); n < 1 {
+		t.Errorf("koophone_redis_lease_takeovers_total: %v on replicas 1 and 2", n)
+	}
+	spread := []int{gws[0].leases(), gws[1].leases(), gws[2].leases()}
+	t.Logf("leases over %d replicas: %v", replicas, spread)
+	for i, n := range spread {
+		// Binomial(30, 1/3) with random replica ids: outside 2..20 once in ~2,500 runs.
+		if n < 2 || n > 20 {
+			t.Errorf("replica %d holds %d of %d leases: not spread", i, n, tasks)
+		}
+	}
 	measure("3 replicas sharing Redis")
 
 	// The shared quota: every replica hammers reads; the simulator sees at most the budget (plus its burst).
@@ -363,8 +409,17 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 		}
 	}
 	eventually(t, "the others hold every lease", func() bool { return leases(others...) == tasks })
-	t.Logf("failover: replica %d (%d leases) stopped; the others held every lease %v later",
-		leader, led, time.Since(stopped).Round(time.Millisecond))
+	t.Logf("failover: replica %d (%d of %d leases) stopped; the others held every lease %v later",
+		leader, led, tasks, time.Since(stopped).Round(time.Millisecond))
+	for _, i := range others {
+		// Only the stopped replica's share moves; the others keep theirs.
+		if gws[i].leases() < spread[i] {
+			t.Errorf("replica %d held %d leases, %d after replica %d stopped", i, spread[i], gws[i].leases(), leader)
+		}
+	}
+	if led > tasks*2/3 {
+		t.Errorf("the stopped replica held %d of %d leases: its stop stalled most tasks", led, tasks)
+	}
 
 	// Redis dies: the replicas degrade (local pollers), keyed writes are refused, streams carry on.
 	rs.Stop()
@@ -376,6 +431,28 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 		}
 		return true
 	})
+	// Degraded: every call takes the local branch at once. Reads during the outage send no Redis command; only
+	// the background probes do. The series say so.
+	g := gws[others[0]]
+	if up, deg := scrape(t, g, "koophone_redis_up"), scrape(t, g, "koophone_redis_degraded"); up != 0 || deg != 1 {
+		t.Errorf("redis down: koophone_redis_up %v, koophone_redis_degraded %v", up, deg)
+	}
+	if n := scrape(t, g, `koophone_redis_transitions_total{to="down"}`); n != 1 {
+		t.Errorf(`koophone_redis_transitions_total{to="down"} %v, want 1`, n)
+	}
+	st0, _ := g.srv.CoordStatus()
+	for range 20 {
+		if _, err := g.ord.BatchShowSku(ctx, &pb.BatchShowSkuRequest{}); err != nil {
+			t.Errorf("read with Redis down: %v", err)
+		}
+	}
+	st1, _ := g.srv.CoordStatus()
+	if sent, probes := st1.Commands-st0.Commands, st1.Probes-st0.Probes; sent > probes {
+		t.Errorf("20 reads with Redis down: %d Redis commands, only %d probes", sent, probes)
+	}
+	if n := st1.Skipped[coord.OpQuota] - st0.Skipped[coord.OpQuota]; n < 20 {
+		t.Errorf("20 reads with Redis down: %d quota calls skipped Redis", n)
+	}
 	creates1 := counter.creates.Load()
 	create.RequestId = "9e7d7a5c-2f0e-4a57-9d1b-6c3b2a1f0e9d"
 	if _, err := gws[others[0]].ord.CreateInstance(ctx, create); status.Code(err) != codes.Unavailable {
@@ -393,6 +470,9 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 		}
 		return true
 	})
+	if up := scrape(t, g, "koophone_redis_up"); up != 1 {
+		t.Errorf("redis back: koophone_redis_up %v", up)
+	}
 	// Recovered: one poller per task again.
 	eventually(t, "one lease per task again", func() bool { return leases(others...) == tasks })
 	measure("2 replicas after Redis came back")

@@ -2,6 +2,8 @@ package server
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -134,5 +136,60 @@ func TestUnknownRequestFieldsAreRefused(t *testing.T) {
 	}
 	if n := e.sim.Calls("CreateInstance"); n != before {
 		t.Errorf("the request reached KooPhone (%d calls, %d before)", n, before)
+	}
+}
+
+// The fleet filter's running_status takes the names ListInstances answers with, never a number: KooPhone's numbers
+// and the RunningStatus enum's differ by one, and a mistaken number would pick the wrong phones for a reset.
+func TestFleetRunningStatusByNameOnly(t *testing.T) {
+	e := newEnv(t)
+	defer e.close()
+
+	// list runs ListAllInstances over REST (NDJSON) and returns the HTTP status, how many phones matched, the body.
+	list := func(filter string) (int, int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(e.ctx(), "POST", e.base+"/v1/fleet/instances/list",
+			strings.NewReader(`{"selector":{"filter":{"running_status":`+filter+`}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := e.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, strings.Count(string(b), `"instance_id"`), string(b)
+	}
+	code, running, body := list(`"RUNNING_STATUS_RUNNING"`)
+	if code != 200 || running == 0 || strings.Contains(body, `"running_status":"RUNNING_STATUS_STOPPED"`) {
+		t.Fatalf("RUNNING_STATUS_RUNNING: HTTP %d, %d phones, %.300s", code, running, body)
+	}
+	// The simulator's phones all run: naming another state matches none.
+	if code, n, body := list(`"RUNNING_STATUS_STOPPED"`); code != 200 || n != 0 {
+		t.Errorf("RUNNING_STATUS_STOPPED: HTTP %d, %d phones, %.300s", code, n, body)
+	}
+	for _, bad := range []string{"2", `"RUNNING"`} {
+		if code, _, body := list(bad); code != 400 || !strings.Contains(strings.ToLower(strings.ReplaceAll(body, "_", "")), "runningstatus") {
+			t.Errorf("running_status %s: HTTP %d %.300s", bad, code, body)
+		}
+	}
+
+	// A client built before the change sends the old enum as field 5 of the filter: refused, not dropped (which
+	// would have widened the selection to every phone).
+	f := &pb.FleetFilter{}
+	f.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 5, protowire.VarintType), 3))
+	s, err := pb.NewFleetServiceClient(e.conn).ListAllInstances(e.ctx(), &pb.ListAllInstancesRequest{Selector: &pb.FleetSelector{Filter: f}})
+	if err == nil {
+		_, err = s.Recv()
+	}
+	named := false
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				named = named || (v.GetField() == "selector.filter.5" && v.GetReason() == "field.unknown")
+			}
+		}
+	}
+	if status.Code(err) != codes.InvalidArgument || !named {
+		t.Errorf("old field 5: %v (named in BadRequest: %v)", err, named)
 	}
 }

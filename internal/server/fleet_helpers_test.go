@@ -34,26 +34,36 @@ const (
 	fleetSeed        = 11
 )
 
-// fleetEnv is newEnv with a fleet of 1,050 phones in two node groups and fleet concurrency 3.
+// fleetEnv is newEnv with a fleet of 1,050 phones in two node groups and the simulator's two regions (525 phones
+// each), and fleet concurrency 3.
 type fleetEnv struct {
 	*env
-	fleet pb.FleetServiceClient
-	ids   []string // the simulator's phones in creation order
-	fail  []string // phones whose every job fails
+	fleet  pb.FleetServiceClient
+	ids    []string          // the simulator's phones in creation order
+	fail   []string          // phones whose every job fails
+	region map[string]string // each phone's region
 }
 
 // newFleetEnv starts the gateway on a 1,050-phone simulator; flags add to (or override) its configuration.
 func newFleetEnv(t *testing.T, flags ...string) *fleetEnv {
 	t.Helper()
+	return startFleetEnv(t, fleetSize, nil, flags...)
+}
+
+// startFleetEnv starts the gateway on a simulator of size phones spread over regions (nil: the simulator's
+// default two). A fleet of more than 777 phones has two failing phones (the 6th and the 778th).
+func startFleetEnv(t *testing.T, size int, regions []string, flags ...string) *fleetEnv {
+	t.Helper()
 	cfg, err := config.Load(append([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--audit-log=off",
-		fmt.Sprintf("--sim-fleet=%d", fleetSize), fmt.Sprintf("--fleet-concurrency=%d", fleetConcurrency)}, flags...),
+		fmt.Sprintf("--sim-fleet=%d", size), fmt.Sprintf("--fleet-concurrency=%d", fleetConcurrency)}, flags...),
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := clocktest.NewFake(time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC))
 	simCfg := func(c *sim.Config) {
-		c.FleetSize = fleetSize
+		c.FleetSize = size
+		c.Regions = regions
 		c.JobDuration = jobDuration
 		c.RebootDuration = 2 * time.Second
 		c.Seed = fleetSeed
@@ -64,7 +74,10 @@ func newFleetEnv(t *testing.T, flags ...string) *fleetEnv {
 	simCfg(&probe)
 	probe.Clock = clk
 	ids := sim.New(probe).InstanceIDs()
-	fail := []string{ids[5], ids[777]}
+	var fail []string
+	if size > 777 {
+		fail = []string{ids[5], ids[777]}
+	}
 	srv, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler), WithClock(clk),
 		WithSimConfig(func(c *sim.Config) {
 			simCfg(c)
@@ -89,7 +102,34 @@ func newFleetEnv(t *testing.T, flags ...string) *fleetEnv {
 	if got := e.sim.InstanceIDs(); !slices.Equal(got, ids) {
 		t.Fatal("the probe simulator named other phones")
 	}
-	return &fleetEnv{env: e, fleet: pb.NewFleetServiceClient(conn), ids: ids, fail: fail}
+	return &fleetEnv{env: e, fleet: pb.NewFleetServiceClient(conn), ids: ids, fail: fail, region: regionsOf(e.sim)}
+}
+
+// regionsOf maps each phone of s to its region.
+func regionsOf(s *sim.Server) map[string]string {
+	out := map[string]string{}
+	for _, reg := range []string{"cn-north-7", "cn-north-208", "cn-southwest-252"} {
+		for _, id := range s.InstancesIn(reg) {
+			out[id] = reg
+		}
+	}
+	return out
+}
+
+// batchesFor is how many batches of at most size the phones ids make: KooPhone takes one region per batch, so
+// each region's phones are cut apart.
+func batchesFor(region map[string]string, ids []string, size int) int {
+	per := map[string]int{}
+	for _, id := range ids {
+		if reg, ok := region[id]; ok { // an id KooPhone does not know joins no batch
+			per[reg]++
+		}
+	}
+	n := 0
+	for _, k := range per {
+		n += (k + size - 1) / size
+	}
+	return n
 }
 
 // transport runs one fleet RPC to its end and returns its events and final status.
@@ -217,6 +257,14 @@ type outcome struct {
 
 func (f *fleetEnv) check(events []*pb.FleetEvent, want []string, size int) outcome {
 	f.t.Helper()
+	return checkFleet(f.t, f.region, events, want, size)
+}
+
+// checkFleet checks a fleet run's events: batches of 1..size phones of one region each (region says each phone's),
+// every phone of want reported once with its region after its batch was announced, and a final summary whose
+// counts, and each region's counts, add up.
+func checkFleet(t *testing.T, region map[string]string, events []*pb.FleetEvent, want []string, size int) outcome {
+	t.Helper()
 	o := outcome{results: map[string]*pb.FleetPhoneResult{}}
 	announced := map[int32]bool{}
 	for i, ev := range events {
@@ -224,38 +272,68 @@ func (f *fleetEnv) check(events []*pb.FleetEvent, want []string, size int) outco
 		case ev.GetBatch() != nil:
 			b := ev.GetBatch()
 			if n := len(b.GetInstanceIds()); n == 0 || n > size {
-				f.t.Fatalf("batch %d holds %d phones, want 1..%d", b.GetIndex(), n, size)
+				t.Fatalf("batch %d holds %d phones, want 1..%d", b.GetIndex(), n, size)
+			}
+			for _, id := range b.GetInstanceIds() {
+				if region[id] != b.GetRegion() {
+					t.Fatalf("batch %d of region %q holds %s of region %q", b.GetIndex(), b.GetRegion(), id, region[id])
+				}
 			}
 			announced[b.GetIndex()] = true
 			o.batches = append(o.batches, b)
 		case ev.GetResult() != nil:
 			r := ev.GetResult()
-			if !announced[r.GetBatch()] {
-				f.t.Fatalf("a result of batch %d before the batch was announced", r.GetBatch())
+			notFound := r.GetOutcome() == pb.FleetOutcome_FLEET_OUTCOME_NOT_FOUND
+			if notFound != (r.GetBatch() == -1) || !notFound && !announced[r.GetBatch()] {
+				t.Fatalf("a result of batch %d before the batch was announced: %v", r.GetBatch(), r)
+			}
+			if r.GetRegion() != region[r.GetInstanceId()] {
+				t.Fatalf("result of %s in region %q, want %q", r.GetInstanceId(), r.GetRegion(), region[r.GetInstanceId()])
 			}
 			if o.results[r.GetInstanceId()] != nil {
-				f.t.Fatalf("phone %s reported twice", r.GetInstanceId())
+				t.Fatalf("phone %s reported twice", r.GetInstanceId())
 			}
 			o.results[r.GetInstanceId()] = r
 		case ev.GetSummary() != nil:
 			if i != len(events)-1 {
-				f.t.Fatal("summary is not the last message")
+				t.Fatal("summary is not the last message")
 			}
 			o.summary = ev.GetSummary()
 		}
 	}
 	if len(o.results) != len(want) {
-		f.t.Fatalf("%d results, want %d", len(o.results), len(want))
+		t.Fatalf("%d results, want %d", len(o.results), len(want))
 	}
 	for _, id := range want {
 		if o.results[id] == nil {
-			f.t.Fatalf("no result for %s", id)
+			t.Fatalf("no result for %s", id)
 		}
 	}
 	c := o.summary.GetCounts()
 	if o.summary == nil || int(c.GetTotal()) != len(want) || c.GetSucceeded()+c.GetFailed() != c.GetTotal() ||
-		c.GetRunning() != 0 || c.GetPending() != 0 || int(c.GetBatchesTotal()) != (len(want)+size-1)/size {
-		f.t.Fatalf("summary %v", o.summary)
+		c.GetRunning() != 0 || c.GetPending() != 0 || int(c.GetBatchesTotal()) != batchesFor(region, want, size) {
+		t.Fatalf("summary %v", o.summary)
+	}
+	// Each region's counts: its phones, its batches, and the whole once summed.
+	perRegion := map[string]int32{}
+	for _, id := range want {
+		if reg, ok := region[id]; ok {
+			perRegion[reg]++
+		}
+	}
+	var sum pb.FleetRegionProgress
+	for _, rc := range c.GetRegions() {
+		if rc.GetTotal() != perRegion[rc.GetRegion()] || rc.GetSucceeded()+rc.GetFailed() != rc.GetTotal() {
+			t.Fatalf("region %v, want %d phones", rc, perRegion[rc.GetRegion()])
+		}
+		sum.Total += rc.GetTotal()
+		sum.Succeeded += rc.GetSucceeded()
+		sum.BatchesTotal += rc.GetBatchesTotal()
+		sum.BatchesStarted += rc.GetBatchesStarted()
+	}
+	if len(c.GetRegions()) != len(perRegion) || sum.Total+c.GetNotFound() != c.GetTotal() || sum.Succeeded != c.GetSucceeded() ||
+		sum.BatchesTotal != c.GetBatchesTotal() || sum.BatchesStarted != c.GetBatchesStarted() {
+		t.Fatalf("regions do not add up: %v", o.summary)
 	}
 	return o
 }
@@ -272,9 +350,12 @@ func (f *fleetEnv) run(tr transport, rpc, op string, req proto.Message, want []s
 		f.t.Fatalf("%s over %s: %v", rpc, tr.name, err)
 	}
 	o := f.check(events, want, size)
-	batches := (len(want) + size - 1) / size
+	batches := batchesFor(f.region, want, size)
 	if n := f.sim.Calls(op); n != int64(batches) {
 		f.t.Fatalf("%s over %s: %d %s calls, want %d (one per batch)", rpc, tr.name, n, op, batches)
+	}
+	if n := f.sim.Answered("KOOPHONE.API.1002"); n != 0 {
+		f.t.Fatalf("%s over %s: KooPhone refused %d batches that spanned regions", rpc, tr.name, n)
 	}
 	if p := f.sim.PeakInFlight(op); p > fleetConcurrency {
 		f.t.Fatalf("%s over %s: %d %s calls at once, want at most %d", rpc, tr.name, p, op, fleetConcurrency)

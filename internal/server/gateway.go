@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"net/textproto"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
@@ -56,19 +53,4 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, services *se
 		return nil, err
 	}
 	return mux, nil
-}
-
-// limitBody caps request bodies: a declared length over max is refused at once with 413, and a body that turns out
-// longer is cut off by http.MaxBytesReader (the JSON decoder then fails with INVALID_ARGUMENT).
-func limitBody(max int64, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > max {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusRequestEntityTooLarge)
-			fmt.Fprintf(w, `{"error":{"code":%d,"message":"request body larger than %d bytes","details":[]}}`+"\n", codes.InvalidArgument, max)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
-		next.ServeHTTP(w, r)
-	})
 }

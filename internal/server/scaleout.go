@@ -17,19 +17,21 @@ import (
 // Scale-out wiring: with KOOPHONE_REDIS_URL the replicas share pollers, the upstream quota and idempotency keys
 // through internal/coord; without it the quota and the keys are this replica's own.
 
-// openCoord connects to Redis when configured. It does not wait for Redis: a replica that starts while Redis is
-// down runs degraded and joins the others when Redis answers.
+// openCoord connects to Redis when configured and exports its series. It waits for one answer at most
+// --redis-timeout: a replica that starts while Redis is down runs degraded and joins the others when a background
+// probe finds Redis answering.
 func (s *Server) openCoord(context.Context) error {
 	if s.cfg.RedisURL == "" {
 		return nil
 	}
-	c, err := coord.Open(coord.Config{URL: s.cfg.RedisURL, LeaseTTL: s.cfg.RedisLeaseTTL, Clock: s.opts.clockOrReal()})
+	c, err := coord.Open(coord.Config{URL: s.cfg.RedisURL, LeaseTTL: s.cfg.RedisLeaseTTL, OpTimeout: s.cfg.RedisTimeout,
+		Clock: s.opts.clockOrReal(), Log: s.log.With("component", "redis")})
 	if err != nil {
 		return err
 	}
 	s.coord = c
 	s.closers.push("coordination", ignoreCtx(c.Close)) // after the hubs: their pollers release their leases first
-	return nil
+	return s.tel.RegisterRedis(c.Status)
 }
 
 // sharedQuota makes the --upstream-*-rate budget one for all replicas when they share Redis: the client waits on

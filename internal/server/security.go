@@ -193,12 +193,14 @@ func (sec *security) reflection(cfg *config.Config) bool {
 	return !sec.guard.Enabled()
 }
 
-// restHandler puts the mirror behind the REST guard (JSON bodies, cross-origin refusal, CORS, hosts, body deadline).
+// restHandler puts the mirror behind the REST guard (JSON bodies, body size, cross-origin refusal, CORS, hosts,
+// body deadline).
 func restHandler(cfg *config.Config, h http.Handler) (http.Handler, error) {
 	return httpguard.Wrap(httpguard.Config{
-		CORSOrigins: cfg.CORSOrigins,
-		Hosts:       cfg.HTTPAllowedHosts,
-		BodyTimeout: cfg.HTTPBodyTimeout,
+		CORSOrigins:  cfg.CORSOrigins,
+		Hosts:        cfg.HTTPAllowedHosts,
+		BodyTimeout:  cfg.HTTPBodyTimeout,
+		MaxBodyBytes: cfg.HTTPMaxBodyBytes,
 	}, h)
 }
 

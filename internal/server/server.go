@@ -400,7 +400,7 @@ func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
 	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
 	mux.Handle("/docs", docs)
 	mux.Handle("/docs/", docs)
-	api, err := restHandler(s.cfg, limitBody(s.cfg.HTTPMaxBodyBytes, gw))
+	api, err := restHandler(s.cfg, gw)
 	if err != nil {
 		return nil, err
 	}

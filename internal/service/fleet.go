@@ -142,11 +142,11 @@ func (s *FleetService) ListFleetApps(req *pb.ListFleetAppsRequest, srv grpc.Serv
 func (s *FleetService) run(srv grpc.ServerStreamingServer[pb.FleetEvent], sel *pb.FleetSelector, o *pb.FleetOptions, op fleet.Op) error {
 	ctx, done := s.callContext(srv.Context())
 	defer done()
-	ids, err := s.resolver.Resolve(ctx, selector(sel))
+	phones, err := s.resolver.Resolve(ctx, selector(sel))
 	if err != nil {
 		return s.fleetError(ctx, err)
 	}
-	_, err = s.engine.Run(ctx, ids, op, int(o.GetBatchSize()), int(o.GetConcurrency()), func(ev fleet.Event) error {
+	_, err = s.engine.Run(ctx, phones, op, int(o.GetBatchSize()), int(o.GetConcurrency()), func(ev fleet.Event) error {
 		return srv.Send(fleetEvent(ev))
 	})
 	return s.fleetError(ctx, err)
@@ -182,10 +182,13 @@ func selector(in *pb.FleetSelector) fleet.Selector {
 		return fleet.Selector{IDs: in.GetInstanceIds()}
 	}
 	out := &fleet.Filter{All: f.GetAll(), NamePrefix: f.GetNamePrefix(), PoolSceneTag: f.GetPoolSceneTag(),
-		PoolName: f.GetPoolName(), AssignUser: f.GetAssignUser()}
-	for raw, st := range runningStatuses {
-		if st == f.GetRunningStatus() {
-			out.RunningStatus = &raw
+		PoolName: f.GetPoolName(), AssignUser: f.GetAssignUser(), Region: f.GetRegion()}
+	if name := f.GetRunningStatus(); name != "" {
+		want := pb.RunningStatus(pb.RunningStatus_value[name])
+		for raw, st := range runningStatuses {
+			if st == want {
+				out.RunningStatus = &raw
+			}
 		}
 	}
 	return fleet.Selector{Filter: out}
@@ -196,6 +199,7 @@ var fleetOutcomes = map[fleet.Outcome]pb.FleetOutcome{
 	fleet.Failed:      pb.FleetOutcome_FLEET_OUTCOME_FAILED,
 	fleet.BatchFailed: pb.FleetOutcome_FLEET_OUTCOME_BATCH_FAILED,
 	fleet.Unknown:     pb.FleetOutcome_FLEET_OUTCOME_UNKNOWN,
+	fleet.NotFound:    pb.FleetOutcome_FLEET_OUTCOME_NOT_FOUND,
 }
 
 func fleetEvent(ev fleet.Event) *pb.FleetEvent {
@@ -204,13 +208,14 @@ func fleetEvent(ev fleet.Event) *pb.FleetEvent {
 		b := ev.Batch
 		return &pb.FleetEvent{Event: &pb.FleetEvent_Batch{Batch: &pb.FleetBatch{
 			Index: raw(b.Index), InstanceIds: b.IDs, Started: b.Started, TaskId: b.TaskID,
-			ErrorCode: b.ErrorCode, ErrorMsg: b.ErrorMsg,
+			ErrorCode: b.ErrorCode, ErrorMsg: b.ErrorMsg, Region: b.Region,
 		}}}
 	case ev.Result != nil:
 		r := ev.Result
 		out := &pb.FleetPhoneResult{
 			InstanceId: r.InstanceID, Outcome: fleetOutcomes[r.Outcome], RawStatus: raw(r.RawStatus),
 			ErrorCode: r.ErrorCode, ErrorMsg: r.ErrorMsg, ExecuteMsg: r.Output, Batch: raw(r.Batch), TaskId: r.TaskID,
+			Region: r.Region,
 		}
 		if r.RawStatus != 0 {
 			out.Status = jobStatuses[r.RawStatus]
@@ -229,10 +234,19 @@ func fleetEvent(ev fleet.Event) *pb.FleetEvent {
 }
 
 func fleetCounts(c fleet.Counts) *pb.FleetProgress {
-	return &pb.FleetProgress{
+	out := &pb.FleetProgress{
 		Total: raw(c.Total), Succeeded: raw(c.Succeeded), Failed: raw(c.Failed), Running: raw(c.Running),
 		Pending: raw(c.Pending), BatchesStarted: raw(c.BatchesStarted), BatchesTotal: raw(c.BatchesTotal),
+		NotFound: raw(c.NotFound), Regions: make([]*pb.FleetRegionProgress, len(c.Regions)),
 	}
+	for i, r := range c.Regions {
+		out.Regions[i] = &pb.FleetRegionProgress{
+			Region: r.Region, Total: raw(r.Total), Succeeded: raw(r.Succeeded), Failed: raw(r.Failed),
+			Running: raw(r.Running), Pending: raw(r.Pending), BatchesStarted: raw(r.BatchesStarted),
+			BatchesTotal: raw(r.BatchesTotal), BatchesFailed: raw(r.BatchesFailed),
+		}
+	}
+	return out
 }
 
 // taskFollower lets the fleet engine follow tasks through the same hub as WatchTask, so a fleet operation and a

@@ -65,13 +65,29 @@ func newerValidationCases() []validationCase {
 		{"fleet ids and filter", &pb.ListAllInstancesRequest{Selector: &pb.FleetSelector{InstanceIds: []string{"a"}, Filter: &pb.FleetFilter{All: true}}}, "selector", "selector.one_of"},
 		{"fleet empty filter", &pb.ListAllInstancesRequest{Selector: &pb.FleetSelector{Filter: &pb.FleetFilter{}}}, "selector.filter", "filter.not_empty"},
 		{"fleet pool filter", &pb.ListAllInstancesRequest{Selector: &pb.FleetSelector{Filter: &pb.FleetFilter{PoolName: "p"}}}, "", ""},
+		{"fleet region filter alone", &pb.ListAllInstancesRequest{Selector: &pb.FleetSelector{Filter: &pb.FleetFilter{Region: "cn-north-7"}}}, "", ""},
+		{"fleet region filter upper case", reset(func(r *pb.ResetFleetRequest) {
+			r.Selector = &pb.FleetSelector{Filter: &pb.FleetFilter{All: true, Region: "CN-North-7"}}
+		}), "selector.filter.region", "region.id"},
+		{"fleet region filter spaces", reset(func(r *pb.ResetFleetRequest) {
+			r.Selector = &pb.FleetSelector{Filter: &pb.FleetFilter{Region: "cn north 7"}}
+		}), "selector.filter.region", "region.id"},
+		{"fleet region filter trailing dash", reset(func(r *pb.ResetFleetRequest) {
+			r.Selector = &pb.FleetSelector{Filter: &pb.FleetFilter{Region: "cn-north-"}}
+		}), "selector.filter.region", "region.id"},
+		{"fleet region filter 65", reset(func(r *pb.ResetFleetRequest) {
+			r.Selector = &pb.FleetSelector{Filter: &pb.FleetFilter{Region: long(65)}}
+		}), "selector.filter.region", "region.id"},
+		{"fleet region filter 64", reset(func(r *pb.ResetFleetRequest) {
+			r.Selector = &pb.FleetSelector{Filter: &pb.FleetFilter{Region: long(64)}}
+		}), "", ""},
 		{"fleet cursor 513", &pb.ListAllInstancesRequest{Selector: all, Cursor: long(513)}, "cursor", "string.max_len"},
 		{"fleet 150 ids", reset(func(r *pb.ResetFleetRequest) { r.Selector.InstanceIds = ids(150) }), "", ""},
 		{"fleet id 33", reset(func(r *pb.ResetFleetRequest) { r.Selector.InstanceIds = []string{long(33)} }), "selector.instance_ids[0]", "string.max_len"},
 		{"fleet batch 101", reset(func(r *pb.ResetFleetRequest) { r.Options = &pb.FleetOptions{BatchSize: 101} }), "options.batch_size", "int32.gte_lte"},
 		{"fleet running status 9", reset(func(r *pb.ResetFleetRequest) {
-			r.Selector = &pb.FleetSelector{Filter: &pb.FleetFilter{RunningStatus: 9}}
-		}), "selector.filter.running_status", "enum.defined_only"},
+			r.Selector = &pb.FleetSelector{Filter: &pb.FleetFilter{RunningStatus: "RUNNING"}}
+		}), "selector.filter.running_status", "string.in"},
 		{"fleet command charset", &pb.RunFleetCommandRequest{Command: "ls; rm", Selector: all}, "command", "command.charset"},
 		{"fleet install http", &pb.InstallAppOnFleetRequest{Selector: all, ObjectName: "a", FileName: "a.apk", ObjectVersion: "1",
 			ObjectSize: "1", BizType: "apk", ContentType: "x", InstallPackageUrl: "http://x/a.apk"}, "install_package_url", "install_package_url.https"},

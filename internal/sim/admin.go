@@ -15,7 +15,8 @@ import (
 //	POST   /_sim/faults            add the one JSON fault in the body
 //	DELETE /_sim/faults            remove them all
 //	GET    /_sim/calls             requests per operation ({"GetTask": 3, ...})
-//	DELETE /_sim/calls             reset the counters
+//	DELETE /_sim/calls             reset the counters (requests and answered error codes)
+//	GET    /_sim/answers           error codes the operations answered ({"KOOPHONE.API.1002": 1, ...})
 //	POST   /_sim/revoke-tokens     invalidate every issued token
 //	GET    /_sim/credentials       what the simulator accepts (demo credentials, nothing secret)
 //	GET    /_sim/instances         the tenant's instance ids
@@ -30,6 +31,8 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case path == "calls" && r.Method == http.MethodDelete:
 		s.ResetCalls()
 		w.WriteHeader(http.StatusNoContent)
+	case path == "answers" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, s.AllAnswered())
 	case path == "revoke-tokens" && r.Method == http.MethodPost:
 		s.RevokeTokens()
 		w.WriteHeader(http.StatusNoContent)

@@ -243,6 +243,7 @@ func (c *call) fail(code string) { c.failMsg(code, codes[code].msg) }
 
 // failMsg answers a KooPhone error with a specific message.
 func (c *call) failMsg(code, msg string) {
+	c.s.countAnswer(code)
 	status := codeStatus(code)
 	env := envelope{ErrorCode: code}
 	if c.op.name == "SyncCommand" && (status == http.StatusBadRequest || status >= 500) {

@@ -12,7 +12,9 @@ package sim
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,8 +60,13 @@ type Config struct {
 	// default) or "table" (data.data{...}, the seed's table). The digest tells the client to accept both.
 	InstallResultShape string
 	// Pools are the node groups (ListInstances' pool_name) the starting fleet is spread over, round robin
-	// (default: one pool, DefaultPool).
+	// (default: DefaultPools, two pools: odd-numbered phones in sim-pool-1, even-numbered ones in sim-pool-2).
 	Pools []string
+	// Regions are the regions the starting fleet is spread over, in contiguous blocks of nearly equal size, in
+	// order (default: DefaultRegions, so the first half of the fleet is in cn-north-7 and the second half in
+	// cn-north-208). KooPhone refuses a batch whose phones span regions (KOOPHONE.API.1002), and so does the
+	// simulator: a default fleet makes every client meet that rule.
+	Regions []string
 	// Unsubscribed makes ListInstanceApp answer KOOPHONE.API.1004 (the tenant has not subscribed).
 	Unsubscribed bool
 	// Faults are injected failures; see Fault.
@@ -110,8 +117,17 @@ const (
 	DefaultPool      = "sim-pool-1"
 )
 
-// DefaultConfig returns the configuration used when nothing is set: 20 phones, the demo credentials, and the
-// timings of the brief.
+// The starting fleet's default layout: DefaultRegions in contiguous blocks (sim-00001..sim-00010 in cn-north-7,
+// sim-00011..sim-00020 in cn-north-208 for the default 20 phones), DefaultPools round robin (odd-numbered phones
+// in sim-pool-1, even-numbered ones in sim-pool-2). The first phones, GbQj4kNO and zP2dozhs with the default
+// seed, are both in cn-north-7, so they can share a batch.
+var (
+	DefaultRegions = []string{DefaultRegion, "cn-north-208"}
+	DefaultPools   = []string{DefaultPool, "sim-pool-2"}
+)
+
+// DefaultConfig returns the configuration used when nothing is set: 20 phones in two regions and two pools (see
+// DefaultRegions), the demo credentials, and the timings of the brief.
 func DefaultConfig() Config {
 	return Config{
 		Clock:              clock.Real{},
@@ -128,7 +144,8 @@ func DefaultConfig() Config {
 		AccessKeys:         []AccessKey{{AK: DefaultAK, SK: DefaultSK}},
 		Stock:              2000,
 		InstallResultShape: "example",
-		Pools:              []string{DefaultPool},
+		Pools:              slices.Clone(DefaultPools),
+		Regions:            slices.Clone(DefaultRegions),
 	}
 }
 
@@ -144,6 +161,9 @@ type Server struct {
 	lastMu sync.Mutex
 	last   map[string]LastRequest // per operation: the newest request, for round-trip tests
 	panics atomic.Int64           // recovered handler panics, for the fuzz test
+
+	answersMu sync.Mutex
+	answers   map[string]int64 // KooPhone error codes answered by the operations, by code
 
 	faults faultSet
 
@@ -175,6 +195,7 @@ func New(cfg Config) *Server {
 		calls:     make(map[string]*atomic.Int64, len(operations)+1),
 		load:      make(map[string]*inFlight, len(operations)),
 		last:      map[string]LastRequest{},
+		answers:   map[string]int64{},
 		rng:       rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(cfg.Seed)^0x9e3779b97f4a7c15)),
 		phones:    map[string]*phone{},
 		foreign:   map[string]bool{},
@@ -242,6 +263,9 @@ func withDefaults(cfg Config) Config {
 	if len(cfg.Pools) == 0 {
 		cfg.Pools = d.Pools
 	}
+	if len(cfg.Regions) == 0 {
+		cfg.Regions = d.Regions
+	}
 	if cfg.InstallResultShape == "" {
 		cfg.InstallResultShape = d.InstallResultShape
 	}
@@ -281,11 +305,35 @@ func (s *Server) AllCalls() map[string]int64 {
 	return out
 }
 
-// ResetCalls sets every counter back to zero.
+// ResetCalls sets every counter back to zero, the answered error codes' too.
 func (s *Server) ResetCalls() {
 	for _, c := range s.calls {
 		c.Store(0)
 	}
+	s.answersMu.Lock()
+	clear(s.answers)
+	s.answersMu.Unlock()
+}
+
+// Answered returns how many times the operations answered with the KooPhone error code (e.g. "KOOPHONE.API.1002",
+// a batch whose phones span regions). Faults' answers are not counted: only the operations' own refusals.
+func (s *Server) Answered(code string) int64 {
+	s.answersMu.Lock()
+	defer s.answersMu.Unlock()
+	return s.answers[code]
+}
+
+// AllAnswered returns the operations' error answers by code.
+func (s *Server) AllAnswered() map[string]int64 {
+	s.answersMu.Lock()
+	defer s.answersMu.Unlock()
+	return maps.Clone(s.answers)
+}
+
+func (s *Server) countAnswer(code string) {
+	s.answersMu.Lock()
+	s.answers[code]++
+	s.answersMu.Unlock()
 }
 
 // SetFaults replaces the active faults. It rejects an unknown kind or operation and leaves the faults unchanged.
@@ -306,6 +354,19 @@ func (s *Server) InstanceIDs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.fleet...)
+}
+
+// InstancesIn returns the tenant's phones in region, in creation order: phones a test may batch together.
+func (s *Server) InstancesIn(region string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, id := range s.fleet {
+		if s.phones[id].region == region {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // Project returns the tenant's project.

@@ -100,11 +100,24 @@ func (s *Server) buildFleet() {
 	n := max(s.cfg.FleetSize, 0)
 	base := now.Add(-30 * 24 * time.Hour)
 	for i := range n {
-		p := s.newPhoneLocked(fleetPrefix, "1", "kp.professional.xlarge.32g.2", fleetSkuDesc, DefaultRegion, "AOSP9",
+		p := s.newPhoneLocked(fleetPrefix, "1", "kp.professional.xlarge.32g.2", fleetSkuDesc, regionOf(i, n, s.cfg.Regions), "AOSP9",
 			base.Add(time.Duration(i)*time.Hour))
 		p.pool = s.cfg.Pools[i%len(s.cfg.Pools)]
 		s.addPhoneLocked(p)
 	}
+}
+
+// regionOf is the region of phone i (from 0) of a starting fleet of n phones: regions in contiguous blocks, in
+// order, the first blocks one phone larger when n does not divide evenly (20 phones over two regions: 10 and 10;
+// 5 phones over three: 2, 2 and 1).
+func regionOf(i, n int, regions []string) string {
+	k := len(regions)
+	size, extra := n/k, n%k
+	big := extra * (size + 1) // the first extra blocks hold size+1 phones, the others size
+	if i < big {
+		return regions[i/(size+1)]
+	}
+	return regions[extra+(i-big)/size]
 }
 
 // newPhoneLocked makes a running, unassigned phone with a fresh id and the next name of its prefix. Ids are

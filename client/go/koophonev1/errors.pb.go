@@ -109,6 +109,19 @@ const (
 	// The caller already has as many streams (watches, sessions, fleet streams) open as its share allows.
 	// RESOURCE_EXHAUSTED with RetryInfo; metadata as PRINCIPAL_RATE_LIMITED ("open_streams"): close one first.
 	ErrorReason_PRINCIPAL_STREAM_LIMITED ErrorReason = 23
+	// REST only: a request body that is not JSON (curl -d sends a form unless told otherwise). 415: send it with
+	// the header "Content-Type: application/json" (curl -H 'Content-Type: application/json'); metadata names the
+	// content_type sent.
+	ErrorReason_HTTP_UNSUPPORTED_MEDIA_TYPE ErrorReason = 24
+	// REST only: the request body is larger than the gateway takes (--http-max-body-bytes). 413; metadata names
+	// max_body_bytes.
+	ErrorReason_HTTP_BODY_TOO_LARGE ErrorReason = 25
+	// REST only: a browser request from another origin that may not call the mirror (--cors-origins lists those
+	// that may). 403; metadata names the origin when the browser sent one.
+	ErrorReason_CROSS_ORIGIN_REFUSED ErrorReason = 26
+	// REST only: the Host the request names is not one the mirror serves (--http-allowed-hosts). 421; metadata
+	// names the host.
+	ErrorReason_HTTP_HOST_NOT_SERVED ErrorReason = 27
 )
 
 // Enum value maps for ErrorReason.
@@ -138,6 +151,10 @@ var (
 		21: "PRINCIPAL_RATE_LIMITED",
 		22: "PRINCIPAL_CONCURRENCY_LIMITED",
 		23: "PRINCIPAL_STREAM_LIMITED",
+		24: "HTTP_UNSUPPORTED_MEDIA_TYPE",
+		25: "HTTP_BODY_TOO_LARGE",
+		26: "CROSS_ORIGIN_REFUSED",
+		27: "HTTP_HOST_NOT_SERVED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":      0,
@@ -164,6 +181,10 @@ var (
 		"PRINCIPAL_RATE_LIMITED":        21,
 		"PRINCIPAL_CONCURRENCY_LIMITED": 22,
 		"PRINCIPAL_STREAM_LIMITED":      23,
+		"HTTP_UNSUPPORTED_MEDIA_TYPE":   24,
+		"HTTP_BODY_TOO_LARGE":           25,
+		"CROSS_ORIGIN_REFUSED":          26,
+		"HTTP_HOST_NOT_SERVED":          27,
 	}
 )
 
@@ -198,7 +219,7 @@ var File_koophone_v1_errors_proto protoreflect.FileDescriptor
 
 const file_koophone_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x18koophone/v1/errors.proto\x12\vkoophone.v1*\x82\x05\n" +
+	"\x18koophone/v1/errors.proto\x12\vkoophone.v1*\xf0\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14UPSTREAM_UNAVAILABLE\x10\x01\x12\x17\n" +
@@ -224,7 +245,11 @@ const file_koophone_v1_errors_proto_rawDesc = "" +
 	"\x19IDEMPOTENT_CALL_IN_FLIGHT\x10\x14\x12\x1a\n" +
 	"\x16PRINCIPAL_RATE_LIMITED\x10\x15\x12!\n" +
 	"\x1dPRINCIPAL_CONCURRENCY_LIMITED\x10\x16\x12\x1c\n" +
-	"\x18PRINCIPAL_STREAM_LIMITED\x10\x17B\xb9\x01\n" +
+	"\x18PRINCIPAL_STREAM_LIMITED\x10\x17\x12\x1f\n" +
+	"\x1bHTTP_UNSUPPORTED_MEDIA_TYPE\x10\x18\x12\x17\n" +
+	"\x13HTTP_BODY_TOO_LARGE\x10\x19\x12\x18\n" +
+	"\x14CROSS_ORIGIN_REFUSED\x10\x1a\x12\x18\n" +
+	"\x14HTTP_HOST_NOT_SERVED\x10\x1bB\xb9\x01\n" +
 	"\x0fcom.koophone.v1B\vErrorsProtoP\x01ZLgithub.com/koophone-gateway/koophone-gateway/client/go/koophonev1;koophonev1\xa2\x02\x03KXX\xaa\x02\vKoophone.V1\xca\x02\vKoophone\\V1\xe2\x02\x17Koophone\\V1\\GPBMetadata\xea\x02\fKoophone::V1b\x06proto3"
 
 var (

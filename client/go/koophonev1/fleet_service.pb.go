@@ -89,6 +89,9 @@ const (
 	// The outcome is not known: the batch's start or its task could not be followed to the end. Check before
 	// repeating a write.
 	FleetOutcome_FLEET_OUTCOME_UNKNOWN FleetOutcome = 4
+	// KooPhone does not list this explicit instance id for the tenant (error_code FLEET_NOT_FOUND): nothing ran on
+	// it, and it joined no batch (batch is -1), so its neighbours' batches were not refused because of it.
+	FleetOutcome_FLEET_OUTCOME_NOT_FOUND FleetOutcome = 5
 )
 
 // Enum value maps for FleetOutcome.
@@ -99,6 +102,7 @@ var (
 		2: "FLEET_OUTCOME_FAILED",
 		3: "FLEET_OUTCOME_BATCH_FAILED",
 		4: "FLEET_OUTCOME_UNKNOWN",
+		5: "FLEET_OUTCOME_NOT_FOUND",
 	}
 	FleetOutcome_value = map[string]int32{
 		"FLEET_OUTCOME_UNSPECIFIED":  0,
@@ -106,6 +110,7 @@ var (
 		"FLEET_OUTCOME_FAILED":       2,
 		"FLEET_OUTCOME_BATCH_FAILED": 3,
 		"FLEET_OUTCOME_UNKNOWN":      4,
+		"FLEET_OUTCOME_NOT_FOUND":    5,
 	}
 )
 
@@ -137,6 +142,8 @@ func (FleetOutcome) EnumDescriptor() ([]byte, []int) {
 }
 
 // FleetSelector chooses phones: either explicit instance ids (any number up to 100000) or a filter, not both.
+// Explicit ids are looked up in ListInstances for their regions (one call per id, or the fleet's pages when that
+// takes fewer calls); an id KooPhone does not list gets a FLEET_OUTCOME_NOT_FOUND result and joins no batch.
 type FleetSelector struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Explicit phones: up to 100000 instance ids of at most 32 characters (letters, digits, _ and -, as KooPhone's
@@ -204,10 +211,15 @@ type FleetFilter struct {
 	PoolSceneTag string `protobuf:"bytes,3,opt,name=pool_scene_tag,json=poolSceneTag,proto3" json:"pool_scene_tag,omitempty"`
 	// Phones of this node group (ListInstances' pool_name), at most 64 characters (letters, digits, _ . -).
 	PoolName string `protobuf:"bytes,4,opt,name=pool_name,json=poolName,proto3" json:"pool_name,omitempty"`
-	// Phones in this power state; unspecified matches any.
-	RunningStatus RunningStatus `protobuf:"varint,5,opt,name=running_status,json=runningStatus,proto3,enum=koophone.v1.RunningStatus" json:"running_status,omitempty"`
+	// Phones in this power state, by the name ListInstances answers with (RUNNING_STATUS_RUNNING, …); empty matches
+	// any. A name, never a number: KooPhone's numbers and the RunningStatus enum's differ, so a number is refused.
+	RunningStatus string `protobuf:"bytes,8,opt,name=running_status,json=runningStatus,proto3" json:"running_status,omitempty"`
 	// Phones assigned to this user, at most 32 characters (letters, digits, _ . @ -).
-	AssignUser    string `protobuf:"bytes,6,opt,name=assign_user,json=assignUser,proto3" json:"assign_user,omitempty"`
+	AssignUser string `protobuf:"bytes,6,opt,name=assign_user,json=assignUser,proto3" json:"assign_user,omitempty"`
+	// Phones in this region (ListInstances' region), e.g. "cn-north-7": a region id as KooPhone writes them, at most
+	// 64 characters (CreateInstance's regionId limit) of lowercase letters and digits in words joined by "-".
+	// ListInstances takes no region parameter, so the gateway lists the phones and keeps this region's.
+	Region        string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,16 +282,23 @@ func (x *FleetFilter) GetPoolName() string {
 	return ""
 }
 
-func (x *FleetFilter) GetRunningStatus() RunningStatus {
+func (x *FleetFilter) GetRunningStatus() string {
 	if x != nil {
 		return x.RunningStatus
 	}
-	return RunningStatus_RUNNING_STATUS_UNSPECIFIED
+	return ""
 }
 
 func (x *FleetFilter) GetAssignUser() string {
 	if x != nil {
 		return x.AssignUser
+	}
+	return ""
+}
+
+func (x *FleetFilter) GetRegion() string {
+	if x != nil {
+		return x.Region
 	}
 	return ""
 }
@@ -1024,7 +1043,9 @@ type FleetBatch struct {
 	// Why the batch did not start: KooPhone's error code (e.g. "KOOPHONE.API.9999"), or a gateway reason.
 	ErrorCode string `protobuf:"bytes,5,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	// The error's description.
-	ErrorMsg      string `protobuf:"bytes,6,opt,name=error_msg,json=errorMsg,proto3" json:"error_msg,omitempty"`
+	ErrorMsg string `protobuf:"bytes,6,opt,name=error_msg,json=errorMsg,proto3" json:"error_msg,omitempty"`
+	// The region of every phone of the batch (a batch never mixes regions).
+	Region        string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1101,6 +1122,13 @@ func (x *FleetBatch) GetErrorMsg() string {
 	return ""
 }
 
+func (x *FleetBatch) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // FleetPhoneResult is one phone's outcome.
 type FleetPhoneResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1118,12 +1146,14 @@ type FleetPhoneResult struct {
 	ErrorMsg string `protobuf:"bytes,6,opt,name=error_msg,json=errorMsg,proto3" json:"error_msg,omitempty"`
 	// The command's output (RunFleetCommand).
 	ExecuteMsg string `protobuf:"bytes,7,opt,name=execute_msg,json=executeMsg,proto3" json:"execute_msg,omitempty"`
-	// The phone's batch.
+	// The phone's batch; -1 for FLEET_OUTCOME_NOT_FOUND (no batch).
 	Batch int32 `protobuf:"varint,8,opt,name=batch,proto3" json:"batch,omitempty"`
 	// The batch's task, when the operation makes one.
 	TaskId string `protobuf:"bytes,9,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// ListFleetApps: the app when the phone has it, unset when it has not.
-	App           *InstalledApp `protobuf:"bytes,10,opt,name=app,proto3" json:"app,omitempty"`
+	App *InstalledApp `protobuf:"bytes,10,opt,name=app,proto3" json:"app,omitempty"`
+	// The phone's region (empty for FLEET_OUTCOME_NOT_FOUND).
+	Region        string `protobuf:"bytes,11,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1228,6 +1258,13 @@ func (x *FleetPhoneResult) GetApp() *InstalledApp {
 	return nil
 }
 
+func (x *FleetPhoneResult) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // FleetProgress counts the phones of a fleet operation.
 type FleetProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1235,7 +1272,7 @@ type FleetProgress struct {
 	Total int32 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
 	// Phones whose job succeeded.
 	Succeeded int32 `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
-	// Phones whose job failed, whose batch was refused, or whose outcome is unknown.
+	// Phones whose job failed, whose batch was refused, or whose outcome is unknown; and the not_found ones.
 	Failed int32 `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
 	// Phones in a started batch whose job has not ended.
 	Running int32 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
@@ -1244,7 +1281,11 @@ type FleetProgress struct {
 	// Batches started (accepted by KooPhone) so far.
 	BatchesStarted int32 `protobuf:"varint,6,opt,name=batches_started,json=batchesStarted,proto3" json:"batches_started,omitempty"`
 	// Batches in all.
-	BatchesTotal  int32 `protobuf:"varint,7,opt,name=batches_total,json=batchesTotal,proto3" json:"batches_total,omitempty"`
+	BatchesTotal int32 `protobuf:"varint,7,opt,name=batches_total,json=batchesTotal,proto3" json:"batches_total,omitempty"`
+	// The same counts for each region the selected phones are in, in the order their first phones were selected.
+	Regions []*FleetRegionProgress `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
+	// Explicit ids KooPhone does not list (FLEET_OUTCOME_NOT_FOUND): counted in total and failed, in no region.
+	NotFound      int32 `protobuf:"varint,9,opt,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1328,10 +1369,143 @@ func (x *FleetProgress) GetBatchesTotal() int32 {
 	return 0
 }
 
+func (x *FleetProgress) GetRegions() []*FleetRegionProgress {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *FleetProgress) GetNotFound() int32 {
+	if x != nil {
+		return x.NotFound
+	}
+	return 0
+}
+
+// FleetRegionProgress counts one region's phones of a fleet operation (its batches are that region's only).
+type FleetRegionProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The region, e.g. "cn-north-7".
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// The region's phones selected.
+	Total int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Phones whose job succeeded.
+	Succeeded int32 `protobuf:"varint,3,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	// Phones whose job failed, whose batch was refused, or whose outcome is unknown.
+	Failed int32 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	// Phones in a started batch whose job has not ended.
+	Running int32 `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
+	// Phones in batches not started yet.
+	Pending int32 `protobuf:"varint,6,opt,name=pending,proto3" json:"pending,omitempty"`
+	// The region's batches started (accepted by KooPhone) so far.
+	BatchesStarted int32 `protobuf:"varint,7,opt,name=batches_started,json=batchesStarted,proto3" json:"batches_started,omitempty"`
+	// The region's batches in all.
+	BatchesTotal int32 `protobuf:"varint,8,opt,name=batches_total,json=batchesTotal,proto3" json:"batches_total,omitempty"`
+	// The region's batches KooPhone refused.
+	BatchesFailed int32 `protobuf:"varint,9,opt,name=batches_failed,json=batchesFailed,proto3" json:"batches_failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetRegionProgress) Reset() {
+	*x = FleetRegionProgress{}
+	mi := &file_koophone_v1_fleet_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetRegionProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetRegionProgress) ProtoMessage() {}
+
+func (x *FleetRegionProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_koophone_v1_fleet_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetRegionProgress.ProtoReflect.Descriptor instead.
+func (*FleetRegionProgress) Descriptor() ([]byte, []int) {
+	return file_koophone_v1_fleet_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FleetRegionProgress) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *FleetRegionProgress) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetSucceeded() int32 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetRunning() int32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetPending() int32 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetBatchesStarted() int32 {
+	if x != nil {
+		return x.BatchesStarted
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetBatchesTotal() int32 {
+	if x != nil {
+		return x.BatchesTotal
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetBatchesFailed() int32 {
+	if x != nil {
+		return x.BatchesFailed
+	}
+	return 0
+}
+
 // FleetSummary is the last message of a fleet operation.
 type FleetSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The final counts (running and pending are 0 unless the operation stopped early).
+	// The final counts, with each region's in counts.regions (running and pending are 0 unless the operation stopped
+	// early).
 	Counts *FleetProgress `protobuf:"bytes,1,opt,name=counts,proto3" json:"counts,omitempty"`
 	// Batches KooPhone refused.
 	BatchesFailed int32 `protobuf:"varint,2,opt,name=batches_failed,json=batchesFailed,proto3" json:"batches_failed,omitempty"`
@@ -1341,7 +1515,7 @@ type FleetSummary struct {
 
 func (x *FleetSummary) Reset() {
 	*x = FleetSummary{}
-	mi := &file_koophone_v1_fleet_service_proto_msgTypes[15]
+	mi := &file_koophone_v1_fleet_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1527,7 @@ func (x *FleetSummary) String() string {
 func (*FleetSummary) ProtoMessage() {}
 
 func (x *FleetSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_koophone_v1_fleet_service_proto_msgTypes[15]
+	mi := &file_koophone_v1_fleet_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1540,7 @@ func (x *FleetSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummary.ProtoReflect.Descriptor instead.
 func (*FleetSummary) Descriptor() ([]byte, []int) {
-	return file_koophone_v1_fleet_service_proto_rawDescGZIP(), []int{15}
+	return file_koophone_v1_fleet_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FleetSummary) GetCounts() *FleetProgress {
@@ -1390,16 +1564,17 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\x1fkoophone/v1/fleet_service.proto\x12\vkoophone.v1\x1a\x1akoophone/v1/app_list.proto\x1a\x18koophone/v1/common.proto\x1a\"koophone/v1/instance_service.proto\"h\n" +
 	"\rFleetSelector\x12#\n" +
 	"\finstance_ids\x18\x01 \x03(\tB\x00R\vinstanceIds\x120\n" +
-	"\x06filter\x18\x02 \x01(\v2\x18.koophone.v1.FleetFilterR\x06filter:\x00\"\xf3\x01\n" +
+	"\x06filter\x18\x02 \x01(\v2\x18.koophone.v1.FleetFilterR\x06filter:\x00\"\xf7\x01\n" +
 	"\vFleetFilter\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12!\n" +
 	"\vname_prefix\x18\x02 \x01(\tB\x00R\n" +
 	"namePrefix\x12&\n" +
 	"\x0epool_scene_tag\x18\x03 \x01(\tB\x00R\fpoolSceneTag\x12\x1d\n" +
-	"\tpool_name\x18\x04 \x01(\tB\x00R\bpoolName\x12C\n" +
-	"\x0erunning_status\x18\x05 \x01(\x0e2\x1a.koophone.v1.RunningStatusB\x00R\rrunningStatus\x12!\n" +
+	"\tpool_name\x18\x04 \x01(\tB\x00R\bpoolName\x12'\n" +
+	"\x0erunning_status\x18\b \x01(\tB\x00R\rrunningStatus\x12!\n" +
 	"\vassign_user\x18\x06 \x01(\tB\x00R\n" +
-	"assignUser:\x00\"S\n" +
+	"assignUser\x12\x18\n" +
+	"\x06region\x18\a \x01(\tB\x00R\x06region:\x00J\x04\b\x05\x10\x06\"S\n" +
 	"\fFleetOptions\x12\x1f\n" +
 	"\n" +
 	"batch_size\x18\x01 \x01(\x05B\x00R\tbatchSize\x12\"\n" +
@@ -1451,7 +1626,7 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\x06result\x18\x02 \x01(\v2\x1d.koophone.v1.FleetPhoneResultH\x00R\x06result\x128\n" +
 	"\bprogress\x18\x03 \x01(\v2\x1a.koophone.v1.FleetProgressH\x00R\bprogress\x125\n" +
 	"\asummary\x18\x04 \x01(\v2\x19.koophone.v1.FleetSummaryH\x00R\asummaryB\a\n" +
-	"\x05event\"\xb4\x01\n" +
+	"\x05event\"\xcc\x01\n" +
 	"\n" +
 	"FleetBatch\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12!\n" +
@@ -1460,7 +1635,8 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\atask_id\x18\x04 \x01(\tR\x06taskId\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x05 \x01(\tR\terrorCode\x12\x1b\n" +
-	"\terror_msg\x18\x06 \x01(\tR\berrorMsg\"\xf0\x02\n" +
+	"\terror_msg\x18\x06 \x01(\tR\berrorMsg\x12\x16\n" +
+	"\x06region\x18\a \x01(\tR\x06region\"\x88\x03\n" +
 	"\x10FleetPhoneResult\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x123\n" +
@@ -1476,7 +1652,8 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\x05batch\x18\b \x01(\x05R\x05batch\x12\x17\n" +
 	"\atask_id\x18\t \x01(\tR\x06taskId\x12+\n" +
 	"\x03app\x18\n" +
-	" \x01(\v2\x19.koophone.v1.InstalledAppR\x03app\"\xdd\x01\n" +
+	" \x01(\v2\x19.koophone.v1.InstalledAppR\x03app\x12\x16\n" +
+	"\x06region\x18\v \x01(\tR\x06region\"\xb6\x02\n" +
 	"\rFleetProgress\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x05R\x05total\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\x05R\tsucceeded\x12\x16\n" +
@@ -1484,20 +1661,33 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\arunning\x18\x04 \x01(\x05R\arunning\x12\x18\n" +
 	"\apending\x18\x05 \x01(\x05R\apending\x12'\n" +
 	"\x0fbatches_started\x18\x06 \x01(\x05R\x0ebatchesStarted\x12#\n" +
-	"\rbatches_total\x18\a \x01(\x05R\fbatchesTotal\"i\n" +
+	"\rbatches_total\x18\a \x01(\x05R\fbatchesTotal\x12:\n" +
+	"\aregions\x18\b \x03(\v2 .koophone.v1.FleetRegionProgressR\aregions\x12\x1b\n" +
+	"\tnot_found\x18\t \x01(\x05R\bnotFound\"\xa2\x02\n" +
+	"\x13FleetRegionProgress\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x05R\x05total\x12\x1c\n" +
+	"\tsucceeded\x18\x03 \x01(\x05R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\x05R\x06failed\x12\x18\n" +
+	"\arunning\x18\x05 \x01(\x05R\arunning\x12\x18\n" +
+	"\apending\x18\x06 \x01(\x05R\apending\x12'\n" +
+	"\x0fbatches_started\x18\a \x01(\x05R\x0ebatchesStarted\x12#\n" +
+	"\rbatches_total\x18\b \x01(\x05R\fbatchesTotal\x12%\n" +
+	"\x0ebatches_failed\x18\t \x01(\x05R\rbatchesFailed\"i\n" +
 	"\fFleetSummary\x122\n" +
 	"\x06counts\x18\x01 \x01(\v2\x1a.koophone.v1.FleetProgressR\x06counts\x12%\n" +
 	"\x0ebatches_failed\x18\x02 \x01(\x05R\rbatchesFailed*q\n" +
 	"\x10FleetCommandMode\x12\"\n" +
 	"\x1eFLEET_COMMAND_MODE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18FLEET_COMMAND_MODE_ASYNC\x10\x01\x12\x1b\n" +
-	"\x17FLEET_COMMAND_MODE_SYNC\x10\x02*\x9f\x01\n" +
+	"\x17FLEET_COMMAND_MODE_SYNC\x10\x02*\xbc\x01\n" +
 	"\fFleetOutcome\x12\x1d\n" +
 	"\x19FLEET_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FLEET_OUTCOME_SUCCEEDED\x10\x01\x12\x18\n" +
 	"\x14FLEET_OUTCOME_FAILED\x10\x02\x12\x1e\n" +
 	"\x1aFLEET_OUTCOME_BATCH_FAILED\x10\x03\x12\x19\n" +
-	"\x15FLEET_OUTCOME_UNKNOWN\x10\x042\xdd\x04\n" +
+	"\x15FLEET_OUTCOME_UNKNOWN\x10\x04\x12\x1b\n" +
+	"\x17FLEET_OUTCOME_NOT_FOUND\x10\x052\xdd\x04\n" +
 	"\fFleetService\x12f\n" +
 	"\x10ListAllInstances\x12$.koophone.v1.ListAllInstancesRequest\x1a%.koophone.v1.ListAllInstancesResponse\"\x03\x90\x02\x010\x01\x12S\n" +
 	"\x0fRunFleetCommand\x12#.koophone.v1.RunFleetCommandRequest\x1a\x17.koophone.v1.FleetEvent\"\x000\x01\x12I\n" +
@@ -1522,7 +1712,7 @@ func file_koophone_v1_fleet_service_proto_rawDescGZIP() []byte {
 }
 
 var file_koophone_v1_fleet_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_koophone_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_koophone_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_koophone_v1_fleet_service_proto_goTypes = []any{
 	(FleetCommandMode)(0),            // 0: koophone.v1.FleetCommandMode
 	(FleetOutcome)(0),                // 1: koophone.v1.FleetOutcome
@@ -1541,37 +1731,37 @@ var file_koophone_v1_fleet_service_proto_goTypes = []any{
 	(*FleetBatch)(nil),               // 14: koophone.v1.FleetBatch
 	(*FleetPhoneResult)(nil),         // 15: koophone.v1.FleetPhoneResult
 	(*FleetProgress)(nil),            // 16: koophone.v1.FleetProgress
-	(*FleetSummary)(nil),             // 17: koophone.v1.FleetSummary
-	(RunningStatus)(0),               // 18: koophone.v1.RunningStatus
+	(*FleetRegionProgress)(nil),      // 17: koophone.v1.FleetRegionProgress
+	(*FleetSummary)(nil),             // 18: koophone.v1.FleetSummary
 	(*Instance)(nil),                 // 19: koophone.v1.Instance
 	(JobStatus)(0),                   // 20: koophone.v1.JobStatus
 	(*InstalledApp)(nil),             // 21: koophone.v1.InstalledApp
 }
 var file_koophone_v1_fleet_service_proto_depIdxs = []int32{
 	3,  // 0: koophone.v1.FleetSelector.filter:type_name -> koophone.v1.FleetFilter
-	18, // 1: koophone.v1.FleetFilter.running_status:type_name -> koophone.v1.RunningStatus
-	2,  // 2: koophone.v1.ListAllInstancesRequest.selector:type_name -> koophone.v1.FleetSelector
-	19, // 3: koophone.v1.ListAllInstancesResponse.instance:type_name -> koophone.v1.Instance
-	2,  // 4: koophone.v1.RunFleetCommandRequest.selector:type_name -> koophone.v1.FleetSelector
-	0,  // 5: koophone.v1.RunFleetCommandRequest.mode:type_name -> koophone.v1.FleetCommandMode
-	4,  // 6: koophone.v1.RunFleetCommandRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 7: koophone.v1.ResetFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 8: koophone.v1.ResetFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 9: koophone.v1.RebootFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 10: koophone.v1.RebootFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 11: koophone.v1.BackupFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 12: koophone.v1.BackupFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 13: koophone.v1.InstallAppOnFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 14: koophone.v1.InstallAppOnFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 15: koophone.v1.ListFleetAppsRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 16: koophone.v1.ListFleetAppsRequest.options:type_name -> koophone.v1.FleetOptions
-	14, // 17: koophone.v1.FleetEvent.batch:type_name -> koophone.v1.FleetBatch
-	15, // 18: koophone.v1.FleetEvent.result:type_name -> koophone.v1.FleetPhoneResult
-	16, // 19: koophone.v1.FleetEvent.progress:type_name -> koophone.v1.FleetProgress
-	17, // 20: koophone.v1.FleetEvent.summary:type_name -> koophone.v1.FleetSummary
-	1,  // 21: koophone.v1.FleetPhoneResult.outcome:type_name -> koophone.v1.FleetOutcome
-	20, // 22: koophone.v1.FleetPhoneResult.status:type_name -> koophone.v1.JobStatus
-	21, // 23: koophone.v1.FleetPhoneResult.app:type_name -> koophone.v1.InstalledApp
+	2,  // 1: koophone.v1.ListAllInstancesRequest.selector:type_name -> koophone.v1.FleetSelector
+	19, // 2: koophone.v1.ListAllInstancesResponse.instance:type_name -> koophone.v1.Instance
+	2,  // 3: koophone.v1.RunFleetCommandRequest.selector:type_name -> koophone.v1.FleetSelector
+	0,  // 4: koophone.v1.RunFleetCommandRequest.mode:type_name -> koophone.v1.FleetCommandMode
+	4,  // 5: koophone.v1.RunFleetCommandRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 6: koophone.v1.ResetFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 7: koophone.v1.ResetFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 8: koophone.v1.RebootFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 9: koophone.v1.RebootFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 10: koophone.v1.BackupFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 11: koophone.v1.BackupFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 12: koophone.v1.InstallAppOnFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 13: koophone.v1.InstallAppOnFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 14: koophone.v1.ListFleetAppsRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 15: koophone.v1.ListFleetAppsRequest.options:type_name -> koophone.v1.FleetOptions
+	14, // 16: koophone.v1.FleetEvent.batch:type_name -> koophone.v1.FleetBatch
+	15, // 17: koophone.v1.FleetEvent.result:type_name -> koophone.v1.FleetPhoneResult
+	16, // 18: koophone.v1.FleetEvent.progress:type_name -> koophone.v1.FleetProgress
+	18, // 19: koophone.v1.FleetEvent.summary:type_name -> koophone.v1.FleetSummary
+	1,  // 20: koophone.v1.FleetPhoneResult.outcome:type_name -> koophone.v1.FleetOutcome
+	20, // 21: koophone.v1.FleetPhoneResult.status:type_name -> koophone.v1.JobStatus
+	21, // 22: koophone.v1.FleetPhoneResult.app:type_name -> koophone.v1.InstalledApp
+	17, // 23: koophone.v1.FleetProgress.regions:type_name -> koophone.v1.FleetRegionProgress
 	16, // 24: koophone.v1.FleetSummary.counts:type_name -> koophone.v1.FleetProgress
 	5,  // 25: koophone.v1.FleetService.ListAllInstances:input_type -> koophone.v1.ListAllInstancesRequest
 	7,  // 26: koophone.v1.FleetService.RunFleetCommand:input_type -> koophone.v1.RunFleetCommandRequest
@@ -1615,7 +1805,7 @@ func file_koophone_v1_fleet_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_koophone_v1_fleet_service_proto_rawDesc), len(file_koophone_v1_fleet_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,15 +32,17 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// FleetService runs KooPhone operations on any number of phones: KooPhone caps every batch at 100 phones and lists
-// phones a page at a time, so each RPC here resolves a FleetSelector through ListInstances pages, splits the phones
-// into batches of at most 100 (or the configured smaller size), starts the batches with bounded concurrency, follows
+// FleetService runs KooPhone operations on any number of phones: KooPhone caps every batch at 100 phones, refuses a
+// batch whose phones are in more than one region (KOOPHONE.API.1002) and lists phones a page at a time, so each RPC
+// here resolves a FleetSelector through ListInstances (which tells each phone's region), splits the phones into
+// batches of at most 100 (or the configured smaller size) phones of one region each, starts the batches with
+// bounded concurrency, follows
 // each batch's task through the same pollers WatchTask uses, and streams:
 //
 //   - a FleetBatch message when a batch has started (with its task id) or failed to start, before any result of
 //     its phones: a caller who cancels knows exactly which batches had started;
 //   - one FleetPhoneResult per phone as its job ends;
-//   - FleetProgress messages every few seconds (done, failed, running and pending counts);
+//   - FleetProgress messages every few seconds (done, failed, running and pending counts, also per region);
 //   - a final FleetSummary; then the stream ends with OK.
 //
 // A batch's start is a write and is never retried by the gateway. Cancelling the call stops starting new batches;
@@ -235,15 +237,17 @@ type FleetService_ListFleetAppsClient = grpc.ServerStreamingClient[FleetEvent]
 // All implementations must embed UnimplementedFleetServiceServer
 // for forward compatibility.
 //
-// FleetService runs KooPhone operations on any number of phones: KooPhone caps every batch at 100 phones and lists
-// phones a page at a time, so each RPC here resolves a FleetSelector through ListInstances pages, splits the phones
-// into batches of at most 100 (or the configured smaller size), starts the batches with bounded concurrency, follows
+// FleetService runs KooPhone operations on any number of phones: KooPhone caps every batch at 100 phones, refuses a
+// batch whose phones are in more than one region (KOOPHONE.API.1002) and lists phones a page at a time, so each RPC
+// here resolves a FleetSelector through ListInstances (which tells each phone's region), splits the phones into
+// batches of at most 100 (or the configured smaller size) phones of one region each, starts the batches with
+// bounded concurrency, follows
 // each batch's task through the same pollers WatchTask uses, and streams:
 //
 //   - a FleetBatch message when a batch has started (with its task id) or failed to start, before any result of
 //     its phones: a caller who cancels knows exactly which batches had started;
 //   - one FleetPhoneResult per phone as its job ends;
-//   - FleetProgress messages every few seconds (done, failed, running and pending counts);
+//   - FleetProgress messages every few seconds (done, failed, running and pending counts, also per region);
 //   - a final FleetSummary; then the stream ends with OK.
 //
 // A batch's start is a write and is never retried by the gateway. Cancelling the call stops starting new batches;

@@ -1,7 +1,8 @@
 // Command without-fleet-rpc runs one adb shell command on every phone of the tenant with the per-call RPCs only:
-// list every page, cut the phones into batches of 100 (KooPhone's limit), start an AsyncCommand per batch a few at
-// a time, follow each task with WatchTask, tie job ids back to phones, and merge the outcomes. This is the loop
-// FleetService.RunFleetCommand replaces (see ../with-fleet-rpc).
+// list every page, group the phones by region and cut each region's into batches of 100 (KooPhone refuses a batch
+// over 100 phones or over two regions), start an AsyncCommand per batch a few at a time, follow each task with
+// WatchTask, tie job ids back to phones, and merge the outcomes. This is the loop FleetService.RunFleetCommand
+// replaces (see ../with-fleet-rpc).
 //
 //	go run ./examples/fleet-command/without-fleet-rpc -addr 127.0.0.1:9090 -command "getprop ro.serialno"
 package main
@@ -40,33 +41,43 @@ func main() {
 	inst := c.Instances
 	ctx := context.Background()
 
-	// 1. Every phone, page by page.
-	var phones []string
+	// 1. Every phone, page by page, grouped by region.
+	var regions []string
+	phonesIn := map[string][]string{}
+	total := 0
 	for page := int32(1); ; page++ {
 		res, err := inst.ListInstances(ctx, &pb.ListInstancesRequest{PageNo: page, PageSize: pageSize})
 		if err != nil {
 			log.Fatal(err)
 		}
 		for _, in := range res.GetResult() {
-			phones = append(phones, in.GetInstanceId())
+			if _, ok := phonesIn[in.GetRegion()]; !ok {
+				regions = append(regions, in.GetRegion())
+			}
+			phonesIn[in.GetRegion()] = append(phonesIn[in.GetRegion()], in.GetInstanceId())
+			total++
 		}
 		if len(res.GetResult()) < pageSize || int(page*pageSize) >= int(res.GetTotalCount()) {
 			break
 		}
 	}
 
-	// 2. Batches of 100, a few at a time; each one started once (a command must not run twice) and followed.
-	results := make(chan result, len(phones))
+	// 2. Batches of 100 phones of one region, a few at a time; each one started once (a command must not run
+	// twice) and followed.
+	results := make(chan result, total)
 	slots := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
-	for start := 0; start < len(phones); start += batchSize {
-		batch := phones[start:min(start+batchSize, len(phones))]
-		slots <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			runBatch(ctx, inst, *command, batch, results)
-		}()
+	for _, region := range regions {
+		phones := phonesIn[region]
+		for start := 0; start < len(phones); start += batchSize {
+			batch := phones[start:min(start+batchSize, len(phones))]
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-slots; wg.Done() }()
+				runBatch(ctx, inst, *command, batch, results)
+			}()
+		}
 	}
 	wg.Wait()
 	close(results)

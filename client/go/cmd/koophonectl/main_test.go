@@ -62,7 +62,7 @@ func TestRequestFromFlagsAndBody(t *testing.T) {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
 	want := &pb.RebootFleetRequest{
-		Selector: &pb.FleetSelector{InstanceIds: []string{"a1", "a2"}, Filter: &pb.FleetFilter{RunningStatus: pb.RunningStatus_RUNNING_STATUS_RUNNING}},
+		Selector: &pb.FleetSelector{InstanceIds: []string{"a1", "a2"}, Filter: &pb.FleetFilter{RunningStatus: "RUNNING_STATUS_RUNNING"}},
 		Options:  &pb.FleetOptions{BatchSize: 7, Concurrency: 3},
 	}
 	if got := <-f.got; !proto.Equal(got, want) {

@@ -92,6 +92,9 @@ const (
 	// The outcome is not known: the batch's start or its task could not be followed to the end. Check before
 	// repeating a write.
 	FleetOutcome_FLEET_OUTCOME_UNKNOWN FleetOutcome = 4
+	// KooPhone does not list this explicit instance id for the tenant (error_code FLEET_NOT_FOUND): nothing ran on
+	// it, and it joined no batch (batch is -1), so its neighbours' batches were not refused because of it.
+	FleetOutcome_FLEET_OUTCOME_NOT_FOUND FleetOutcome = 5
 )
 
 // Enum value maps for FleetOutcome.
@@ -102,6 +105,7 @@ var (
 		2: "FLEET_OUTCOME_FAILED",
 		3: "FLEET_OUTCOME_BATCH_FAILED",
 		4: "FLEET_OUTCOME_UNKNOWN",
+		5: "FLEET_OUTCOME_NOT_FOUND",
 	}
 	FleetOutcome_value = map[string]int32{
 		"FLEET_OUTCOME_UNSPECIFIED":  0,
@@ -109,6 +113,7 @@ var (
 		"FLEET_OUTCOME_FAILED":       2,
 		"FLEET_OUTCOME_BATCH_FAILED": 3,
 		"FLEET_OUTCOME_UNKNOWN":      4,
+		"FLEET_OUTCOME_NOT_FOUND":    5,
 	}
 )
 
@@ -140,6 +145,8 @@ func (FleetOutcome) EnumDescriptor() ([]byte, []int) {
 }
 
 // FleetSelector chooses phones: either explicit instance ids (any number up to 100000) or a filter, not both.
+// Explicit ids are looked up in ListInstances for their regions (one call per id, or the fleet's pages when that
+// takes fewer calls); an id KooPhone does not list gets a FLEET_OUTCOME_NOT_FOUND result and joins no batch.
 type FleetSelector struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Explicit phones: up to 100000 instance ids of at most 32 characters (letters, digits, _ and -, as KooPhone's
@@ -207,10 +214,15 @@ type FleetFilter struct {
 	PoolSceneTag string `protobuf:"bytes,3,opt,name=pool_scene_tag,json=poolSceneTag,proto3" json:"pool_scene_tag,omitempty"`
 	// Phones of this node group (ListInstances' pool_name), at most 64 characters (letters, digits, _ . -).
 	PoolName string `protobuf:"bytes,4,opt,name=pool_name,json=poolName,proto3" json:"pool_name,omitempty"`
-	// Phones in this power state; unspecified matches any.
-	RunningStatus RunningStatus `protobuf:"varint,5,opt,name=running_status,json=runningStatus,proto3,enum=koophone.v1.RunningStatus" json:"running_status,omitempty"`
+	// Phones in this power state, by the name ListInstances answers with (RUNNING_STATUS_RUNNING, …); empty matches
+	// any. A name, never a number: KooPhone's numbers and the RunningStatus enum's differ, so a number is refused.
+	RunningStatus string `protobuf:"bytes,8,opt,name=running_status,json=runningStatus,proto3" json:"running_status,omitempty"`
 	// Phones assigned to this user, at most 32 characters (letters, digits, _ . @ -).
-	AssignUser    string `protobuf:"bytes,6,opt,name=assign_user,json=assignUser,proto3" json:"assign_user,omitempty"`
+	AssignUser string `protobuf:"bytes,6,opt,name=assign_user,json=assignUser,proto3" json:"assign_user,omitempty"`
+	// Phones in this region (ListInstances' region), e.g. "cn-north-7": a region id as KooPhone writes them, at most
+	// 64 characters (CreateInstance's regionId limit) of lowercase letters and digits in words joined by "-".
+	// ListInstances takes no region parameter, so the gateway lists the phones and keeps this region's.
+	Region        string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -273,16 +285,23 @@ func (x *FleetFilter) GetPoolName() string {
 	return ""
 }
 
-func (x *FleetFilter) GetRunningStatus() RunningStatus {
+func (x *FleetFilter) GetRunningStatus() string {
 	if x != nil {
 		return x.RunningStatus
 	}
-	return RunningStatus_RUNNING_STATUS_UNSPECIFIED
+	return ""
 }
 
 func (x *FleetFilter) GetAssignUser() string {
 	if x != nil {
 		return x.AssignUser
+	}
+	return ""
+}
+
+func (x *FleetFilter) GetRegion() string {
+	if x != nil {
+		return x.Region
 	}
 	return ""
 }
@@ -1027,7 +1046,9 @@ type FleetBatch struct {
 	// Why the batch did not start: KooPhone's error code (e.g. "KOOPHONE.API.9999"), or a gateway reason.
 	ErrorCode string `protobuf:"bytes,5,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	// The error's description.
-	ErrorMsg      string `protobuf:"bytes,6,opt,name=error_msg,json=errorMsg,proto3" json:"error_msg,omitempty"`
+	ErrorMsg string `protobuf:"bytes,6,opt,name=error_msg,json=errorMsg,proto3" json:"error_msg,omitempty"`
+	// The region of every phone of the batch (a batch never mixes regions).
+	Region        string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1104,6 +1125,13 @@ func (x *FleetBatch) GetErrorMsg() string {
 	return ""
 }
 
+func (x *FleetBatch) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // FleetPhoneResult is one phone's outcome.
 type FleetPhoneResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1121,12 +1149,14 @@ type FleetPhoneResult struct {
 	ErrorMsg string `protobuf:"bytes,6,opt,name=error_msg,json=errorMsg,proto3" json:"error_msg,omitempty"`
 	// The command's output (RunFleetCommand).
 	ExecuteMsg string `protobuf:"bytes,7,opt,name=execute_msg,json=executeMsg,proto3" json:"execute_msg,omitempty"`
-	// The phone's batch.
+	// The phone's batch; -1 for FLEET_OUTCOME_NOT_FOUND (no batch).
 	Batch int32 `protobuf:"varint,8,opt,name=batch,proto3" json:"batch,omitempty"`
 	// The batch's task, when the operation makes one.
 	TaskId string `protobuf:"bytes,9,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// ListFleetApps: the app when the phone has it, unset when it has not.
-	App           *InstalledApp `protobuf:"bytes,10,opt,name=app,proto3" json:"app,omitempty"`
+	App *InstalledApp `protobuf:"bytes,10,opt,name=app,proto3" json:"app,omitempty"`
+	// The phone's region (empty for FLEET_OUTCOME_NOT_FOUND).
+	Region        string `protobuf:"bytes,11,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1231,6 +1261,13 @@ func (x *FleetPhoneResult) GetApp() *InstalledApp {
 	return nil
 }
 
+func (x *FleetPhoneResult) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // FleetProgress counts the phones of a fleet operation.
 type FleetProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1238,7 +1275,7 @@ type FleetProgress struct {
 	Total int32 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
 	// Phones whose job succeeded.
 	Succeeded int32 `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
-	// Phones whose job failed, whose batch was refused, or whose outcome is unknown.
+	// Phones whose job failed, whose batch was refused, or whose outcome is unknown; and the not_found ones.
 	Failed int32 `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
 	// Phones in a started batch whose job has not ended.
 	Running int32 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
@@ -1247,7 +1284,11 @@ type FleetProgress struct {
 	// Batches started (accepted by KooPhone) so far.
 	BatchesStarted int32 `protobuf:"varint,6,opt,name=batches_started,json=batchesStarted,proto3" json:"batches_started,omitempty"`
 	// Batches in all.
-	BatchesTotal  int32 `protobuf:"varint,7,opt,name=batches_total,json=batchesTotal,proto3" json:"batches_total,omitempty"`
+	BatchesTotal int32 `protobuf:"varint,7,opt,name=batches_total,json=batchesTotal,proto3" json:"batches_total,omitempty"`
+	// The same counts for each region the selected phones are in, in the order their first phones were selected.
+	Regions []*FleetRegionProgress `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
+	// Explicit ids KooPhone does not list (FLEET_OUTCOME_NOT_FOUND): counted in total and failed, in no region.
+	NotFound      int32 `protobuf:"varint,9,opt,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1331,10 +1372,143 @@ func (x *FleetProgress) GetBatchesTotal() int32 {
 	return 0
 }
 
+func (x *FleetProgress) GetRegions() []*FleetRegionProgress {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *FleetProgress) GetNotFound() int32 {
+	if x != nil {
+		return x.NotFound
+	}
+	return 0
+}
+
+// FleetRegionProgress counts one region's phones of a fleet operation (its batches are that region's only).
+type FleetRegionProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The region, e.g. "cn-north-7".
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// The region's phones selected.
+	Total int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Phones whose job succeeded.
+	Succeeded int32 `protobuf:"varint,3,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	// Phones whose job failed, whose batch was refused, or whose outcome is unknown.
+	Failed int32 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	// Phones in a started batch whose job has not ended.
+	Running int32 `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
+	// Phones in batches not started yet.
+	Pending int32 `protobuf:"varint,6,opt,name=pending,proto3" json:"pending,omitempty"`
+	// The region's batches started (accepted by KooPhone) so far.
+	BatchesStarted int32 `protobuf:"varint,7,opt,name=batches_started,json=batchesStarted,proto3" json:"batches_started,omitempty"`
+	// The region's batches in all.
+	BatchesTotal int32 `protobuf:"varint,8,opt,name=batches_total,json=batchesTotal,proto3" json:"batches_total,omitempty"`
+	// The region's batches KooPhone refused.
+	BatchesFailed int32 `protobuf:"varint,9,opt,name=batches_failed,json=batchesFailed,proto3" json:"batches_failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetRegionProgress) Reset() {
+	*x = FleetRegionProgress{}
+	mi := &file_koophone_v1_fleet_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetRegionProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetRegionProgress) ProtoMessage() {}
+
+func (x *FleetRegionProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_koophone_v1_fleet_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetRegionProgress.ProtoReflect.Descriptor instead.
+func (*FleetRegionProgress) Descriptor() ([]byte, []int) {
+	return file_koophone_v1_fleet_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FleetRegionProgress) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *FleetRegionProgress) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetSucceeded() int32 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetRunning() int32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetPending() int32 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetBatchesStarted() int32 {
+	if x != nil {
+		return x.BatchesStarted
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetBatchesTotal() int32 {
+	if x != nil {
+		return x.BatchesTotal
+	}
+	return 0
+}
+
+func (x *FleetRegionProgress) GetBatchesFailed() int32 {
+	if x != nil {
+		return x.BatchesFailed
+	}
+	return 0
+}
+
 // FleetSummary is the last message of a fleet operation.
 type FleetSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The final counts (running and pending are 0 unless the operation stopped early).
+	// The final counts, with each region's in counts.regions (running and pending are 0 unless the operation stopped
+	// early).
 	Counts *FleetProgress `protobuf:"bytes,1,opt,name=counts,proto3" json:"counts,omitempty"`
 	// Batches KooPhone refused.
 	BatchesFailed int32 `protobuf:"varint,2,opt,name=batches_failed,json=batchesFailed,proto3" json:"batches_failed,omitempty"`
@@ -1344,7 +1518,7 @@ type FleetSummary struct {
 
 func (x *FleetSummary) Reset() {
 	*x = FleetSummary{}
-	mi := &file_koophone_v1_fleet_service_proto_msgTypes[15]
+	mi := &file_koophone_v1_fleet_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1530,7 @@ func (x *FleetSummary) String() string {
 func (*FleetSummary) ProtoMessage() {}
 
 func (x *FleetSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_koophone_v1_fleet_service_proto_msgTypes[15]
+	mi := &file_koophone_v1_fleet_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1543,7 @@ func (x *FleetSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FleetSummary.ProtoReflect.Descriptor instead.
 func (*FleetSummary) Descriptor() ([]byte, []int) {
-	return file_koophone_v1_fleet_service_proto_rawDescGZIP(), []int{15}
+	return file_koophone_v1_fleet_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FleetSummary) GetCounts() *FleetProgress {
@@ -1394,17 +1568,19 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\rFleetSelector\x12G\n" +
 	"\finstance_ids\x18\x01 \x03(\tB$\xbaH!\x92\x01\x1e\x10\xa0\x8d\x06\"\x18r\x16\x10\x01\x18 2\x10^[A-Za-z0-9_-]*$R\vinstanceIds\x120\n" +
 	"\x06filter\x18\x02 \x01(\v2\x18.koophone.v1.FleetFilterR\x06filter:v\xbaHs\x1aq\n" +
-	"\x0fselector.one_of\x12+set either instance_ids or filter, not both\x1a1(size(this.instance_ids) > 0) != has(this.filter)\"\xb7\x04\n" +
+	"\x0fselector.one_of\x12+set either instance_ids or filter, not both\x1a1(size(this.instance_ids) > 0) != has(this.filter)\"\xb6\a\n" +
 	"\vFleetFilter\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12;\n" +
 	"\vname_prefix\x18\x02 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$R\n" +
 	"namePrefix\x12E\n" +
 	"\x0epool_scene_tag\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1aR\x00R\tCLOUD_APPR\vCLOUD_PHONER\fpoolSceneTag\x127\n" +
-	"\tpool_name\x18\x04 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$R\bpoolName\x12K\n" +
-	"\x0erunning_status\x18\x05 \x01(\x0e2\x1a.koophone.v1.RunningStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\rrunningStatus\x12<\n" +
+	"\tpool_name\x18\x04 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$R\bpoolName\x12\xca\x01\n" +
+	"\x0erunning_status\x18\b \x01(\tB\xa2\x01\xbaH\x9e\x01r\x9b\x01R\x00R\x16RUNNING_STATUS_UNKNOWNR\x16RUNNING_STATUS_STOPPEDR\x16RUNNING_STATUS_RUNNINGR\x1cRUNNING_STATUS_GOING_OFFLINER\x17RUNNING_STATUS_STARTINGR\x18RUNNING_STATUS_SHUT_DOWNR\rrunningStatus\x12<\n" +
 	"\vassign_user\x18\x06 \x01(\tB\x1b\xbaH\x18r\x16\x18 2\x12^[A-Za-z0-9_.@-]*$R\n" +
-	"assignUser:\xcd\x01\xbaH\xc9\x01\x1a\xc6\x01\n" +
-	"\x10filter.not_empty\x12\"set all, or at least one criterion\x1a\x8d\x01this.all || this.name_prefix != '' || this.pool_scene_tag != '' || this.pool_name != '' || this.running_status != 0 || this.assign_user != ''\"e\n" +
+	"assignUser\x12\xe0\x01\n" +
+	"\x06region\x18\a \x01(\tB\xc7\x01\xbaH\xc3\x01\xba\x01\xbf\x01\n" +
+	"\tregion.id\x12dmust be a region id such as cn-north-7: at most 64 lowercase letters and digits in words joined by -\x1aLthis == '' || (size(this) <= 64 && this.matches('^[a-z0-9]+(-[a-z0-9]+)*$'))R\x06region:\xe3\x01\xbaH\xdf\x01\x1a\xdc\x01\n" +
+	"\x10filter.not_empty\x12\"set all, or at least one criterion\x1a\xa3\x01this.all || this.name_prefix != '' || this.pool_scene_tag != '' || this.pool_name != '' || this.running_status != '' || this.assign_user != '' || this.region != ''J\x04\b\x05\x10\x06\"e\n" +
 	"\fFleetOptions\x12(\n" +
 	"\n" +
 	"batch_size\x18\x01 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\tbatchSize\x12+\n" +
@@ -1462,7 +1638,7 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\x06result\x18\x02 \x01(\v2\x1d.koophone.v1.FleetPhoneResultH\x00R\x06result\x128\n" +
 	"\bprogress\x18\x03 \x01(\v2\x1a.koophone.v1.FleetProgressH\x00R\bprogress\x125\n" +
 	"\asummary\x18\x04 \x01(\v2\x19.koophone.v1.FleetSummaryH\x00R\asummaryB\a\n" +
-	"\x05event\"\xb4\x01\n" +
+	"\x05event\"\xcc\x01\n" +
 	"\n" +
 	"FleetBatch\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12!\n" +
@@ -1471,7 +1647,8 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\atask_id\x18\x04 \x01(\tR\x06taskId\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x05 \x01(\tR\terrorCode\x12\x1b\n" +
-	"\terror_msg\x18\x06 \x01(\tR\berrorMsg\"\xf0\x02\n" +
+	"\terror_msg\x18\x06 \x01(\tR\berrorMsg\x12\x16\n" +
+	"\x06region\x18\a \x01(\tR\x06region\"\x88\x03\n" +
 	"\x10FleetPhoneResult\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x123\n" +
@@ -1487,7 +1664,8 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\x05batch\x18\b \x01(\x05R\x05batch\x12\x17\n" +
 	"\atask_id\x18\t \x01(\tR\x06taskId\x12+\n" +
 	"\x03app\x18\n" +
-	" \x01(\v2\x19.koophone.v1.InstalledAppR\x03app\"\xdd\x01\n" +
+	" \x01(\v2\x19.koophone.v1.InstalledAppR\x03app\x12\x16\n" +
+	"\x06region\x18\v \x01(\tR\x06region\"\xb6\x02\n" +
 	"\rFleetProgress\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x05R\x05total\x12\x1c\n" +
 	"\tsucceeded\x18\x02 \x01(\x05R\tsucceeded\x12\x16\n" +
@@ -1495,20 +1673,33 @@ const file_koophone_v1_fleet_service_proto_rawDesc = "" +
 	"\arunning\x18\x04 \x01(\x05R\arunning\x12\x18\n" +
 	"\apending\x18\x05 \x01(\x05R\apending\x12'\n" +
 	"\x0fbatches_started\x18\x06 \x01(\x05R\x0ebatchesStarted\x12#\n" +
-	"\rbatches_total\x18\a \x01(\x05R\fbatchesTotal\"i\n" +
+	"\rbatches_total\x18\a \x01(\x05R\fbatchesTotal\x12:\n" +
+	"\aregions\x18\b \x03(\v2 .koophone.v1.FleetRegionProgressR\aregions\x12\x1b\n" +
+	"\tnot_found\x18\t \x01(\x05R\bnotFound\"\xa2\x02\n" +
+	"\x13FleetRegionProgress\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x05R\x05total\x12\x1c\n" +
+	"\tsucceeded\x18\x03 \x01(\x05R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\x05R\x06failed\x12\x18\n" +
+	"\arunning\x18\x05 \x01(\x05R\arunning\x12\x18\n" +
+	"\apending\x18\x06 \x01(\x05R\apending\x12'\n" +
+	"\x0fbatches_started\x18\a \x01(\x05R\x0ebatchesStarted\x12#\n" +
+	"\rbatches_total\x18\b \x01(\x05R\fbatchesTotal\x12%\n" +
+	"\x0ebatches_failed\x18\t \x01(\x05R\rbatchesFailed\"i\n" +
 	"\fFleetSummary\x122\n" +
 	"\x06counts\x18\x01 \x01(\v2\x1a.koophone.v1.FleetProgressR\x06counts\x12%\n" +
 	"\x0ebatches_failed\x18\x02 \x01(\x05R\rbatchesFailed*q\n" +
 	"\x10FleetCommandMode\x12\"\n" +
 	"\x1eFLEET_COMMAND_MODE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18FLEET_COMMAND_MODE_ASYNC\x10\x01\x12\x1b\n" +
-	"\x17FLEET_COMMAND_MODE_SYNC\x10\x02*\x9f\x01\n" +
+	"\x17FLEET_COMMAND_MODE_SYNC\x10\x02*\xbc\x01\n" +
 	"\fFleetOutcome\x12\x1d\n" +
 	"\x19FLEET_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FLEET_OUTCOME_SUCCEEDED\x10\x01\x12\x18\n" +
 	"\x14FLEET_OUTCOME_FAILED\x10\x02\x12\x1e\n" +
 	"\x1aFLEET_OUTCOME_BATCH_FAILED\x10\x03\x12\x19\n" +
-	"\x15FLEET_OUTCOME_UNKNOWN\x10\x042\xe5\x13\n" +
+	"\x15FLEET_OUTCOME_UNKNOWN\x10\x04\x12\x1b\n" +
+	"\x17FLEET_OUTCOME_NOT_FOUND\x10\x052\xe5\x13\n" +
 	"\fFleetService\x12\x88\x03\n" +
 	"\x10ListAllInstances\x12$.koophone.v1.ListAllInstancesRequest\x1a%.koophone.v1.ListAllInstancesResponse\"\xa4\x02\x92A\xfa\x01:\x14application/x-ndjson:\x11text/event-streamJ\xce\x01\n" +
 	"\x03200\x12\xc6\x01\n" +
@@ -1554,7 +1745,7 @@ func file_koophone_v1_fleet_service_proto_rawDescGZIP() []byte {
 }
 
 var file_koophone_v1_fleet_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_koophone_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_koophone_v1_fleet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_koophone_v1_fleet_service_proto_goTypes = []any{
 	(FleetCommandMode)(0),            // 0: koophone.v1.FleetCommandMode
 	(FleetOutcome)(0),                // 1: koophone.v1.FleetOutcome
@@ -1573,37 +1764,37 @@ var file_koophone_v1_fleet_service_proto_goTypes = []any{
 	(*FleetBatch)(nil),               // 14: koophone.v1.FleetBatch
 	(*FleetPhoneResult)(nil),         // 15: koophone.v1.FleetPhoneResult
 	(*FleetProgress)(nil),            // 16: koophone.v1.FleetProgress
-	(*FleetSummary)(nil),             // 17: koophone.v1.FleetSummary
-	(RunningStatus)(0),               // 18: koophone.v1.RunningStatus
+	(*FleetRegionProgress)(nil),      // 17: koophone.v1.FleetRegionProgress
+	(*FleetSummary)(nil),             // 18: koophone.v1.FleetSummary
 	(*Instance)(nil),                 // 19: koophone.v1.Instance
 	(JobStatus)(0),                   // 20: koophone.v1.JobStatus
 	(*InstalledApp)(nil),             // 21: koophone.v1.InstalledApp
 }
 var file_koophone_v1_fleet_service_proto_depIdxs = []int32{
 	3,  // 0: koophone.v1.FleetSelector.filter:type_name -> koophone.v1.FleetFilter
-	18, // 1: koophone.v1.FleetFilter.running_status:type_name -> koophone.v1.RunningStatus
-	2,  // 2: koophone.v1.ListAllInstancesRequest.selector:type_name -> koophone.v1.FleetSelector
-	19, // 3: koophone.v1.ListAllInstancesResponse.instance:type_name -> koophone.v1.Instance
-	2,  // 4: koophone.v1.RunFleetCommandRequest.selector:type_name -> koophone.v1.FleetSelector
-	0,  // 5: koophone.v1.RunFleetCommandRequest.mode:type_name -> koophone.v1.FleetCommandMode
-	4,  // 6: koophone.v1.RunFleetCommandRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 7: koophone.v1.ResetFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 8: koophone.v1.ResetFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 9: koophone.v1.RebootFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 10: koophone.v1.RebootFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 11: koophone.v1.BackupFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 12: koophone.v1.BackupFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 13: koophone.v1.InstallAppOnFleetRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 14: koophone.v1.InstallAppOnFleetRequest.options:type_name -> koophone.v1.FleetOptions
-	2,  // 15: koophone.v1.ListFleetAppsRequest.selector:type_name -> koophone.v1.FleetSelector
-	4,  // 16: koophone.v1.ListFleetAppsRequest.options:type_name -> koophone.v1.FleetOptions
-	14, // 17: koophone.v1.FleetEvent.batch:type_name -> koophone.v1.FleetBatch
-	15, // 18: koophone.v1.FleetEvent.result:type_name -> koophone.v1.FleetPhoneResult
-	16, // 19: koophone.v1.FleetEvent.progress:type_name -> koophone.v1.FleetProgress
-	17, // 20: koophone.v1.FleetEvent.summary:type_name -> koophone.v1.FleetSummary
-	1,  // 21: koophone.v1.FleetPhoneResult.outcome:type_name -> koophone.v1.FleetOutcome
-	20, // 22: koophone.v1.FleetPhoneResult.status:type_name -> koophone.v1.JobStatus
-	21, // 23: koophone.v1.FleetPhoneResult.app:type_name -> koophone.v1.InstalledApp
+	2,  // 1: koophone.v1.ListAllInstancesRequest.selector:type_name -> koophone.v1.FleetSelector
+	19, // 2: koophone.v1.ListAllInstancesResponse.instance:type_name -> koophone.v1.Instance
+	2,  // 3: koophone.v1.RunFleetCommandRequest.selector:type_name -> koophone.v1.FleetSelector
+	0,  // 4: koophone.v1.RunFleetCommandRequest.mode:type_name -> koophone.v1.FleetCommandMode
+	4,  // 5: koophone.v1.RunFleetCommandRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 6: koophone.v1.ResetFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 7: koophone.v1.ResetFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 8: koophone.v1.RebootFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 9: koophone.v1.RebootFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 10: koophone.v1.BackupFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 11: koophone.v1.BackupFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 12: koophone.v1.InstallAppOnFleetRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 13: koophone.v1.InstallAppOnFleetRequest.options:type_name -> koophone.v1.FleetOptions
+	2,  // 14: koophone.v1.ListFleetAppsRequest.selector:type_name -> koophone.v1.FleetSelector
+	4,  // 15: koophone.v1.ListFleetAppsRequest.options:type_name -> koophone.v1.FleetOptions
+	14, // 16: koophone.v1.FleetEvent.batch:type_name -> koophone.v1.FleetBatch
+	15, // 17: koophone.v1.FleetEvent.result:type_name -> koophone.v1.FleetPhoneResult
+	16, // 18: koophone.v1.FleetEvent.progress:type_name -> koophone.v1.FleetProgress
+	18, // 19: koophone.v1.FleetEvent.summary:type_name -> koophone.v1.FleetSummary
+	1,  // 20: koophone.v1.FleetPhoneResult.outcome:type_name -> koophone.v1.FleetOutcome
+	20, // 21: koophone.v1.FleetPhoneResult.status:type_name -> koophone.v1.JobStatus
+	21, // 22: koophone.v1.FleetPhoneResult.app:type_name -> koophone.v1.InstalledApp
+	17, // 23: koophone.v1.FleetProgress.regions:type_name -> koophone.v1.FleetRegionProgress
 	16, // 24: koophone.v1.FleetSummary.counts:type_name -> koophone.v1.FleetProgress
 	5,  // 25: koophone.v1.FleetService.ListAllInstances:input_type -> koophone.v1.ListAllInstancesRequest
 	7,  // 26: koophone.v1.FleetService.RunFleetCommand:input_type -> koophone.v1.RunFleetCommandRequest
@@ -1647,7 +1838,7 @@ func file_koophone_v1_fleet_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_koophone_v1_fleet_service_proto_rawDesc), len(file_koophone_v1_fleet_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
