@@ -57,39 +57,33 @@ func (r Rule) actions(req proto.Message, base bool) []string {
 	return out
 }
 
-const (
-	instanceSvc = "/koophone.v1.InstanceService/"
-	orderSvc    = "/koophone.v1.OrderService/"
-	appSvc      = "/koophone.v1.AppService/"
-	fleetSvc    = "/koophone.v1.FleetService/"
-)
-
 func read(actions ...string) Rule  { return Rule{Actions: actions} }
 func write(actions ...string) Rule { return Rule{Actions: actions, Write: true} }
 
-// Rules is the one table of RPC → KooPhone actions, by full gRPC method name. An RPC missing here is denied to
-// everyone once a policy is configured (fail closed), and a test checks every RPC of the contract is listed.
+// Rules is the one table of RPC → KooPhone actions, by full gRPC method name (the generated constants, so no
+// service or RPC name is typed here). An RPC missing here is denied to everyone once a policy is configured (fail
+// closed), and a test checks every RPC of the contract (read from its descriptors) is listed.
 var Rules = map[string]Rule{
-	instanceSvc + "SyncCommand":             write(ActionSyncCommand),
-	instanceSvc + "AsyncCommand":            write(ActionAsyncCommand),
-	instanceSvc + "GetTask":                 read(ActionQueryJob),
-	instanceSvc + "SetVideoConfig":          write(ActionSetVideo),
-	instanceSvc + "BatchQueryStatus":        read(ActionQueryStatus),
-	instanceSvc + "BatchReset":              write(ActionReset),
-	instanceSvc + "GetDeviceToken":          write(ActionDeviceToken),
-	instanceSvc + "AssignInstance":          write(ActionAssign),
-	instanceSvc + "UnassignInstance":        write(ActionUnassign),
-	instanceSvc + "ListInstances":           read(ActionList),
-	instanceSvc + "BatchRebootInstance":     write(ActionReboot),
-	instanceSvc + "BatchPrepareInstances":   write(ActionPrepare),
-	instanceSvc + "ShowProgress":            read(ActionPrepareProgress),
-	instanceSvc + "BatchBackupInstances":    write(ActionBackup),
-	instanceSvc + "StopInstancesStreaming":  write(ActionStopStreaming),
-	instanceSvc + "ReleaseInstancesSession": write(ActionReleaseSession),
-	instanceSvc + "WatchTask":               read(ActionQueryJob),
-	instanceSvc + "WatchPrepareProgress":    read(ActionPrepareProgress),
-	instanceSvc + "RunAsyncCommand":         write(ActionAsyncCommand, ActionQueryJob),
-	instanceSvc + "OpenSession": {
+	pb.InstanceService_SyncCommand_FullMethodName:             write(ActionSyncCommand),
+	pb.InstanceService_AsyncCommand_FullMethodName:            write(ActionAsyncCommand),
+	pb.InstanceService_GetTask_FullMethodName:                 read(ActionQueryJob),
+	pb.InstanceService_SetVideoConfig_FullMethodName:          write(ActionSetVideo),
+	pb.InstanceService_BatchQueryStatus_FullMethodName:        read(ActionQueryStatus),
+	pb.InstanceService_BatchReset_FullMethodName:              write(ActionReset),
+	pb.InstanceService_GetDeviceToken_FullMethodName:          write(ActionDeviceToken),
+	pb.InstanceService_AssignInstance_FullMethodName:          write(ActionAssign),
+	pb.InstanceService_UnassignInstance_FullMethodName:        write(ActionUnassign),
+	pb.InstanceService_ListInstances_FullMethodName:           read(ActionList),
+	pb.InstanceService_BatchRebootInstance_FullMethodName:     write(ActionReboot),
+	pb.InstanceService_BatchPrepareInstances_FullMethodName:   write(ActionPrepare),
+	pb.InstanceService_ShowProgress_FullMethodName:            read(ActionPrepareProgress),
+	pb.InstanceService_BatchBackupInstances_FullMethodName:    write(ActionBackup),
+	pb.InstanceService_StopInstancesStreaming_FullMethodName:  write(ActionStopStreaming),
+	pb.InstanceService_ReleaseInstancesSession_FullMethodName: write(ActionReleaseSession),
+	pb.InstanceService_WatchTask_FullMethodName:               read(ActionQueryJob),
+	pb.InstanceService_WatchPrepareProgress_FullMethodName:    read(ActionPrepareProgress),
+	pb.InstanceService_RunAsyncCommand_FullMethodName:         write(ActionAsyncCommand, ActionQueryJob),
+	pb.InstanceService_OpenSession_FullMethodName: {
 		Actions: []string{ActionPrepare, ActionPrepareProgress, ActionDeviceToken},
 		Write:   true,
 		Extra: func(req proto.Message) []string {
@@ -99,18 +93,18 @@ var Rules = map[string]Rule{
 			return nil
 		},
 	},
-	orderSvc + "BatchShowSku":   read(ActionQuerySku),
-	orderSvc + "CreateInstance": write(ActionCreate),
-	orderSvc + "DeleteInstance": write(ActionDelete),
-	appSvc + "InstallApp":       write(ActionInstallApp),
-	appSvc + "ListInstanceApp":  read(ActionListApps),
+	pb.OrderService_BatchShowSku_FullMethodName:   read(ActionQuerySku),
+	pb.OrderService_CreateInstance_FullMethodName: write(ActionCreate),
+	pb.OrderService_DeleteInstance_FullMethodName: write(ActionDelete),
+	pb.AppService_InstallApp_FullMethodName:       write(ActionInstallApp),
+	pb.AppService_ListInstanceApp_FullMethodName:  read(ActionListApps),
 
 	// Fleet RPCs resolve their selector through ListInstances pages, then act batch by batch: they need the list
 	// action and every action of the batches they start and follow.
-	fleetSvc + "ListAllInstances": read(ActionList),
+	pb.FleetService_ListAllInstances_FullMethodName: read(ActionList),
 	// RunFleetCommand's default mode (ASYNC) starts AsyncCommand batches and follows their tasks; SYNC mode sends
 	// SyncCommand batches and needs that action as well.
-	fleetSvc + "RunFleetCommand": {
+	pb.FleetService_RunFleetCommand_FullMethodName: {
 		Actions: []string{ActionList, ActionAsyncCommand, ActionQueryJob},
 		Write:   true,
 		Extra: func(req proto.Message) []string {
@@ -120,9 +114,9 @@ var Rules = map[string]Rule{
 			return nil
 		},
 	},
-	fleetSvc + "ResetFleet":        write(ActionList, ActionReset, ActionQueryJob),
-	fleetSvc + "RebootFleet":       write(ActionList, ActionReboot),
-	fleetSvc + "BackupFleet":       write(ActionList, ActionBackup, ActionQueryJob),
-	fleetSvc + "InstallAppOnFleet": write(ActionList, ActionInstallApp, ActionQueryJob),
-	fleetSvc + "ListFleetApps":     read(ActionList, ActionListApps),
+	pb.FleetService_ResetFleet_FullMethodName:        write(ActionList, ActionReset, ActionQueryJob),
+	pb.FleetService_RebootFleet_FullMethodName:       write(ActionList, ActionReboot),
+	pb.FleetService_BackupFleet_FullMethodName:       write(ActionList, ActionBackup, ActionQueryJob),
+	pb.FleetService_InstallAppOnFleet_FullMethodName: write(ActionList, ActionInstallApp, ActionQueryJob),
+	pb.FleetService_ListFleetApps_FullMethodName:     read(ActionList, ActionListApps),
 }

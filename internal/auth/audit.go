@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 )
 
 // The audit log has one line per write call (allowed, denied or invalid): who, which actions, on which phones, the
@@ -52,7 +52,7 @@ func (g *Guard) auditLine(ctx context.Context, method string, rule Rule, req pro
 		attrs = append(attrs, "instance_ids_total", total)
 	}
 	attrs = append(attrs,
-		"request_id", upstream.RequestIDFrom(ctx),
+		"request_id", requestid.From(ctx),
 		"outcome", status.Code(err).String(),
 	)
 	if c := ClientAddress(ctx); c != "" {

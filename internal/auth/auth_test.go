@@ -16,6 +16,14 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// Method-name prefixes for the tests' own calls.
+const (
+	instanceSvc = "/koophone.v1.InstanceService/"
+	orderSvc    = "/koophone.v1.OrderService/"
+	appSvc      = "/koophone.v1.AppService/"
+	fleetSvc    = "/koophone.v1.FleetService/"
+)
+
 // Every RPC of the contract has a row in the action table, every row names a real RPC, and every action is one of
 // KooPhone's (the seed's table of koophone:cloudphoneResource:* actions).
 func TestRulesCoverTheContract(t *testing.T) {

@@ -272,7 +272,7 @@ func TestAuditLineIsBounded(t *testing.T) {
 	}
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer k1"))
 	info := &grpc.UnaryServerInfo{FullMethod: instanceSvc + "BatchReset"}
-	chain := e.g.Unary()
+	chain := []grpc.UnaryServerInterceptor{e.g.AuthenticateUnary(), e.g.AuditUnary(), e.g.AuthorizeUnary()}
 	// authenticate → audit → authorize → handler, as the server chains them.
 	h := func(ctx context.Context, req any) (any, error) { return &pb.BatchResetResponse{}, nil }
 	for i := len(chain) - 1; i >= 0; i-- {

@@ -168,24 +168,33 @@ func (g *Guard) CallInfoUnary() grpc.UnaryServerInterceptor {
 	}
 }
 
-// Unary returns the guard's unary interceptors in order: authentication, audit, authorization. They apply to the
-// KooPhone services only. Audit wraps authorization and everything after it (validation, the handler) and writes
-// its line when the call returns, so every write gets exactly one line once its fate is known: denied by the
-// policy, refused by validation, or done. The line is bounded whatever the request holds (see auditLine).
-// Unauthenticated calls get no audit line (nobody to name; the call log has them).
-func (g *Guard) Unary() []grpc.UnaryServerInterceptor {
-	return []grpc.UnaryServerInterceptor{
-		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(g.authenticate), selector.MatchFunc(guarded)),
-		selector.UnaryServerInterceptor(g.auditUnary, selector.MatchFunc(guarded)),
-		selector.UnaryServerInterceptor(g.authorizeUnary, selector.MatchFunc(guarded)),
-	}
+// The guard's unary steps, chained in this order by the server (internal/server/chain.go), for the KooPhone
+// services only (health and reflection stay open): AuthenticateUnary, AuditUnary, AuthorizeUnary. Audit wraps
+// authorization and everything after it (validation, the handler) and writes its line when the call returns, so
+// every write gets exactly one line once its fate is known: denied by the policy, refused by validation, or done.
+// The line is bounded whatever the request holds (see auditLine). Unauthenticated calls get no audit line (nobody
+// to name; the call log has them).
+
+// AuthenticateUnary names the caller (API key, client certificate, or the identity the REST mirror vouches for).
+func (g *Guard) AuthenticateUnary() grpc.UnaryServerInterceptor {
+	return selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(g.authenticate), selector.MatchFunc(guarded))
 }
 
-// Stream does for streams what Unary does, in one interceptor: a stream's handler goroutine holds every
-// interceptor's frames for as long as the stream lasts (a watch: hours), and three selector-wrapped interceptors
-// were ~2 KB of each idle watcher's stack, enough to double it to 16 KiB.
-func (g *Guard) Stream() []grpc.StreamServerInterceptor {
-	return []grpc.StreamServerInterceptor{selector.StreamServerInterceptor(g.guardStream, selector.MatchFunc(guarded))}
+// AuditUnary writes one audit line per write call once the call returns.
+func (g *Guard) AuditUnary() grpc.UnaryServerInterceptor {
+	return selector.UnaryServerInterceptor(g.auditUnary, selector.MatchFunc(guarded))
+}
+
+// AuthorizeUnary checks the authenticated caller against the policy.
+func (g *Guard) AuthorizeUnary() grpc.UnaryServerInterceptor {
+	return selector.UnaryServerInterceptor(g.authorizeUnary, selector.MatchFunc(guarded))
+}
+
+// Stream does for streams what the three unary steps do, in one interceptor: a stream's handler goroutine holds
+// every interceptor's frames for as long as the stream lasts (a watch: hours), and three selector-wrapped
+// interceptors were ~2 KB of each idle watcher's stack, enough to double it to 16 KiB.
+func (g *Guard) Stream() grpc.StreamServerInterceptor {
+	return selector.StreamServerInterceptor(g.guardStream, selector.MatchFunc(guarded))
 }
 
 // guardStream authenticates, audits (writes only, denials too) and authorizes a stream, as the unary chain does:

@@ -9,12 +9,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/coord"
+	"github.com/koophone-gateway/koophone-gateway/internal/fleet"
+	"github.com/koophone-gateway/koophone-gateway/internal/stream"
 )
 
 // Config is every setting of the server.
@@ -123,6 +129,9 @@ type Config struct {
 	// CheckOnly is --check-config: validate the configuration and the files it names, then exit without serving.
 	// A flag only, never a variable: an environment that carried it would make every container exit at once.
 	CheckOnly bool
+	// Env is the environment Load read (its getenv): the tracing exporter's standard OTEL_* variables are read from
+	// it too, so a test's environment is the only one the server sees. Never nil after Load.
+	Env func(string) string
 }
 
 // setting is one configurable value: its flag (empty for secrets), its environment variable and its help text.
@@ -134,110 +143,30 @@ type setting struct {
 	def             string
 }
 
+// settings is the table of every setting, in the order --help lists them.
 func (c *Config) settings() []setting {
-	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
-	dur := func(p *time.Duration) func(string) error {
-		return func(v string) error {
-			d, err := time.ParseDuration(v)
-			if err == nil && d < 0 {
-				err = errors.New("must not be negative")
-			}
-			*p = d
-			return err
-		}
-	}
-	num := func(p *int) func(string) error {
-		return func(v string) error {
-			n, err := strconv.Atoi(v)
-			if err == nil && n < 0 {
-				err = errors.New("must not be negative")
-			}
-			*p = n
-			return err
-		}
-	}
-	// positive and ratio refuse the values that cannot work (KOOPHONE_MAX_RECV_BYTES=0 fails every call).
-	positive := func(p *int) func(string) error {
-		return func(v string) error {
-			n, err := strconv.Atoi(v)
-			if err == nil && n <= 0 {
-				err = errors.New("must be at least 1")
-			}
-			*p = n
-			return err
-		}
-	}
-	list := func(p *[]string) func(string) error {
-		return func(v string) error {
-			*p = nil
-			for _, item := range strings.Split(v, ",") {
-				if item = strings.TrimSpace(item); item != "" {
-					*p = append(*p, item)
-				}
-			}
-			return nil
-		}
-	}
-	within := func(p *int, lo, hi int) func(string) error {
-		return func(v string) error {
-			n, err := strconv.Atoi(v)
-			if err == nil && (n < lo || n > hi) {
-				err = fmt.Errorf("must be between %d and %d", lo, hi)
-			}
-			*p = n
-			return err
-		}
-	}
-	posDur := func(p *time.Duration) func(string) error {
-		return func(v string) error {
-			d, err := time.ParseDuration(v)
-			if err == nil && d <= 0 {
-				err = errors.New("must be positive")
-			}
-			*p = d
-			return err
-		}
-	}
-	float := func(p *float64, lo, hi float64) func(string) error {
-		return func(v string) error {
-			f, err := strconv.ParseFloat(v, 64)
-			if err == nil && (f < lo || f > hi || f != f) {
-				err = fmt.Errorf("must be between %g and %g", lo, hi)
-			}
-			*p = f
-			return err
-		}
-	}
+	return slices.Concat(c.serverSettings(), c.upstreamSettings(), c.watchSettings(), c.operatingSettings(),
+		c.callerSettings(), c.listenerSettings(), c.fleetSettings(), c.scaleSettings())
+}
+
+// serverSettings are the listeners, shutdown, logs and call limits.
+func (c *Config) serverSettings() []setting {
 	return []setting{
 		{flag: "grpc-addr", env: "KOOPHONE_GRPC_ADDR", def: "127.0.0.1:9090", help: "gRPC listen address", set: str(&c.GRPCAddr)},
 		{flag: "http-addr", env: "KOOPHONE_HTTP_ADDR", def: "127.0.0.1:8080", help: "REST/JSON mirror, /healthz and /readyz listen address", set: str(&c.HTTPAddr)},
 		{flag: "shutdown-grace", env: "KOOPHONE_SHUTDOWN_GRACE", def: "10s", help: "how long in-flight calls may finish after SIGINT/SIGTERM", set: posDur(&c.ShutdownGrace)},
 		{flag: "log-level", env: "KOOPHONE_LOG_LEVEL", def: "info", help: "debug, info, warn or error", set: func(v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
-		{flag: "log-format", env: "KOOPHONE_LOG_FORMAT", def: "text", help: "text or json", set: func(v string) error {
-			if v != "text" && v != "json" {
-				return errors.New(`must be "text" or "json"`)
-			}
-			c.LogFormat = v
-			return nil
-		}},
+		{flag: "log-format", env: "KOOPHONE_LOG_FORMAT", def: "text", help: "text or json", set: oneOf(&c.LogFormat, "text", "json")},
 		{flag: "max-recv-bytes", env: "KOOPHONE_MAX_RECV_BYTES", def: "4194304", help: "largest gRPC request accepted, in bytes", set: positive(&c.MaxRecvBytes)},
-		{flag: "max-concurrent-streams", env: "KOOPHONE_MAX_CONCURRENT_STREAMS", def: "10000", help: "HTTP/2 streams per gRPC connection (watchers hold one each)", set: func(v string) error {
-			n, err := strconv.ParseUint(v, 10, 32)
-			if err == nil && n == 0 {
-				err = errors.New("must be at least 1")
-			}
-			c.MaxConcurrentStreams = uint32(n)
-			return err
-		}},
-		{flag: "http-max-body-bytes", env: "KOOPHONE_HTTP_MAX_BODY_BYTES", def: "1048576", help: "largest REST request body accepted, in bytes", set: func(v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err == nil && n <= 0 {
-				err = errors.New("must be positive")
-			}
-			c.HTTPMaxBodyBytes = n
-			return err
-		}},
+		{flag: "max-concurrent-streams", env: "KOOPHONE_MAX_CONCURRENT_STREAMS", def: "10000", help: "HTTP/2 streams per gRPC connection (watchers hold one each)", set: uint32Within(&c.MaxConcurrentStreams, 1, math.MaxUint32, "must be at least 1")},
+		{flag: "http-max-body-bytes", env: "KOOPHONE_HTTP_MAX_BODY_BYTES", def: "1048576", help: "largest REST request body accepted, in bytes", set: positive64(&c.HTTPMaxBodyBytes)},
 		{flag: "default-call-timeout", env: "KOOPHONE_DEFAULT_CALL_TIMEOUT", def: "30s", help: "deadline given to unary calls that arrive without one", set: posDur(&c.DefaultCallTimeout)},
+	}
+}
+
+// upstreamSettings are KooPhone: its address, the gateway's credential, the embedded simulator.
+func (c *Config) upstreamSettings() []setting {
+	return []setting{
 		{flag: "endpoint", env: "KOOPHONE_ENDPOINT", help: "KooPhone base URL, e.g. https://koophone.myhuaweicloud.com; empty runs the embedded simulator", set: str(&c.Endpoint)},
 		{env: "KOOPHONE_AUTH_TOKEN", secret: true, help: "static project-scoped IAM token (X-Auth-Token)", set: str(&c.AuthToken)},
 		{flag: "iam-endpoint", env: "KOOPHONE_IAM_ENDPOINT", help: "IAM base URL for the password flow, e.g. https://iam.cn-north-4.myhuaweicloud.com", set: str(&c.IAMEndpoint)},
@@ -248,15 +177,27 @@ func (c *Config) settings() []setting {
 		{env: "KOOPHONE_AK", secret: true, help: "access key id for AK/SK signing", set: str(&c.AK)},
 		{env: "KOOPHONE_SK", secret: true, help: "secret access key for AK/SK signing", set: str(&c.SK)},
 		{flag: "project-id", env: "KOOPHONE_PROJECT_ID", help: "project id sent as X-Project-Id with AK/SK signing (optional)", set: str(&c.ProjectID)},
-		{flag: "sim-fleet", env: "KOOPHONE_SIM_FLEET", def: "20", help: "embedded simulator: number of phones", set: num(&c.SimFleet)},
+		{flag: "sim-fleet", env: "KOOPHONE_SIM_FLEET", def: "20", help: "embedded simulator: number of phones", set: positive(&c.SimFleet)},
 		{flag: "sim-job-duration", env: "KOOPHONE_SIM_JOB_DURATION", def: "2s", help: "embedded simulator: how long async jobs run", set: dur(&c.SimJobDuration)},
 		{flag: "sim-prepare-step", env: "KOOPHONE_SIM_PREPARE_STEP", def: "1s", help: "embedded simulator: one step of the prepare queue", set: dur(&c.SimPrepareStep)},
-		{flag: "watch-first-interval", env: "KOOPHONE_WATCH_FIRST_INTERVAL", def: "500ms", help: "streams: first upstream poll interval, and the interval after a change", set: posDur(&c.WatchFirstInterval)},
-		{flag: "watch-max-interval", env: "KOOPHONE_WATCH_MAX_INTERVAL", def: "10s", help: "streams: longest poll interval while nothing changes", set: posDur(&c.WatchMaxInterval)},
-		{flag: "watch-terminal-ttl", env: "KOOPHONE_WATCH_TERMINAL_TTL", def: "1m", help: "streams: how long a finished task's last state is served without polling", set: dur(&c.WatchTerminalTTL)},
-		{flag: "watch-poll-timeout", env: "KOOPHONE_WATCH_POLL_TIMEOUT", def: "10s", help: "streams: deadline of one upstream poll (GetTask, ShowProgress)", set: posDur(&c.WatchPollTimeout)},
+	}
+}
+
+// watchSettings are streams: the watch hubs' polling.
+func (c *Config) watchSettings() []setting {
+	return []setting{
+		{flag: "watch-first-interval", env: "KOOPHONE_WATCH_FIRST_INTERVAL", def: durString(stream.DefaultFirstInterval), help: "streams: first upstream poll interval, and the interval after a change", set: posDur(&c.WatchFirstInterval)},
+		{flag: "watch-max-interval", env: "KOOPHONE_WATCH_MAX_INTERVAL", def: durString(stream.DefaultMaxInterval), help: "streams: longest poll interval while nothing changes", set: posDur(&c.WatchMaxInterval)},
+		{flag: "watch-terminal-ttl", env: "KOOPHONE_WATCH_TERMINAL_TTL", def: durString(stream.DefaultTerminalTTL), help: "streams: how long a finished task's last state is served without polling", set: dur(&c.WatchTerminalTTL)},
+		{flag: "watch-poll-timeout", env: "KOOPHONE_WATCH_POLL_TIMEOUT", def: durString(stream.DefaultPollTimeout), help: "streams: deadline of one upstream poll (GetTask, ShowProgress)", set: posDur(&c.WatchPollTimeout)},
 		{flag: "watch-step-timeout", env: "KOOPHONE_WATCH_STEP_TIMEOUT", def: "30s", help: "streams: deadline of each other upstream call a stream makes (AsyncCommand, prepare, assign, device token)", set: posDur(&c.WatchStepTimeout)},
 		{flag: "watch-max-pollers", env: "KOOPHONE_WATCH_MAX_POLLERS", def: "10000", help: "streams: distinct things polled at once per kind on this replica; beyond it a new watch gets RESOURCE_EXHAUSTED", set: positive(&c.WatchMaxPollers)},
+	}
+}
+
+// operatingSettings are operating it: metrics, the guard toward KooPhone, shutdown, connection age.
+func (c *Config) operatingSettings() []setting {
+	return []setting{
 		{flag: "metrics-addr", env: "KOOPHONE_METRICS_ADDR", help: "optional extra listen address serving only /metrics (it is always on the HTTP port too)", set: str(&c.MetricsAddr)},
 		{flag: "upstream-read-rate", env: "KOOPHONE_UPSTREAM_READ_RATE", def: "50", help: "KooPhone reads sent per second at most (0: unlimited)", set: float(&c.UpstreamReadRate, 0, 1e6)},
 		{flag: "upstream-read-burst", env: "KOOPHONE_UPSTREAM_READ_BURST", def: "100", help: "KooPhone reads sent at once above the rate", set: positive(&c.UpstreamReadBurst)},
@@ -271,24 +212,26 @@ func (c *Config) settings() []setting {
 		{flag: "shutdown-drain-delay", env: "KOOPHONE_SHUTDOWN_DRAIN_DELAY", def: "0s", help: "after SIGTERM, how long health says NOT_SERVING while calls are still taken, so load balancers notice (5s behind Kubernetes)", set: dur(&c.ShutdownDrainDelay)},
 		{flag: "max-connection-age", env: "KOOPHONE_MAX_CONNECTION_AGE", def: "30m", help: "gRPC connections are asked to reconnect after this long, so clients rebalance across replicas", set: posDur(&c.MaxConnectionAge)},
 		{flag: "max-connection-age-grace", env: "KOOPHONE_MAX_CONNECTION_AGE_GRACE", def: "1m", help: "how long calls on an aged connection may finish before it is closed (watch streams then reconnect)", set: posDur(&c.MaxConnectionAgeGrace)},
+	}
+}
+
+// callerSettings are callers: TLS, authentication, authorization, audit.
+func (c *Config) callerSettings() []setting {
+	return []setting{
 		{flag: "tls-cert-file", env: "KOOPHONE_TLS_CERT_FILE", help: "TLS certificate (PEM) for both listeners; reloaded when the file changes", set: str(&c.TLSCertFile)},
 		{flag: "tls-key-file", env: "KOOPHONE_TLS_KEY_FILE", help: "TLS private key (PEM) for --tls-cert-file; reloaded when the file changes", set: str(&c.TLSKeyFile)},
 		{flag: "tls-client-ca", env: "KOOPHONE_TLS_CLIENT_CA_FILE", help: "CA certificates (PEM) for client certificates (mTLS): a verified certificate's SAN or CN authenticates its caller", set: str(&c.TLSClientCAFile)},
 		{flag: "auth-keys-file", env: "KOOPHONE_AUTH_KEYS_FILE", help: "API keys file (YAML or JSON: SHA-256 of each key, principal, groups, expiry); reloaded when it changes", set: str(&c.AuthKeysFile)},
 		{flag: "auth-policy-file", env: "KOOPHONE_AUTH_POLICY_FILE", help: "policy file granting KooPhone IAM actions to principals and groups; reloaded when it changes; empty: authenticated callers may do everything", set: str(&c.AuthPolicyFile)},
-		{flag: "insecure-no-auth", env: "KOOPHONE_INSECURE_NO_AUTH", boolean: true, def: "false", help: "serve a non-loopback address without authentication (anyone who reaches the port can buy, reset and delete phones)", set: func(v string) error {
-			b, err := strconv.ParseBool(v)
-			c.InsecureNoAuth = b
-			return err
-		}},
-		{flag: "reflection", env: "KOOPHONE_REFLECTION", def: "auto", help: "gRPC reflection: auto (on only without authentication), on or off", set: func(v string) error {
-			if v != "auto" && v != "on" && v != "off" {
-				return errors.New(`must be "auto", "on" or "off"`)
-			}
-			c.Reflection = v
-			return nil
-		}},
+		{flag: "insecure-no-auth", env: "KOOPHONE_INSECURE_NO_AUTH", boolean: true, def: "false", help: "serve a non-loopback address without authentication (anyone who reaches the port can buy, reset and delete phones)", set: boolean(&c.InsecureNoAuth)},
+		{flag: "reflection", env: "KOOPHONE_REFLECTION", def: "auto", help: "gRPC reflection: auto (on only without authentication), on or off", set: oneOf(&c.Reflection, "auto", "on", "off")},
 		{flag: "audit-log", env: "KOOPHONE_AUDIT_LOG", def: "stderr", help: "where the audit log (one line per write call) goes: stderr, stdout, off, or a file path (appended)", set: str(&c.AuditLog)},
+	}
+}
+
+// listenerSettings are the REST mirror and the listeners' hardening.
+func (c *Config) listenerSettings() []setting {
+	return []setting{
 		{flag: "cors-origins", env: "KOOPHONE_CORS_ORIGINS", help: "comma-separated browser origins allowed to call the REST mirror (CORS); empty: none, cross-origin writes refused", set: list(&c.CORSOrigins)},
 		{flag: "http-allowed-hosts", env: "KOOPHONE_HTTP_ALLOWED_HOSTS", help: "comma-separated Host names the REST mirror answers (421 otherwise); empty: any", set: list(&c.HTTPAllowedHosts)},
 		{flag: "http-read-header-timeout", env: "KOOPHONE_HTTP_READ_HEADER_TIMEOUT", def: "10s", help: "REST: how long a client may take to send request headers", set: posDur(&c.HTTPReadHeaderTimeout)},
@@ -297,20 +240,27 @@ func (c *Config) settings() []setting {
 		{flag: "max-connections-per-source", env: "KOOPHONE_MAX_CONNECTIONS_PER_SOURCE", def: "256", help: "open connections accepted per listener from one source (an IPv4 address or an IPv6 /64); more are closed at once, so one client cannot hold the port; at most --max-connections", set: within(&c.MaxConnsPerSource, 1, 1_000_000)},
 		{flag: "handshake-timeout", env: "KOOPHONE_HANDSHAKE_TIMEOUT", def: "10s", help: "gRPC: how long a new connection may take to finish its TLS and HTTP/2 handshake (on the REST port --http-read-header-timeout bounds the handshake and the first request's headers)", set: posDur(&c.HandshakeTimeout)},
 		{flag: "idle-timeout", env: "KOOPHONE_IDLE_TIMEOUT", def: "2m", help: "both ports: a connection with no call in progress (none made yet included) is closed after this long; clients reconnect on their next call", set: posDur(&c.IdleTimeout)},
-		{flag: "grpc-max-header-bytes", env: "KOOPHONE_GRPC_MAX_HEADER_BYTES", def: "65536", help: "largest gRPC header (metadata) list accepted, in bytes", set: func(v string) error {
-			n := 0
-			err := within(&n, 1024, 16<<20)(v)
-			c.GRPCMaxHeaderBytes = uint32(n)
-			return err
-		}},
-		{flag: "fleet-batch-size", env: "KOOPHONE_FLEET_BATCH_SIZE", def: "100", help: "fleet RPCs: most phones per KooPhone call (1..100)", set: num(&c.FleetBatchSize)},
-		{flag: "fleet-concurrency", env: "KOOPHONE_FLEET_CONCURRENCY", def: "4", help: "fleet RPCs: most batches in progress at once per call", set: num(&c.FleetConcurrency)},
-		{flag: "fleet-progress-interval", env: "KOOPHONE_FLEET_PROGRESS_INTERVAL", def: "2s", help: "fleet RPCs: time between progress messages", set: dur(&c.FleetProgressInterval)},
+		{flag: "grpc-max-header-bytes", env: "KOOPHONE_GRPC_MAX_HEADER_BYTES", def: "65536", help: "largest gRPC header (metadata) list accepted, in bytes", set: uint32Within(&c.GRPCMaxHeaderBytes, 1024, 16<<20)},
+	}
+}
+
+// fleetSettings are fleet operations and the operators' pprof.
+func (c *Config) fleetSettings() []setting {
+	return []setting{
+		{flag: "fleet-batch-size", env: "KOOPHONE_FLEET_BATCH_SIZE", def: strconv.Itoa(fleet.MaxBatch), help: "fleet RPCs: most phones per KooPhone call (1..100)", set: within(&c.FleetBatchSize, 1, fleet.MaxBatch, "must be 1..100 (KooPhone takes at most 100 phones per call)")},
+		{flag: "fleet-concurrency", env: "KOOPHONE_FLEET_CONCURRENCY", def: strconv.Itoa(fleet.DefaultConcurrency), help: "fleet RPCs: most batches in progress at once per call", set: within(&c.FleetConcurrency, 1, 64)},
+		{flag: "fleet-progress-interval", env: "KOOPHONE_FLEET_PROGRESS_INTERVAL", def: durString(fleet.DefaultProgressInterval), help: "fleet RPCs: time between progress messages", set: posDur(&c.FleetProgressInterval)},
 		{flag: "pprof-addr", env: "KOOPHONE_PPROF_ADDR", help: "serve /debug/pprof on this loopback address, e.g. 127.0.0.1:6060; empty (default) = off", set: str(&c.PprofAddr)},
+	}
+}
+
+// scaleSettings are scale-out (Redis), idempotency, per-caller shares.
+func (c *Config) scaleSettings() []setting {
+	return []setting{
 		{env: "KOOPHONE_REDIS_URL", secret: true, help: "Redis shared by the replicas (pollers, quota, idempotency keys): redis://[:password@]host:port/db, rediss:// for TLS, ?master_name=NAME for Sentinel, redis+cluster:// for a Cluster; empty: each replica alone", set: str(&c.RedisURL)},
-		{flag: "redis-lease-ttl", env: "KOOPHONE_REDIS_LEASE_TTL", def: "5s", help: "scale-out: how long a dead replica's pollers stay unclaimed (the failover time)", set: dur(&c.RedisLeaseTTL)},
-		{flag: "redis-timeout", env: "KOOPHONE_REDIS_TIMEOUT", def: "1s", help: "scale-out: most time one Redis operation may take before Redis counts as down (later calls skip it until a background probe answers)", set: dur(&c.RedisTimeout)},
-		{flag: "quota-replicas", env: "KOOPHONE_QUOTA_REPLICAS", def: "1", help: "replicas sharing the --upstream-*-rate budget through Redis; while Redis is down each spends its 1/N share", set: num(&c.QuotaReplicas)},
+		{flag: "redis-lease-ttl", env: "KOOPHONE_REDIS_LEASE_TTL", def: durString(coord.DefaultLeaseTTL), help: "scale-out: how long a dead replica's pollers stay unclaimed (the failover time)", set: atLeast(&c.RedisLeaseTTL, 300*time.Millisecond)},
+		{flag: "redis-timeout", env: "KOOPHONE_REDIS_TIMEOUT", def: durString(coord.DefaultOpTimeout), help: "scale-out: most time one Redis operation may take before Redis counts as down (later calls skip it until a background probe answers)", set: durWithin(&c.RedisTimeout, 10*time.Millisecond, 30*time.Second)},
+		{flag: "quota-replicas", env: "KOOPHONE_QUOTA_REPLICAS", def: "1", help: "replicas sharing the --upstream-*-rate budget through Redis; while Redis is down each spends its 1/N share", set: positive(&c.QuotaReplicas)},
 		{flag: "idempotency-ttl", env: "KOOPHONE_IDEMPOTENCY_TTL", def: "24h", help: "how long a write's request_id (Idempotency-Key) is remembered", set: dur(&c.IdempotencyTTL)},
 		{flag: "share-rate", env: "KOOPHONE_SHARE_RATE", def: "0", help: "per caller (principal): calls started per second (unary calls and stream opens); 0: unlimited", set: float(&c.ShareRate, 0, 1e6)},
 		{flag: "share-burst", env: "KOOPHONE_SHARE_BURST", def: "0", help: "per caller: calls started at once above --share-rate; 0: the rate rounded up", set: num(&c.ShareBurst)},
@@ -331,7 +281,7 @@ var ErrHelp = flag.ErrHelp
 
 // Load reads args (without the program name) and the environment through getenv; usage and errors go to out.
 func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
-	c := &Config{}
+	c := &Config{Env: getenv}
 	ss := c.settings()
 	fs := flag.NewFlagSet("koophone-gateway", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -411,7 +361,8 @@ func lookup(s setting, explicit map[string]bool, flagVals map[string]*string, ge
 	return strings.TrimSpace(string(b)), s.env + "_FILE", nil
 }
 
-// check rejects combinations that cannot work, naming the settings involved.
+// check rejects combinations of settings that cannot work, naming the settings involved (each value's own range
+// is its setter's, parse.go).
 func (c *Config) check() error {
 	methods := 0
 	if c.AuthToken != "" {
@@ -451,27 +402,6 @@ func (c *Config) check() error {
 	}
 	if c.WatchMaxInterval < c.WatchFirstInterval {
 		return errors.New("--watch-max-interval must not be shorter than --watch-first-interval")
-	}
-	if c.FleetBatchSize < 1 || c.FleetBatchSize > 100 {
-		return errors.New("--fleet-batch-size must be 1..100 (KooPhone takes at most 100 phones per call)")
-	}
-	if c.FleetConcurrency < 1 || c.FleetConcurrency > 64 {
-		return errors.New("--fleet-concurrency must be 1..64")
-	}
-	if c.FleetProgressInterval <= 0 {
-		return errors.New("--fleet-progress-interval must be positive")
-	}
-	if c.QuotaReplicas < 1 {
-		return errors.New("--quota-replicas must be at least 1")
-	}
-	if c.RedisURL != "" && c.RedisLeaseTTL < 300*time.Millisecond {
-		return errors.New("--redis-lease-ttl must be at least 300ms")
-	}
-	if c.RedisTimeout < 10*time.Millisecond || c.RedisTimeout > 30*time.Second {
-		return errors.New("--redis-timeout must be between 10ms and 30s")
-	}
-	if c.SimFleet < 1 && c.Endpoint == "" {
-		return errors.New("--sim-fleet must be at least 1")
 	}
 	return c.checkCallers()
 }

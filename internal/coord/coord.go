@@ -53,6 +53,12 @@ type Config struct {
 	Log                *slog.Logger // transitions of Redis up and down, the eviction check; default: discarded
 }
 
+// Defaults of LeaseTTL and OpTimeout (the gateway's configuration table shows them as its own).
+const (
+	DefaultLeaseTTL  = 5 * time.Second
+	DefaultOpTimeout = time.Second
+)
+
 func (c Config) withDefaults() Config {
 	if c.Prefix == "" {
 		c.Prefix = "koophone"
@@ -64,13 +70,13 @@ func (c Config) withDefaults() Config {
 		c.ID = strings.Trim(host+"-"+hex.EncodeToString(tok[:]), "-")
 	}
 	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 5 * time.Second
+		c.LeaseTTL = DefaultLeaseTTL
 	}
 	if c.Handoff <= 0 {
 		c.Handoff = c.LeaseTTL / 3
 	}
 	if c.OpTimeout <= 0 {
-		c.OpTimeout = time.Second
+		c.OpTimeout = DefaultOpTimeout
 	}
 	if c.ProbeMin <= 0 {
 		c.ProbeMin = 250 * time.Millisecond

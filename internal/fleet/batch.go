@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -30,7 +31,7 @@ func batchKey(requestID string, index int) string {
 // The batch's key travels as its x-request-id, where an idempotency layer can find it.
 func (r *run) startBatch(ctx context.Context, b Batch) (*Started, error) {
 	if b.Key != "" {
-		ctx = upstream.WithRequestID(ctx, b.Key)
+		ctx = requestid.With(ctx, b.Key)
 	}
 	return r.op.Start(ctx, b)
 }

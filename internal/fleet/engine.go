@@ -9,11 +9,18 @@ import (
 	"time"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
-// MaxBatch is KooPhone's limit on phones per call.
+// MaxBatch is KooPhone's limit on phones per call, and the default batch size.
 const MaxBatch = 100
+
+// Defaults of the engine (the gateway's configuration table shows them as its own).
+const (
+	DefaultConcurrency      = 4
+	DefaultProgressInterval = 2 * time.Second
+)
 
 // Config tunes the engine; zero fields take the defaults.
 type Config struct {
@@ -29,10 +36,10 @@ func (c Config) withDefaults() Config {
 		c.BatchSize = MaxBatch
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 4
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.ProgressInterval <= 0 {
-		c.ProgressInterval = 2 * time.Second
+		c.ProgressInterval = DefaultProgressInterval
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
@@ -186,7 +193,7 @@ func (e *Engine) Limits(batchSize, concurrency int) (int, int) {
 // way and is returned.
 func (e *Engine) Run(ctx context.Context, phones []Phone, op Op, batchSize, concurrency int, emit func(Event) error) (Counts, error) {
 	batchSize, concurrency = e.Limits(batchSize, concurrency)
-	batches, missing := split(phones, batchSize, upstream.RequestIDFrom(ctx))
+	batches, missing := split(phones, batchSize, requestid.From(ctx))
 	r := &run{
 		// Unbuffered: a batch holds its concurrency slot until the caller has taken its every event, so a caller
 		// that stops (an emit error, a cancel) stops the run before further batches start.

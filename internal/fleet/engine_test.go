@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/fleet"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
@@ -18,7 +19,7 @@ func TestRunAsyncCommandOnAThousandPhones(t *testing.T) {
 	eng := fleet.NewEngine(follower{e}, fleet.Config{Concurrency: 3, Clock: e.clk})
 	e.sim.ResetCalls()
 	rec := newRecorder()
-	ctx := upstream.WithRequestID(context.Background(), "caller-1")
+	ctx := requestid.With(context.Background(), "caller-1")
 	counts, err := e.run(ctx, eng, ids, fleet.AsyncCommand(e.up, "getprop ro.serialno"), 0, 0, rec)
 	if err != nil {
 		t.Fatal(err)

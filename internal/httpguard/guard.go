@@ -25,7 +25,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
-	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 )
 
 // Config is what the guard enforces. The zero value checks content types and cross-origin writes only.
@@ -197,7 +197,7 @@ func writeError(w http.ResponseWriter, r *http.Request, httpStatus, code int, re
 		b, _ = json.Marshal(map[string]any{"code": code, "message": msg})
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set(requestIDHeader, upstream.CallerRequestID(r.Header.Get(requestIDHeader)))
+	w.Header().Set(requestIDHeader, requestid.Caller(r.Header.Get(requestIDHeader)))
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write(append(append([]byte(`{"error":`), b...), "}\n"...))
 }

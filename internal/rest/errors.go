@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 )
 
 // requestIDHeader is the header the gRPC side returns the call's id in (see internal/server); errors the mirror
@@ -49,7 +50,7 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	err = readableError(err)
 	md, _ := runtime.ServerMetadataFromContext(ctx)
 	if len(md.HeaderMD.Get(requestIDHeader)) == 0 && w.Header().Get(requestIDHeader) == "" {
-		w.Header().Set(requestIDHeader, upstream.CallerRequestID(r.Header.Get(requestIDHeader)))
+		w.Header().Set(requestIDHeader, requestid.Caller(r.Header.Get(requestIDHeader)))
 	}
 	if d, ok := retryDelay(err); ok {
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))

@@ -54,3 +54,16 @@ func refusedBy(c *prometheus.CounterVec, flag string) func(net.Addr) {
 	inc := c.WithLabelValues(flag).Inc
 	return func(net.Addr) { inc() }
 }
+
+// listen opens the listener of --flag (named name in the refused-connections metric) with the connection bounds,
+// sharing one metric of refused connections.
+func (s *Server) listen(flag, addr, name string) (net.Listener, error) {
+	if s.refused == nil {
+		c, err := connsRefused(s.tel)
+		if err != nil {
+			return nil, err
+		}
+		s.refused = c
+	}
+	return listen(s.cfg, flag, addr, refusedBy(s.refused, name))
+}

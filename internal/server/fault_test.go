@@ -71,8 +71,14 @@ func (s *syncBuffer) String() string {
 
 func newFaultEnv(t *testing.T, flags ...string) *faultEnv {
 	t.Helper()
+	return newFaultEnvIn(t, func(string) string { return "" }, flags...)
+}
+
+// newFaultEnvIn is newFaultEnv with the environment getenv reads.
+func newFaultEnvIn(t *testing.T, getenv func(string) string, flags ...string) *faultEnv {
+	t.Helper()
 	args := append([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=50", "--audit-log=off"}, flags...)
-	cfg, err := config.Load(args, func(string) string { return "" }, io.Discard)
+	cfg, err := config.Load(args, getenv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,23 +2,23 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"net/textproto"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 	"github.com/koophone-gateway/koophone-gateway/internal/rest"
+	"github.com/koophone-gateway/koophone-gateway/internal/service"
 )
 
 // newGateway returns the REST/JSON mirror: grpc-gateway handlers that call the gRPC server through conn (so every
 // REST call goes through the same interceptors as a gRPC call), with snake_case JSON, unknown fields rejected,
 // X-Request-Id forwarded both ways, and errors as JSON google.rpc.Status.
-func newGateway(ctx context.Context, conn grpc.ClientConnInterface, guard *auth.Guard, opts ...runtime.ServeMuxOption) (*runtime.ServeMux, error) {
+func newGateway(ctx context.Context, conn grpc.ClientConnInterface, services *service.Services, guard *auth.Guard, opts ...runtime.ServeMuxOption) (*runtime.ServeMux, error) {
 	marshaler := &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		// DiscardUnknown false: a misspelt field is an error, not a silently ignored setting.
@@ -29,7 +29,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, guard *auth.
 		// No HTTP header may pose as the metadata the mirror vouches for (the caller's address and certificate).
 		runtime.WithIncomingHeaderMatcher(auth.MirrorHeaderMatcher(func(key string) (string, bool) {
 			if textproto.CanonicalMIMEHeaderKey(key) == "X-Request-Id" {
-				return RequestIDHeader, true
+				return requestid.Header, true
 			}
 			if textproto.CanonicalMIMEHeaderKey(key) == "Idempotency-Key" {
 				return idempotency.HeaderName, true
@@ -40,7 +40,7 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, guard *auth.
 		// travels as grpc-gateway forwards it, so the gRPC side authenticates REST and gRPC callers alike.
 		runtime.WithMetadata(guard.MirrorMetadata),
 		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
-			if key == RequestIDHeader {
+			if key == requestid.Header {
 				return "X-Request-Id", true
 			}
 			return "", false // other gRPC metadata stays internal
@@ -49,15 +49,8 @@ func newGateway(ctx context.Context, conn grpc.ClientConnInterface, guard *auth.
 		// BadRequest for unreadable bodies and unknown query parameters, 405 with Allow.
 		rest.Options(marshaler),
 	}, opts...)...)
-	for _, err := range []error{
-		pb.RegisterInstanceServiceHandlerClient(ctx, mux, pb.NewInstanceServiceClient(conn)),
-		pb.RegisterOrderServiceHandlerClient(ctx, mux, pb.NewOrderServiceClient(conn)),
-		pb.RegisterAppServiceHandlerClient(ctx, mux, pb.NewAppServiceClient(conn)),
-		pb.RegisterFleetServiceHandlerClient(ctx, mux, pb.NewFleetServiceClient(conn)),
-	} {
-		if err != nil {
-			return nil, fmt.Errorf("register REST handlers: %w", err)
-		}
+	if err := services.RegisterREST(ctx, mux, conn); err != nil {
+		return nil, err
 	}
 	return mux, nil
 }

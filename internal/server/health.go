@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -37,15 +38,16 @@ func (s *Server) setServing(ok bool) {
 
 // applyServing sets health from KooPhone's state and the credential files' (a broken keys file, policy or client CA
 // refuses every call, so the replica must leave the load balancer); the files call it when they break or recover.
+// Once Shutdown began it is NOT_SERVING whatever they say.
 func (s *Server) applyServing() {
 	s.servingMu.Lock()
 	defer s.servingMu.Unlock()
 	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if s.upstreamOK.Load() && s.sec.filesReady() {
+	if s.upstreamOK.Load() && s.sec.filesReady() && !s.stopping.Load() {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	s.health.SetServingStatus("", st)
-	for _, name := range serviceNames {
+	for _, name := range service.ServiceNames() {
 		s.health.SetServingStatus(name, st)
 	}
 }

@@ -5,8 +5,8 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 	"github.com/koophone-gateway/koophone-gateway/internal/telemetry"
-	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
 // NewLogger returns the server's logger: text or JSON on w, at level, with the call's request id added to every
@@ -24,7 +24,7 @@ func NewLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 type requestIDHandler struct{ slog.Handler }
 
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
-	if id := upstream.RequestIDFrom(ctx); id != "" {
+	if id := requestid.From(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
 	}
 	return h.Handler.Handle(ctx, r)

@@ -11,7 +11,6 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/telemetry"
-	"google.golang.org/grpc"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
@@ -80,25 +79,14 @@ func (s *Server) startMetrics() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.tel.Handler())
 	s.metricsAddr = lis.Addr().String()
-	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	s.serve("metrics", func() error { return s.metrics.Serve(lis) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.serve("metrics", func() error { return srv.Serve(lis) })
+	s.closers.push("metrics listener", ignoreCtx(srv.Close))
 	return nil
 }
 
 // MetricsAddr is the address of the /metrics-only listener, "" without --metrics-addr.
 func (s *Server) MetricsAddr() string { return s.metricsAddr }
-
-func (s *Server) countUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	s.active.Add(1)
-	defer s.active.Add(-1)
-	return h(ctx, req)
-}
-
-func (s *Server) countStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	s.active.Add(1)
-	defer s.active.Add(-1)
-	return h(srv, ss)
-}
 
 // drain keeps taking calls for the drain delay after health turned NOT_SERVING, so load balancers and
 // Kubernetes endpoints stop routing here before the listeners close.

@@ -11,7 +11,6 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
-	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -21,7 +20,7 @@ import (
 // openCoord connects to Redis when configured and exports its series. It waits for one answer at most
 // --redis-timeout: a replica that starts while Redis is down runs degraded and joins the others when a background
 // probe finds Redis answering.
-func (s *Server) openCoord() error {
+func (s *Server) openCoord(context.Context) error {
 	if s.cfg.RedisURL == "" {
 		return nil
 	}
@@ -31,6 +30,7 @@ func (s *Server) openCoord() error {
 		return err
 	}
 	s.coord = c
+	s.closers.push("coordination", ignoreCtx(c.Close)) // after the hubs: their pollers release their leases first
 	return s.tel.RegisterRedis(c.Status)
 }
 
@@ -61,11 +61,10 @@ func quotaRate(perSec float64, burst int) coord.Rate {
 	return coord.Rate{Events: max(1, int(math.Round(perSec*60))), Per: time.Minute, Burst: max(burst, 1)}
 }
 
-// scaleOut returns the watch hubs' peer and the idempotency interceptor.
-func (s *Server) scaleOut(watch *service.WatchOptions) grpc.UnaryServerInterceptor {
+// idempotency is the chain's idempotency step: its keys in Redis when the replicas share it, else in memory.
+func (s *Server) idempotency() grpc.UnaryServerInterceptor {
 	var store idempotency.Store = idempotency.NewMemory(s.opts.clockOrReal(), s.cfg.IdempotencyMaxKeys)
 	if s.coord != nil { // set only when Redis is configured
-		watch.Peer = s.coord
 		store = s.coord.KeyStore()
 	}
 	return idempotency.UnaryServerInterceptor(idempotency.Options{Store: store, TTL: s.cfg.IdempotencyTTL,

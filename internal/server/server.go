@@ -10,18 +10,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
-	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/apidocs"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
@@ -35,14 +33,6 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
-// serviceNames are the names health reports on, besides the server as a whole ("").
-var serviceNames = []string{
-	pb.InstanceService_ServiceDesc.ServiceName,
-	pb.OrderService_ServiceDesc.ServiceName,
-	pb.AppService_ServiceDesc.ServiceName,
-	pb.FleetService_ServiceDesc.ServiceName,
-}
-
 // mirrorStreamConns is how many in-memory connections carry the REST mirror's streams (one HTTP/2 connection
 // serialises its streams through one reader and one writer); each admits --max-concurrent-streams held REST
 // watches. Unary REST calls need none: they run in process.
@@ -54,35 +44,33 @@ const streamWorkers = 256
 
 // Server is a running gateway.
 type Server struct {
-	cfg  *config.Config
-	log  *slog.Logger
-	opts options
+	cfg     *config.Config
+	log     *slog.Logger
+	opts    options
+	closers closers // the lifecycle (lifecycle.go)
 
-	sim     *sim.Server  // the embedded simulator, nil against a real endpoint
-	simHTTP *http.Server // serves sim on loopback
-	up      *upstream.Client
-	coord   *coord.Coord // Redis coordination (KOOPHONE_REDIS_URL), nil without it
-
+	sim      *sim.Server // the embedded simulator, nil against a real endpoint
+	up       *upstream.Client
+	coord    *coord.Coord // Redis coordination (KOOPHONE_REDIS_URL), nil without it
 	services *service.Services
 	sec      *security
+	tel      *telemetry.Telemetry
 	grpc     *grpc.Server
 	health   *healthService
-	gwLis    *inproc.Listener // the REST mirror's in-memory way into s.grpc
-	gwConns  *inproc.Conns
+	inproc   *inproc.Registrar // the services as the REST mirror's unary calls reach them, in process
+	unary    []grpc.UnaryServerInterceptor
 	http     *http.Server
-	metrics  *http.Server // the optional /metrics-only listener
-	tel      *telemetry.Telemetry
-	active   atomic.Int64        // gRPC calls in progress, for the count of calls cut at shutdown
-	pprof    *pprofserver.Server // nil unless --pprof-addr
+	active   atomic.Int64           // calls in progress, both transports, for the count of calls cut at shutdown
+	refused  *prometheus.CounterVec // connections refused by the per-source bound, per listener
 
-	grpcAddr, httpAddr string
-	metricsAddr        string
-	stopProbe          context.CancelFunc
-	upstreamOK         atomic.Bool    // KooPhone answers the readiness probe
-	servingMu          sync.Mutex     // orders health updates from the probe and the credential files
-	wg                 sync.WaitGroup // serving and probing goroutines
-	shutdownOnce       sync.Once
-	shutdownErr        error
+	grpcAddr, httpAddr, metricsAddr string
+	upstreamOK                      atomic.Bool    // KooPhone answers the readiness probe
+	stopping                        atomic.Bool    // Shutdown began: health stays NOT_SERVING
+	servingMu                       sync.Mutex     // orders health updates from the probe and the credential files
+	wg                              sync.WaitGroup // serving and probing goroutines
+	shutdownOnce                    sync.Once
+	shutdownErr                     error
+	cutErr                          error // calls cut at the end of the grace period
 }
 
 // Option adjusts what Start builds; tests use them to put the simulator and the streams on a fake clock.
@@ -94,6 +82,7 @@ type options struct {
 	watch    func(*service.WatchOptions)
 	upstream func(*upstream.Config)
 	simConn  func(net.Conn, http.ConnState) // tests count the connections to the simulator
+	closing  func(name string)              // tests see each closer of the lifecycle as it runs
 }
 
 // WithClock runs every time-dependent part Start builds (the embedded simulator, the IAM token cache, the KooPhone
@@ -118,255 +107,68 @@ func (o *options) clockOrReal() clock.Clock {
 }
 
 // Start builds everything from cfg, listens on both ports and serves in the background. Health reports
-// NOT_SERVING until KooPhone (or the simulator) has answered a probe.
+// NOT_SERVING until KooPhone (or the simulator) has answered a probe. When a part fails, the parts built before it
+// are closed again (lifecycle.go).
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	s := &Server{cfg: cfg, log: log}
 	for _, o := range opts {
 		o(&s.opts)
 	}
+	s.closers.ran = s.opts.closing
 	if err := s.start(ctx); err != nil {
-		s.closeAll()
+		// Nothing was served yet worth a grace period: the drains end at once, cutting whatever started.
+		stop, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = s.closers.unwind(stop)
 		s.wg.Wait()
 		return nil, err
 	}
 	return s, nil
 }
 
-// start builds and starts everything; on error, what it started is left for closeAll.
+// start builds the parts in the order of the lifecycle; each pushes its closer as it is built.
 func (s *Server) start(ctx context.Context) error {
-	cfg, log := s.cfg, s.log
-	tel, err := telemetry.New(ctx, os.Getenv)
+	for _, build := range []func(context.Context) error{
+		s.startTelemetry,  // first: every other part reports to it
+		s.openCoord,       // before the client and the hubs, which may share its quota and pollers
+		s.startUpstream,   // the simulator (embedded default) and the KooPhone client
+		s.buildServices,   // handlers, watch hubs, fleet engine; the credential files and the audit log
+		s.serveGRPC,       // the interceptor chain, registration, health, reflection, the gRPC listener
+		s.serveREST,       // the REST mirror on the HTTP listener, calling the same chain in process
+		s.startOperators,  // --metrics-addr, --pprof-addr
+		s.startProbes,     // readiness: health turns SERVING once KooPhone answers
+		s.announceStreams, // last built, first unwound: streams are told to end before the drains
+	} {
+		if err := build(ctx); err != nil {
+			return err
+		}
+	}
+	s.log.Info("serving", "grpc", s.grpcAddr, "http", s.httpAddr, "upstream", s.upstreamName(),
+		"tls", s.sec.tls != nil, "authentication", s.sec.guard.Enabled())
+	return nil
+}
+
+func (s *Server) startTelemetry(ctx context.Context) error {
+	tel, err := telemetry.New(ctx, s.cfg.Env) // the standard OTEL_* variables, from the environment config read
 	if err != nil {
 		return err
 	}
 	s.tel = tel
-	if err := s.openCoord(); err != nil {
-		return err
-	}
-	if err := s.startUpstream(); err != nil {
-		return err
-	}
-	validator, err := service.NewValidator()
-	if err != nil {
-		return err
-	}
-	watch := service.WatchOptions{
-		FirstInterval: cfg.WatchFirstInterval,
-		MaxInterval:   cfg.WatchMaxInterval,
-		TerminalTTL:   cfg.WatchTerminalTTL,
-		PollTimeout:   cfg.WatchPollTimeout,
-		StepTimeout:   cfg.WatchStepTimeout,
-		MaxPollers:    cfg.WatchMaxPollers,
-		Clock:         s.opts.clockOrReal(),
-	}
-	idem := s.scaleOut(&watch)
-	if s.opts.watch != nil {
-		s.opts.watch(&watch)
-	}
-	fleetOpts := service.FleetOptions{
-		BatchSize:        cfg.FleetBatchSize,
-		Concurrency:      cfg.FleetConcurrency,
-		ProgressInterval: cfg.FleetProgressInterval,
-	}
-	s.services, err = service.New(service.Options{Upstream: s.up, Logger: log, Watch: watch, Fleet: fleetOpts})
-	if err != nil {
-		return err
-	}
-
-	if err := s.registerHubs(); err != nil {
-		return err
-	}
-	s.sec, err = newSecurity(cfg, log, s.opts.clockOrReal())
-	if err != nil {
-		return err
-	}
-
-	// Spans exported: otelgrpc's stats handler makes one per call. Not exported: the request-id step only joins
-	// each call to its caller's trace (for the logs), which costs a fraction of the handler.
-	var trace func(context.Context) context.Context
-	serverOpts := append(s.sec.grpcOptions(cfg), connOptions(cfg)...) // handshake, idle and keepalive bounds
-	if s.tel.Tracing() {
-		serverOpts = append(serverOpts, grpc.StatsHandler(s.tel.ServerHandler()))
-	} else {
-		trace = telemetry.ExtractTrace
-	}
-	shares, err := share.New(shareConfig(cfg), s.opts.clockOrReal(), s.tel.Registry)
-	if err != nil {
-		return err
-	}
-	unary, stream := interceptors(log, validator, cfg.DefaultCallTimeout, s.sec.guard, shares, trace)
-	// Telemetry sits right after the request id: it sees every call, including those later steps refuse.
-	unary = slices.Insert(unary, 1, s.tel.GRPC.UnaryServerInterceptor(), s.countUnary)
-	stream = slices.Insert(stream, 1, s.tel.GRPC.StreamServerInterceptor(), s.countStream)
-	unary = append(unary, idem) // idempotency keys innermost: after authorization, validation and the deadline
-	s.grpc = grpc.NewServer(append(serverOpts,
-		newMarkingCodec(), // malformed requests become INVALID_ARGUMENT in validation
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
-		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
-		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
-		// Reuse handler goroutines: a fresh goroutine per call starts with a 2 KiB stack and grows it through the
-		// interceptor chain on every call (runtime.newstack was ~10% of the gateway's CPU); a worker's stack has
-		// grown already. Calls beyond the workers still get goroutines of their own.
-		grpc.NumStreamWorkers(streamWorkers),
-	)...)
-	// Registered through the in-process registrar too, so the REST mirror can run their unary calls directly.
-	reg := inproc.NewRegistrar(s.grpc)
-	pb.RegisterInstanceServiceServer(reg, s.services.Instance)
-	pb.RegisterOrderServiceServer(reg, s.services.Order)
-	pb.RegisterAppServiceServer(reg, s.services.App)
-	pb.RegisterFleetServiceServer(reg, s.services.Fleet)
-	s.health = newHealthService()
-	s.setServing(false)
-	if err := s.sec.followFiles(s.tel.Registry, s.applyServing); err != nil {
-		return err
-	}
-	s.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	if s.sec.reflection(cfg) {
-		reflection.Register(s.grpc)
-	}
-	s.tel.GRPC.InitializeMetrics(s.grpc)
-
-	refused, err := connsRefused(s.tel)
-	if err != nil {
-		return err
-	}
-	grpcLis, err := listen(cfg, "grpc-addr", cfg.GRPCAddr, refusedBy(refused, "grpc"))
-	if err != nil {
-		return err
-	}
-	s.grpcAddr = grpcLis.Addr().String()
-	s.serve("grpc", func() error { return s.grpc.Serve(grpcLis) })
-
-	httpLis, err := listen(cfg, "http-addr", cfg.HTTPAddr, refusedBy(refused, "http"))
-	if err != nil {
-		return err
-	}
-	s.httpAddr = httpLis.Addr().String()
-	// The mirror calls the same handlers through the same interceptors as gRPC callers, in process: unary calls run
-	// directly in the HTTP handler's goroutine (no transport, no serialisation: about half the CPU of a REST call
-	// went to the gRPC hop), streams over in-memory connections of their own (no TCP hop; held REST watch streams
-	// cannot take the slots unary REST callers need, since those need none).
-	s.gwLis = inproc.Listen()
-	s.serve("grpc-mirror", func() error { return s.grpc.Serve(s.gwLis) })
-	s.gwConns, err = inproc.Dial(s.gwLis, mirrorStreamConns,
-		grpc.WithTransportCredentials(s.sec.mirrorCreds()), // TLS pinned to our own certificate when TLS is on
-		grpc.WithStatsHandler(s.tel.ClientHandler()),       // the REST call and its gRPC hop are one trace
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
-		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
-	}
-	gw, err := newGateway(ctx, inproc.NewChannel(reg, unary, s.gwConns), s.sec.guard, runtime.WithMiddlewares(telemetry.RouteMiddleware))
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.tel.Handler())
-	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
-	mux.Handle("/docs", docs)
-	mux.Handle("/docs/", docs)
-	api, err := restHandler(cfg, gw)
-	if err != nil {
-		return err
-	}
-	mux.Handle("/", api)
-	// No WriteTimeout: it would cut long watch streams; each stream is bounded by its caller and by shutdown.
-	// ReadHeaderTimeout also bounds the TLS handshake (net/http takes the shortest of its timeouts for it).
-	s.http = &http.Server{Handler: s.instrumentHTTP(mux), ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout}
-	if s.sec.tls != nil {
-		s.http.TLSConfig = s.sec.httpTLS()
-		s.serve("http", func() error { return s.http.ServeTLS(httpLis, "", "") })
-	} else {
-		s.serve("http", func() error { return s.http.Serve(httpLis) })
-	}
-	if cfg.MetricsAddr != "" {
-		if err := s.startMetrics(); err != nil {
-			return err
-		}
-	}
-
-	if cfg.PprofAddr != "" {
-		if s.pprof, err = pprofserver.Start(cfg.PprofAddr); err != nil {
-			return err
-		}
-		log.Warn("serving /debug/pprof for operators", "addr", s.pprof.Addr())
-	}
-
-	probeCtx, cancel := context.WithCancel(context.Background())
-	s.stopProbe = cancel
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.probe(probeCtx)
-	}()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.sec.pollFiles(probeCtx)
-	}()
-	log.Info("serving", "grpc", s.grpcAddr, "http", s.httpAddr, "upstream", s.upstreamName(),
-		"tls", s.sec.tls != nil, "authentication", s.sec.guard.Enabled())
+	s.closers.push("telemetry", func(context.Context) error {
+		// Its own time: the grace period may be spent by now, and the last spans are worth five seconds.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return s.tel.Shutdown(ctx)
+	})
 	return nil
 }
 
 // startUpstream creates the KooPhone client; without an endpoint it first starts the simulator on loopback and
 // points the client at it over real HTTP, so the embedded default exercises the production client.
-func (s *Server) startUpstream() error {
-	cfg := s.cfg
-	endpoint := cfg.Endpoint
-	var auth upstream.Authenticator
-	if cfg.Simulated() {
-		simCfg := sim.DefaultConfig()
-		simCfg.FleetSize = cfg.SimFleet
-		simCfg.JobDuration = cfg.SimJobDuration
-		simCfg.PrepareStep = cfg.SimPrepareStep
-		simCfg.Logger = s.log.With("component", "sim")
-		simCfg.Clock = s.opts.clockOrReal()
-		if s.opts.sim != nil {
-			s.opts.sim(&simCfg)
-		}
-		s.sim = sim.New(simCfg)
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return fmt.Errorf("listen for the embedded simulator: %w", err)
-		}
-		s.simHTTP = &http.Server{Handler: s.sim, ReadHeaderTimeout: 10 * time.Second, ConnState: s.opts.simConn}
-		s.serve("sim", func() error { return s.simHTTP.Serve(lis) })
-		endpoint = "http://" + lis.Addr().String()
-		creds := s.sim.Credentials()
-		s.log.Warn("no KOOPHONE_ENDPOINT set: running on the embedded KooPhone simulator, not the real service",
-			"simulator", endpoint, "phones", simCfg.FleetSize)
-		auth = upstream.NewIAMPassword(upstream.IAMConfig{
-			Endpoint:  endpoint,
-			Domain:    creds.Domain,
-			User:      creds.User,
-			Password:  creds.Password,
-			Project:   creds.ProjectName,
-			Clock:     s.opts.clockOrReal(),
-			Logger:    s.log.With("component", "iam"),
-			OnRefresh: s.tel.Upstream.TokenRefresh,
-		})
-	} else {
-		switch {
-		case cfg.AuthToken != "":
-			auth = upstream.NewStaticToken(cfg.AuthToken)
-		case cfg.AK != "":
-			auth = upstream.NewAKSK(cfg.AK, cfg.SK, cfg.ProjectID)
-		default:
-			auth = upstream.NewIAMPassword(upstream.IAMConfig{
-				Endpoint:  cfg.IAMEndpoint,
-				Domain:    cfg.IAMDomain,
-				User:      cfg.IAMUser,
-				Password:  cfg.IAMPassword,
-				Project:   cfg.Project,
-				Clock:     s.opts.clockOrReal(),
-				Logger:    s.log.With("component", "iam"),
-				OnRefresh: s.tel.Upstream.TokenRefresh,
-			})
-		}
+func (s *Server) startUpstream(context.Context) error {
+	endpoint, auth, err := s.upstreamAuth()
+	if err != nil {
+		return err
 	}
 	upCfg := upstream.Config{
 		Endpoint:  endpoint,
@@ -387,6 +189,256 @@ func (s *Server) startUpstream() error {
 		return fmt.Errorf("KooPhone client: %w", err)
 	}
 	s.up = up
+	s.closers.push("KooPhone client", quiet(up.Close))
+	return nil
+}
+
+// upstreamAuth returns KooPhone's address and the gateway's credential toward it: the embedded simulator's (which
+// it starts) without an endpoint, else the one credential the configuration names.
+func (s *Server) upstreamAuth() (string, upstream.Authenticator, error) {
+	cfg := s.cfg
+	iam := upstream.IAMConfig{
+		Endpoint: cfg.IAMEndpoint, Domain: cfg.IAMDomain, User: cfg.IAMUser, Password: cfg.IAMPassword, Project: cfg.Project,
+		Clock: s.opts.clockOrReal(), Logger: s.log.With("component", "iam"), OnRefresh: s.tel.Upstream.TokenRefresh,
+	}
+	switch {
+	case cfg.Simulated():
+		endpoint, creds, err := s.startSim()
+		if err != nil {
+			return "", nil, err
+		}
+		iam.Endpoint, iam.Domain, iam.User, iam.Password, iam.Project = endpoint, creds.Domain, creds.User, creds.Password, creds.ProjectName
+		return endpoint, upstream.NewIAMPassword(iam), nil
+	case cfg.AuthToken != "":
+		return cfg.Endpoint, upstream.NewStaticToken(cfg.AuthToken), nil
+	case cfg.AK != "":
+		return cfg.Endpoint, upstream.NewAKSK(cfg.AK, cfg.SK, cfg.ProjectID), nil
+	}
+	return cfg.Endpoint, upstream.NewIAMPassword(iam), nil
+}
+
+// startSim serves the embedded simulator on a loopback port and returns its address and credentials.
+func (s *Server) startSim() (string, sim.Credentials, error) {
+	simCfg := sim.DefaultConfig()
+	simCfg.FleetSize = s.cfg.SimFleet
+	simCfg.JobDuration = s.cfg.SimJobDuration
+	simCfg.PrepareStep = s.cfg.SimPrepareStep
+	simCfg.Logger = s.log.With("component", "sim")
+	simCfg.Clock = s.opts.clockOrReal()
+	if s.opts.sim != nil {
+		s.opts.sim(&simCfg)
+	}
+	s.sim = sim.New(simCfg)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", sim.Credentials{}, fmt.Errorf("listen for the embedded simulator: %w", err)
+	}
+	srv := &http.Server{Handler: s.sim, ReadHeaderTimeout: 10 * time.Second, ConnState: s.opts.simConn}
+	s.serve("sim", func() error { return srv.Serve(lis) })
+	s.closers.push("simulator", ignoreCtx(srv.Close))
+	endpoint := "http://" + lis.Addr().String()
+	s.log.Warn("no KOOPHONE_ENDPOINT set: running on the embedded KooPhone simulator, not the real service",
+		"simulator", endpoint, "phones", simCfg.FleetSize)
+	return endpoint, s.sim.Credentials(), nil
+}
+
+// buildServices builds the handlers (with their watch hubs and fleet engine) and the security they are guarded by.
+func (s *Server) buildServices(context.Context) error {
+	cfg := s.cfg
+	watch := service.WatchOptions{
+		FirstInterval: cfg.WatchFirstInterval,
+		MaxInterval:   cfg.WatchMaxInterval,
+		TerminalTTL:   cfg.WatchTerminalTTL,
+		PollTimeout:   cfg.WatchPollTimeout,
+		StepTimeout:   cfg.WatchStepTimeout,
+		MaxPollers:    cfg.WatchMaxPollers,
+		Clock:         s.opts.clockOrReal(),
+	}
+	if s.coord != nil { // set only when Redis is configured: the replicas share their pollers
+		watch.Peer = s.coord
+	}
+	if s.opts.watch != nil {
+		s.opts.watch(&watch)
+	}
+	fleet := service.FleetOptions{BatchSize: cfg.FleetBatchSize, Concurrency: cfg.FleetConcurrency, ProgressInterval: cfg.FleetProgressInterval}
+	var err error
+	s.services, err = service.New(service.Options{Upstream: s.up, Logger: s.log, Watch: watch, Fleet: fleet})
+	if err != nil {
+		return err
+	}
+	// The services' closer is announceStreams, pushed last: until something is served no stream can hold a hub.
+	if err := s.registerHubs(); err != nil {
+		return err
+	}
+	s.sec, err = newSecurity(cfg, s.log, s.opts.clockOrReal())
+	if err != nil {
+		return err
+	}
+	s.closers.push("audit log", ignoreCtx(s.sec.auditClose))
+	return nil
+}
+
+// serveGRPC builds the gRPC server with the interceptor chain (chain.go), registers the contract's services,
+// health and reflection on it, and serves its listener.
+func (s *Server) serveGRPC(context.Context) error {
+	cfg := s.cfg
+	validator, err := service.NewValidator()
+	if err != nil {
+		return err
+	}
+	shares, err := share.New(shareConfig(cfg), s.opts.clockOrReal(), s.tel.Registry)
+	if err != nil {
+		return err
+	}
+	c := chain{log: s.log, tel: s.tel, inFlight: &s.active, guard: s.sec.guard, shares: shares, validator: validator,
+		defaultTimeout: cfg.DefaultCallTimeout, idempotency: s.idempotency()}
+	s.unary = c.unary()
+	opts := append(s.sec.grpcOptions(cfg), connOptions(cfg)...) // handshake, idle and keepalive bounds
+	if s.tel.Tracing() {
+		opts = append(opts, grpc.StatsHandler(s.tel.ServerHandler()))
+	}
+	s.grpc = grpc.NewServer(append(opts,
+		newMarkingCodec(), // malformed requests become INVALID_ARGUMENT in validation
+		grpc.ChainUnaryInterceptor(s.unary...),
+		grpc.ChainStreamInterceptor(c.stream()...),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		// Reuse handler goroutines: a fresh goroutine per call starts with a 2 KiB stack and grows it through the
+		// interceptor chain on every call (runtime.newstack was ~10% of the gateway's CPU); a worker's stack has
+		// grown already. Calls beyond the workers still get goroutines of their own.
+		grpc.NumStreamWorkers(streamWorkers),
+	)...)
+	s.closers.push("gRPC server", s.stopGRPC)
+	// Registered through the in-process registrar too, so the REST mirror can run their unary calls directly.
+	s.inproc = inproc.NewRegistrar(s.grpc)
+	if err := s.services.Register(s.inproc); err != nil {
+		return err
+	}
+	if err := s.registerHealth(); err != nil {
+		return err
+	}
+	if s.sec.reflection(cfg) {
+		reflection.Register(s.grpc)
+	}
+	s.tel.GRPC.InitializeMetrics(s.grpc)
+	lis, err := s.listen("grpc-addr", cfg.GRPCAddr, "grpc")
+	if err != nil {
+		return err
+	}
+	s.grpcAddr = lis.Addr().String()
+	s.serve("grpc", func() error { return s.grpc.Serve(lis) })
+	return nil
+}
+
+// registerHealth serves health, NOT_SERVING until the readiness probe says otherwise, following the credential
+// files.
+func (s *Server) registerHealth() error {
+	s.health = newHealthService()
+	s.setServing(false)
+	if err := s.sec.followFiles(s.tel.Registry, s.applyServing); err != nil {
+		return err
+	}
+	s.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	return nil
+}
+
+// serveREST serves the REST mirror, /healthz, /readyz, /metrics and the API docs on the HTTP listener.
+//
+// The mirror calls the same handlers through the same interceptors as gRPC callers, in process: unary calls run
+// directly in the HTTP handler's goroutine (no transport, no serialisation: about half the CPU of a REST call went
+// to the gRPC hop), streams over in-memory connections of their own (no TCP hop; held REST watch streams cannot
+// take the slots unary REST callers need, since those need none).
+func (s *Server) serveREST(ctx context.Context) error {
+	cfg := s.cfg
+	lis, err := s.listen("http-addr", cfg.HTTPAddr, "http")
+	if err != nil {
+		return err
+	}
+	s.httpAddr = lis.Addr().String()
+	gwLis := inproc.Listen()
+	s.serve("grpc-mirror", func() error { return s.grpc.Serve(gwLis) }) // stopped with the gRPC server
+	conns, err := inproc.Dial(gwLis, mirrorStreamConns,
+		grpc.WithTransportCredentials(s.sec.mirrorCreds()), // TLS pinned to our own certificate when TLS is on
+		grpc.WithStatsHandler(s.tel.ClientHandler()),       // the REST call and its gRPC hop are one trace
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		_ = lis.Close()
+		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
+	}
+	s.closers.push("REST stream connections", quiet(conns.Close))
+	gw, err := newGateway(ctx, inproc.NewChannel(s.inproc, s.unary, conns), s.services, s.sec.guard,
+		runtime.WithMiddlewares(telemetry.RouteMiddleware))
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
+	handler, err := s.httpHandler(gw)
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
+	// No WriteTimeout: it would cut long watch streams; each stream is bounded by its caller and by shutdown.
+	// ReadHeaderTimeout also bounds the TLS handshake (net/http takes the shortest of its timeouts for it).
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout}
+	if s.sec.tls != nil {
+		s.http.TLSConfig = s.sec.httpTLS()
+		s.serve("http", func() error { return s.http.ServeTLS(lis, "", "") })
+	} else {
+		s.serve("http", func() error { return s.http.Serve(lis) })
+	}
+	s.closers.push("REST listener", s.stopREST)
+	return nil
+}
+
+// httpHandler routes the HTTP port: probes, metrics, the API docs, and the REST mirror behind its guard.
+func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.tel.Handler())
+	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
+	mux.Handle("/docs", docs)
+	mux.Handle("/docs/", docs)
+	api, err := restHandler(s.cfg, gw)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("/", api)
+	return s.instrumentHTTP(mux), nil
+}
+
+// startOperators serves the optional /metrics-only and pprof listeners.
+func (s *Server) startOperators(context.Context) error {
+	if s.cfg.MetricsAddr != "" {
+		if err := s.startMetrics(); err != nil {
+			return err
+		}
+	}
+	if s.cfg.PprofAddr != "" {
+		p, err := pprofserver.Start(s.cfg.PprofAddr)
+		if err != nil {
+			return err
+		}
+		s.closers.push("pprof listener", ignoreCtx(p.Close))
+		s.log.Warn("serving /debug/pprof for operators", "addr", p.Addr())
+	}
+	return nil
+}
+
+// startProbes starts the readiness probe of KooPhone and the poll of the credential files.
+func (s *Server) startProbes(context.Context) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.probe(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.sec.pollFiles(ctx)
+	}()
+	s.closers.push("readiness probe", quiet(cancel))
 	return nil
 }
 
@@ -416,84 +468,3 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 
 // Sim is the embedded simulator, or nil against a real endpoint.
 func (s *Server) Sim() *sim.Server { return s.sim }
-
-// Shutdown stops the server in the order that loses no call: health turns NOT_SERVING (load balancers stop
-// sending), every watch stream ends with UNAVAILABLE (clients reconnect elsewhere), gRPC drains in-flight calls
-// until ctx ends (then cuts them), the REST mirror drains, and last the KooPhone client and simulator close.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutdownOnce.Do(func() {
-		s.log.Info("shutting down")
-		s.setServing(false)
-		s.drain(ctx)
-		s.health.stop()
-		s.stopProbe()
-		s.services.Close()
-		stopped := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-ctx.Done():
-			// Calls still running now are cut: say how many, loudly, and make the exit code say so too.
-			cut := s.active.Load()
-			s.grpc.Stop()
-			<-stopped
-			if cut > 0 {
-				s.log.Warn("shutdown grace period ended: calls cut", "calls", cut)
-				s.shutdownErr = fmt.Errorf("%d calls cut at the end of the shutdown grace period", cut)
-			}
-		}
-		if err := s.http.Shutdown(ctx); err != nil {
-			s.shutdownErr = errors.Join(s.shutdownErr, fmt.Errorf("REST mirror shutdown: %w", err))
-			_ = s.http.Close()
-		}
-		s.closeAll()
-		s.wg.Wait()
-		s.log.Info("stopped")
-	})
-	return s.shutdownErr
-}
-
-// closeAll releases what Start may have opened; each step tolerates the ones before it not having happened.
-func (s *Server) closeAll() {
-	if s.stopProbe != nil {
-		s.stopProbe()
-	}
-	if s.gwConns != nil {
-		s.gwConns.Close()
-	}
-	if s.grpc != nil {
-		s.grpc.Stop()
-	}
-	if s.http != nil {
-		_ = s.http.Close()
-	}
-	if s.services != nil {
-		s.services.Close()
-	}
-	if s.pprof != nil {
-		_ = s.pprof.Close()
-	}
-	if s.up != nil {
-		s.up.Close()
-	}
-	if s.simHTTP != nil {
-		_ = s.simHTTP.Close()
-	}
-	if s.metrics != nil {
-		_ = s.metrics.Close()
-	}
-	if s.tel != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = s.tel.Shutdown(ctx) // flushes the last spans
-		cancel()
-	}
-	if s.sec != nil {
-		_ = s.sec.auditClose()
-	}
-	if s.coord != nil {
-		_ = s.coord.Close() // after the hubs: their pollers release their leases first
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -112,10 +113,12 @@ func TestSpansAreExportedWhenTracingIsOn(t *testing.T) {
 		_, _ = w.Write(nil)
 	}))
 	defer collector.Close()
+	// The gateway reads the OTEL_* variables from the environment its configuration came from; the OTLP exporter
+	// reads the rest of them from the process's.
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 
-	e := newFaultEnv(t)
+	e := newFaultEnvIn(t, os.Getenv)
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4739"
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 	if _, err := pb.NewInstanceServiceClient(e.conn).BatchQueryStatus(ctx, &pb.BatchQueryStatusRequest{InstanceIds: []string{e.sim.InstanceIDs()[0]}}); err != nil {

@@ -39,22 +39,6 @@ func NewValidator() (*Validator, error) {
 	return &Validator{pv: pv, lists: lists, skipLists: protovalidate.WithFilter(lists.filter())}, nil
 }
 
-// requestMessages lists every request message of the services.
-func requestMessages() []proto.Message {
-	return []proto.Message{
-		&pb.SyncCommandRequest{}, &pb.AsyncCommandRequest{}, &pb.GetTaskRequest{}, &pb.SetVideoConfigRequest{},
-		&pb.BatchQueryStatusRequest{}, &pb.BatchResetRequest{}, &pb.GetDeviceTokenRequest{},
-		&pb.AssignInstanceRequest{}, &pb.UnassignInstanceRequest{}, &pb.ListInstancesRequest{},
-		&pb.BatchRebootInstanceRequest{}, &pb.BatchPrepareInstancesRequest{}, &pb.ShowProgressRequest{},
-		&pb.BatchBackupInstancesRequest{}, &pb.StopInstancesStreamingRequest{}, &pb.ReleaseInstancesSessionRequest{},
-		&pb.WatchTaskRequest{}, &pb.WatchPrepareProgressRequest{}, &pb.RunAsyncCommandRequest{},
-		&pb.OpenSessionRequest{}, &pb.BatchShowSkuRequest{}, &pb.CreateInstanceRequest{},
-		&pb.DeleteInstanceRequest{}, &pb.InstallAppRequest{}, &pb.ListInstanceAppRequest{},
-		&pb.ListAllInstancesRequest{}, &pb.RunFleetCommandRequest{}, &pb.ResetFleetRequest{},
-		&pb.RebootFleetRequest{}, &pb.BackupFleetRequest{}, &pb.InstallAppOnFleetRequest{}, &pb.ListFleetAppsRequest{},
-	}
-}
-
 // Validate returns nil for a good request and an INVALID_ARGUMENT status with a BadRequest otherwise.
 func (v *Validator) Validate(msg proto.Message) error {
 	var violations []*errdetails.BadRequest_FieldViolation

@@ -85,6 +85,14 @@ type Subscription[T any] interface {
 	Close()
 }
 
+// Defaults of the polling policy the gateway's configuration offers (its table shows these as its defaults).
+const (
+	DefaultFirstInterval = 500 * time.Millisecond
+	DefaultMaxInterval   = 10 * time.Second
+	DefaultPollTimeout   = 10 * time.Second
+	DefaultTerminalTTL   = time.Minute
+)
+
 // Config is the polling policy. Zero fields take the defaults; a negative value disables what it bounds.
 type Config struct {
 	Clock clock.Clock // default clock.Real{}
@@ -116,10 +124,10 @@ func (c Config) withDefaults() Config {
 		c.Clock = clock.Real{}
 	}
 	if c.FirstInterval <= 0 {
-		c.FirstInterval = 500 * time.Millisecond
+		c.FirstInterval = DefaultFirstInterval
 	}
 	if c.MaxInterval <= 0 {
-		c.MaxInterval = 10 * time.Second
+		c.MaxInterval = DefaultMaxInterval
 	}
 	if c.MaxInterval < c.FirstInterval {
 		c.MaxInterval = c.FirstInterval
@@ -135,7 +143,7 @@ func (c Config) withDefaults() Config {
 		c.Rand = rand.Float64
 	}
 	if c.PollTimeout <= 0 {
-		c.PollTimeout = 10 * time.Second
+		c.PollTimeout = DefaultPollTimeout
 	}
 	if c.MaxConsecutiveErrors == 0 {
 		c.MaxConsecutiveErrors = 10
@@ -144,7 +152,7 @@ func (c Config) withDefaults() Config {
 		c.MaxOutage = time.Minute
 	}
 	if c.TerminalTTL == 0 {
-		c.TerminalTTL = time.Minute
+		c.TerminalTTL = DefaultTerminalTTL
 	}
 	if c.ErrorTTL == 0 {
 		c.ErrorTTL = 5 * time.Second

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 )
 
 const (
@@ -227,7 +228,7 @@ func TestIAMRefreshAndRetryOnce(t *testing.T) {
 			})
 			c := newClient(t, u.URL, func(cfg *Config) { cfg.Auth = NewIAMPassword(iamConfig(iam, projectID)); cfg.Clock = fc })
 			// A write: the refused attempt did nothing upstream, so it is sent once more.
-			order, err := c.CreateInstance(WithRequestID(context.Background(), "rid-401"), CreateInstanceRequest{Count: 1})
+			order, err := c.CreateInstance(requestid.With(context.Background(), "rid-401"), CreateInstanceRequest{Count: 1})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 )
 
 // Config configures a Client. Endpoint and Auth are required.
@@ -173,7 +174,7 @@ type attemptResult struct {
 
 // do runs a call: it sends it, retries it where that is safe, and decodes the answer's data into out.
 func (c *Client) do(ctx context.Context, cl call, out any) error {
-	id := requestID(ctx)
+	id := requestid.FromOrNew(ctx)
 	var body []byte
 	if cl.body != nil {
 		b, err := encodeJSON(cl.body)
@@ -440,7 +441,7 @@ func (c *Client) logAttempt(ctx context.Context, cl call, id string, n, status i
 		slog.Int("status", status),
 		slog.Duration("duration", time.Since(start)),
 	}
-	if RequestIDFrom(ctx) == "" {
+	if requestid.From(ctx) == "" {
 		// The id was made here; a caller's id is added to every line by the server's log handler.
 		attrs = append(attrs, slog.String("request_id", id))
 	}

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 )
 
 // Every operation: method, path, query, headers and the exact body bytes sent.
@@ -129,7 +131,7 @@ func TestOperationsWire(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			reqID := "req-" + tc.name
-			if err := tc.invoke(WithRequestID(context.Background(), reqID), c); err != nil {
+			if err := tc.invoke(requestid.With(context.Background(), reqID), c); err != nil {
 				t.Fatal(err)
 			}
 			reqs := u.requests()

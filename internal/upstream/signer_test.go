@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 )
 
 func mustURL(t *testing.T, s string) *url.URL {
@@ -206,7 +207,7 @@ func TestAKSKOnTheWire(t *testing.T) {
 		reply(w, 200, okBody)
 	})
 	c := newClient(t, u.URL, func(cfg *Config) { cfg.Auth = NewAKSK(ak, sk, "9d71ec45aef04d84a991c12250227b5c"); cfg.Clock = fc })
-	ctx := WithRequestID(context.Background(), "rid-1")
+	ctx := requestid.With(context.Background(), "rid-1")
 	if _, err := c.ListInstances(ctx, ListInstancesRequest{PageNo: 1, PageSize: 10, InstanceName: "a b:c*(d)",
 		QueryStartTime: "2024-05-24 17:34:58"}); err != nil {
 		t.Fatal(err)

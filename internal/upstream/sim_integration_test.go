@@ -59,6 +59,7 @@ import (
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
+	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
@@ -858,7 +859,7 @@ func TestSimOpsErrorPaths(t *testing.T) {
 			return err
 		}, "KOOPHONE.API.1000", 400},
 		{"0003 caller's request id is passed through unchecked", func() error {
-			_, err := c.BatchQueryStatus(upstream.WithRequestID(itCtx(t), "not a valid id"), upstream.InstanceIDsRequest{InstanceIDs: p[9:]})
+			_, err := c.BatchQueryStatus(requestid.With(itCtx(t), "not a valid id"), upstream.InstanceIDsRequest{InstanceIDs: p[9:]})
 			return err
 		}, "KOOPHONE.API.0003", 400},
 	} {
