@@ -177,6 +177,8 @@ func TestBadInputIsABadRequestWithARequestID(t *testing.T) {
 		{"unknown query parameter", "GET", "/v1/instances/batch-query?page_no=1&pag_size=2", "", "query.pag_size", "query.unknown_parameter", "", "pag_size"},
 		{"query value of the wrong type", "GET", "/v1/instances/batch-query?page_no=one", "", "query.page_no", "query.type", "strconv", "page_no"},
 		{"query parameter on a whole-body operation", "POST", "/v1/instances/sync-command?dry_run=1", `{"command":"ls"}`, "query.dry_run", "query.unknown_parameter", "", "JSON body"},
+		// GetTask's one field is in the path: grpc-gateway reads no query there, so it was silently ignored.
+		{"query parameter on a path-only operation", "GET", "/v1/instances/tasks/abc12345?verbose=1", "", "query.verbose", "query.unknown_parameter", "", "no query parameters"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

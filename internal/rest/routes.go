@@ -23,6 +23,9 @@ type route struct {
 	method   string
 	segments []string
 	body     string // the binding's body field: "*" means every field comes from the body or the path
+	// noQuery: no field of the request is left for the query string (the body takes every field, or the path and
+	// body together bind all of them), so grpc-gateway never reads the query and a parameter would be ignored.
+	noQuery bool
 }
 
 // routeTable knows every REST binding of the koophone.v1 services, read from the contract's google.api.http
@@ -40,7 +43,7 @@ func newRouteTable() *routeTable {
 			methods := fd.Services().Get(i).Methods()
 			for j := 0; j < methods.Len(); j++ {
 				rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
-				t.add(rule)
+				t.add(rule, methods.Get(j).Input())
 			}
 		}
 		return true
@@ -48,7 +51,7 @@ func newRouteTable() *routeTable {
 	return t
 }
 
-func (t *routeTable) add(rule *annotations.HttpRule) {
+func (t *routeTable) add(rule *annotations.HttpRule, in protoreflect.MessageDescriptor) {
 	if rule == nil {
 		return
 	}
@@ -66,10 +69,12 @@ func (t *routeTable) add(rule *annotations.HttpRule) {
 		method, path = http.MethodPatch, p.Patch
 	}
 	if method != "" {
-		t.routes = append(t.routes, route{method: method, segments: strings.Split(strings.Trim(path, "/"), "/"), body: rule.GetBody()})
+		segs := strings.Split(strings.Trim(path, "/"), "/")
+		t.routes = append(t.routes, route{method: method, segments: segs, body: rule.GetBody(),
+			noQuery: rule.GetBody() == "*" || !queryFieldsLeft(in, segs, rule.GetBody())})
 	}
 	for _, extra := range rule.GetAdditionalBindings() {
-		t.add(extra)
+		t.add(extra, in)
 	}
 }
 
@@ -88,11 +93,29 @@ func (t *routeTable) allowed(path string) []string {
 	return out
 }
 
-// rejectQueryOnBodyRoutes refuses query parameters on operations whose request comes whole from the body
-// (body: "*"): grpc-gateway does not read the query there, so a parameter would be silently ignored.
+// queryFieldsLeft reports whether the request has a field that neither the path template nor the body field binds.
+func queryFieldsLeft(in protoreflect.MessageDescriptor, segs []string, body string) bool {
+	bound := map[string]bool{body: true}
+	for _, s := range segs {
+		if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") {
+			name, _, _ := strings.Cut(strings.Trim(s, "{}"), "=")
+			bound[name] = true
+		}
+	}
+	for i := 0; i < in.Fields().Len(); i++ {
+		if !bound[string(in.Fields().Get(i).Name())] {
+			return true
+		}
+	}
+	return false
+}
+
+// rejectQueryOnBodyRoutes refuses query parameters on operations that read none: those whose request comes whole
+// from the body (body: "*") or whose every field is bound by the path and body. grpc-gateway does not read the
+// query there, so a parameter would be silently ignored.
 func (t *routeTable) rejectQueryOnBodyRoutes(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
-		if r.URL.RawQuery != "" && t.wholeBody(r.Method, r.URL.Path) {
+		if r.URL.RawQuery != "" && t.takesNoQuery(r.Method, r.URL.Path) {
 			query := r.URL.Query()
 			params := make([]string, 0, len(query))
 			for k := range query {
@@ -103,13 +126,27 @@ func (t *routeTable) rejectQueryOnBodyRoutes(next runtime.HandlerFunc) runtime.H
 			if name == "" {
 				name = r.URL.RawQuery
 			}
-			err := queryError(name, "query.unknown_parameter", "this operation takes no query parameters: send every field in the JSON body")
+			desc := "this operation takes no query parameters"
+			if t.wholeBody(r.Method, r.URL.Path) {
+				desc += ": send every field in the JSON body"
+			}
+			err := queryError(name, "query.unknown_parameter", desc)
 			_, outbound := runtime.MarshalerForRequest(t.mux, r)
 			errorHandler(r.Context(), t.mux, outbound, w, r, status.Error(codes.InvalidArgument, err.Error()))
 			return
 		}
 		next(w, r, pathParams)
 	}
+}
+
+func (t *routeTable) takesNoQuery(method, path string) bool {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for _, r := range t.routes {
+		if r.method == method && r.noQuery && matches(r.segments, segs) {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *routeTable) wholeBody(method, path string) bool {
