@@ -475,6 +475,9 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 	}
 	// Recovered: one poller per task again.
 	eventually(t, "one lease per task again", func() bool { return leases(others...) == tasks })
+	// A replica that polled a task while Redis was down stops when its next lease renewal (every third of the lease
+	// TTL, 500ms here) finds the task's owner holding it: let that round pass before counting one poller per task.
+	time.Sleep(600 * time.Millisecond)
 	measure("2 replicas after Redis came back")
 	if _, err := gws[others[1]].ord.CreateInstance(ctx, create); err != nil {
 		t.Errorf("keyed write after Redis came back: %v", err)
