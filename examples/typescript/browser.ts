@@ -4,8 +4,8 @@
 // @connectrpc/connect-web would need a translating proxy (Envoy's grpc_web filter, say) in front of it. The REST
 // mirror needs none, and carries the same errors ({"error": google.rpc.Status} with its details).
 //
-// The page must reach the gateway from its own origin (serve both behind one reverse proxy): the gateway sends no
-// CORS headers. Bundle this module with the page (any bundler resolves the package's ESM `exports`); it uses only
+// A page served from another origin than the gateway's needs that origin in --cors-origins (KOOPHONE_CORS_ORIGINS):
+// without it the gateway sends no CORS headers and refuses cross-origin writes. Bundle this module with the page (any bundler resolves the package's ESM `exports`); it uses only
 // fetch and streams, so browser-run.ts runs the same code under Node to check it: node dist/browser-run.js URL
 import { create, fromJson, toJson, type DescEnum, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
 import { codeName, restErrorOf, withRequestId } from "koophone-gateway-client";
