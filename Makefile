@@ -23,7 +23,8 @@ TOOLS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc
 	$(BIN)/client-go/protoc-gen-go
 
 .PHONY: all run test test-deps test-dates test-deploy test-smoke image lint generate check-generated breaking tools grpcurl \
-	build bench profile smoke clean npm-deps clients docs openapi-lint docs-ui check-docs-ui client-go test-client-go cli
+	build bench profile smoke clean npm-deps clients docs openapi-lint docs-ui check-docs-ui client-go test-client-go cli \
+	python-wheel test-client-python test-client-ts version
 
 all: build
 
@@ -35,9 +36,10 @@ run:
 ## smoke run, then the suites on shifted dates
 test:
 	scripts/stage.sh tools $(MAKE) --no-print-directory $(TOOLS) $(BIN)/grpcurl cli
-	scripts/stage.sh lint $(MAKE) --no-print-directory lint
+	scripts/stage.sh lint $(MAKE) --no-print-directory lint breaking
 	scripts/stage.sh test-deps $(MAKE) --no-print-directory test-deps
 	scripts/stage.sh clients $(MAKE) --no-print-directory npm-deps clients openapi-lint check-docs-ui
+	scripts/stage.sh client-packages $(MAKE) --no-print-directory test-client-python test-client-ts
 	scripts/stage.sh go-test go test -race -count=1 -timeout 20m ./...
 	scripts/stage.sh smoke $(MAKE) --no-print-directory test-smoke
 	scripts/stage.sh client-go $(MAKE) --no-print-directory test-client-go
@@ -126,10 +128,16 @@ check-generated: $(TOOLS)
 	    echo "client/go is stale: run 'make client-go' and commit it"; exit 1; \
 	  fi; echo "client/go/koophonev1 and koophonectl's contract.binpb are up to date"
 
-## breaking: compare the contract with an earlier version (BREAKING_AGAINST, default the previous commit)
-BREAKING_AGAINST ?= .git\#ref=HEAD~1
+## breaking: buf breaking against the last release of this version's series (the newest tag vX.Y.* for 0.X.Y, vX.*
+## for X >= 1; see CHANGELOG.md, "Releases"), or against BREAKING_AGAINST (any buf input, e.g. .git\#ref=HEAD~1);
+## skipped, saying why, while no such release tag exists. Part of `make test`'s lint stage.
+BREAKING_AGAINST ?=
 breaking: $(TOOLS)
-	buf breaking --against '$(BREAKING_AGAINST)'
+	BREAKING_AGAINST='$(BREAKING_AGAINST)' scripts/breaking.sh
+
+## version: the version of the contract and of every package (VERSION)
+version:
+	@cat VERSION
 
 ## smoke: every RPC once through grpcurl and once through curl, against a running `make run`
 smoke: $(BIN)/grpcurl
@@ -205,9 +213,25 @@ $(NPM_EXAMPLE): examples/node/package-lock.json
 ## npm-deps: install the pinned npm packages (client generator, OpenAPI linter, Swagger UI, Chromium driver, Node example)
 npm-deps: $(NPM_TOOLS) $(NPM_EXAMPLE)
 
-## clients: generate the TypeScript and Python clients and ship the protos under clients/ (see clients/README.md)
-clients: $(TOOLS) $(NPM_TOOLS) test-deps
-	scripts/gen-clients.sh
+## clients: generate the TypeScript and Python packages' code and ship the protos under clients/ (see clients/README.md).
+## No root needed, given the tools: TypeScript needs only buf and tools/npm; Python needs Debian's protoc and
+## grpc_python_plugin (`make test-deps` installs them, as root). CLIENT_LANGS=ts generates TypeScript only.
+CLIENT_LANGS ?= ts python
+clients: $(TOOLS) $(NPM_TOOLS)
+	CLIENT_LANGS='$(CLIENT_LANGS)' scripts/gen-clients.sh
+
+## python-wheel: build the Python package's wheel into clients/python/dist (after `make clients`), without PyPI
+python-wheel:
+	scripts/test-client-python.sh --wheel
+
+## test-client-python: the wheel, installed into a fresh virtual environment, and the package's tests on it
+test-client-python:
+	scripts/test-client-python.sh
+
+## test-client-ts: the TypeScript package installed into examples/typescript (npm ci: a copy, as from a registry)
+## and the examples type-checked and compiled under module nodenext; examples_test.go runs them
+test-client-ts:
+	cd examples/typescript && rm -rf dist && npm ci --no-audit --no-fund --ignore-scripts && node_modules/.bin/tsc -p tsconfig.json
 
 ## docs: regenerate docs/errors.md from the contract and the code
 docs:

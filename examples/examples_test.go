@@ -1,11 +1,14 @@
-// Package examples runs the Node, Python and curl examples against a gateway started on the embedded simulator and
-// checks what they print. `make test` installs what they need (test-deps, npm-deps) and generates clients/ first.
+// Package examples runs the Node, Python, TypeScript and curl examples against a gateway started on the embedded
+// simulator and checks what they print. `make test` installs what they need (test-deps, npm-deps), generates
+// clients/, builds the Python wheel (test-client-python) and compiles the TypeScript examples against the installed
+// npm package (test-client-ts) first.
 package examples
 
 import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -36,15 +39,42 @@ func TestExamples(t *testing.T) {
 	if _, err := os.Stat("../clients/koophone.binpb"); err != nil {
 		t.Fatalf("clients/ not generated (%v): run `make clients` (make test does)", err)
 	}
+	// The Python package's wheel (make python-wheel) and the TypeScript examples compiled against the installed npm
+	// package (make test-client-ts).
+	wheels, _ := filepath.Glob("../clients/python/dist/koophone_gateway-*-py3-none-any.whl")
+	if len(wheels) != 1 {
+		t.Fatalf("want one wheel in clients/python/dist, found %q: run `make python-wheel` (make test does)", wheels)
+	}
+	for _, f := range []string{"typescript/dist/node.js", "typescript/dist/browser-run.js"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%v: run `make test-client-ts` (make test does)", err)
+		}
+	}
 	srv := servertest.Start(t, servertest.Fast...)
+	// What the packages' examples print beyond the common lines: a gateway's own reason read as a
+	// koophone.v1.ErrorReason (a request_id sent again with another request).
+	packaged := []string{
+		`^gateway error: ALREADY_EXISTS reason=IDEMPOTENCY_KEY_REUSED domain=koophone-gateway outcome_unknown=false$`,
+		`^session: end OK$`,
+	}
 	cases := []struct {
 		name  string
 		cmd   []string
 		extra []string // lines only this example prints, checked in order after the common ones' positions
+		only  []string // when set, the lines checked instead of common and extra (an example that does less)
 	}{
-		{"node", []string{"node", "node/example.js", srv.GRPCAddr()}, []string{`^session: end OK$`}},
-		{"python", []string{"/usr/bin/python3", "python/example.py", srv.GRPCAddr()}, []string{`^session: end OK$`}},
-		{"curl", []string{"bash", "curl.sh", "http://" + srv.HTTPAddr()}, []string{
+		{name: "node", cmd: []string{"node", "node/example.js", srv.GRPCAddr()}, extra: []string{`^session: end OK$`}},
+		// The wheel installed into a fresh virtual environment (run.sh), and example.py run there.
+		{name: "python", cmd: []string{"bash", "python/run.sh", wheels[0], srv.GRPCAddr()}, extra: packaged},
+		// The ESM TypeScript package over gRPC with a Connect transport.
+		{name: "typescript-node", cmd: []string{"node", "typescript/dist/node.js", srv.GRPCAddr()}, extra: packaged},
+		// The browser example's code (fetch on the REST mirror, the package's types and restErrorOf), under Node.
+		{name: "typescript-browser", cmd: []string{"node", "typescript/dist/browser-run.js", "http://" + srv.HTTPAddr()}, only: []string{
+			common[0], common[1], common[2], common[3],
+			`^error: HTTP 403 reason=KOOPHONE\.API\.1001 domain=koophone\.myhuaweicloud\.com operation=SyncCommand \(PERMISSION_DENIED\)$`,
+			`^browser: end OK$`,
+		}},
+		{name: "curl", cmd: []string{"bash", "curl.sh", "http://" + srv.HTTPAddr()}, extra: []string{
 			`^watch: content-type application/x-ndjson$`,
 			`^bad body: HTTP 400 instance_idz \(body\.unknown_field\): no such field in this request request_id=\S+$`,
 			`^bad query: HTTP 400 query\.page_sise \(query\.unknown_parameter\): `,
@@ -63,6 +93,10 @@ func TestExamples(t *testing.T) {
 				t.Fatalf("%s: %v", strings.Join(c.cmd, " "), err)
 			}
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if c.only != nil {
+				expectInOrder(t, lines, c.only)
+				return
+			}
 			expectInOrder(t, lines, common)
 			expectInOrder(t, lines, c.extra)
 		})

@@ -1,44 +1,98 @@
 #!/usr/bin/env bash
-# Generates the clients other languages use, under clients/ (not committed; `make clients` writes them):
-#   clients/proto/        the contract's .proto files and everything they import (google/rpc included)
-#   clients/koophone.binpb a FileDescriptorSet of the contract without its custom options (for dynamic loaders)
-#   clients/ts/           TypeScript messages and service descriptors (@bufbuild/protoc-gen-es, from npm)
-#   clients/python/       Python messages, type stubs and grpc stubs (Debian's protoc and grpc_python_plugin)
-# The TypeScript and Python modules are generated from the option-free descriptor set, so they import nothing but
-# their protobuf runtime, each other and google/rpc (generated alongside): no buf/validate, google/api or OpenAPI
-# modules at run time. Needs protoc 3.15 or newer (proto3 `optional`); checked with 3.21.12.
+# Generates the packages other languages use, under clients/ (the generated files are not committed; `make clients`
+# writes them, `make test` builds and checks the packages from them):
+#   clients/proto/          the contract's .proto files and everything they import (google/rpc included)
+#   clients/koophone.binpb  a FileDescriptorSet of the contract without its custom options (for dynamic loaders)
+#   clients/ts/src/gen/     TypeScript messages and service descriptors (@bufbuild/protoc-gen-es, from npm), ESM
+#                           with `.js` import extensions; clients/ts is the npm package around them
+#   clients/python/koophone/v1/, koophone/google_rpc/
+#                           Python messages, type stubs and grpc stubs (Debian's protoc and grpc_python_plugin);
+#                           clients/python is the Python package around them
+# The modules are generated from the option-free descriptor set, so they import nothing but their protobuf runtime,
+# each other and google/rpc (generated alongside, inside each package): no buf/validate, google/api or OpenAPI
+# modules at run time.
+#
+# What needs what: TypeScript needs only buf (Go proxy) and the npm tools (tools/npm): no root. Python needs protoc
+# 3.15 or newer (proto3 `optional`; checked with Debian bookworm's 3.21.12) and grpc_python_plugin, which nothing
+# but Debian's packages (protobuf-compiler, protobuf-compiler-grpc) provides here: `make test-deps` installs them
+# (as root). CLIENT_LANGS="ts" generates TypeScript only, without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+langs=${CLIENT_LANGS:-ts python}
+want() { [[ " $langs " == *" $1 "* ]]; }
+
 es=tools/npm/node_modules/.bin/protoc-gen-es
-[[ -x $es ]] || { echo "gen-clients: $es missing: run 'make npm-deps'" >&2; exit 1; }
-command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null ||
-	{ echo "gen-clients: protoc or grpc_python_plugin missing: run 'make test-deps'" >&2; exit 1; }
+tsc=tools/npm/node_modules/.bin/tsc
+if want ts; then
+	[[ -x $es && -x $tsc ]] || { echo "gen-clients: $es or $tsc missing: run 'make npm-deps'" >&2; exit 1; }
+fi
+if want python; then
+	command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null || {
+		echo "gen-clients: protoc or grpc_python_plugin missing (Debian: protobuf-compiler protobuf-compiler-grpc)." >&2
+		echo "  Install them with 'make test-deps' (needs root), or generate TypeScript only: make clients CLIENT_LANGS=ts" >&2
+		exit 1
+	}
+fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 buf build --as-file-descriptor-set -o "$tmp/full.binpb"
 go run ./tools/clientprotos -in "$tmp/full.binpb" -out "$tmp/clients.binpb"
 
-rm -rf clients/proto clients/python clients/ts clients/koophone.binpb
-mkdir -p clients/proto clients/python clients/ts
 files=(google/rpc/status.proto google/rpc/error_details.proto google/rpc/code.proto)
 for f in proto/koophone/v1/*.proto; do files+=("${f#proto/}"); done
 
-protoc --descriptor_set_in="$tmp/clients.binpb" \
-	--python_out=clients/python --pyi_out=clients/python \
-	--plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" --grpc_python_out=clients/python \
-	"${files[@]}"
-protoc --descriptor_set_in="$tmp/clients.binpb" \
-	--plugin=protoc-gen-es="$es" --es_out=clients/ts --es_opt=target=ts \
-	"${files[@]}"
-
+rm -rf clients/proto clients/koophone.binpb
+mkdir -p clients/proto
 cp "$tmp/clients.binpb" clients/koophone.binpb
 cp -r proto/koophone clients/proto/
 cp -r third_party/google third_party/buf third_party/protoc-gen-openapiv2 clients/proto/
-echo "gen-clients: wrote clients/ (protoc $(protoc --version | cut -d' ' -f2), protoc-gen-es $($es --version | cut -d' ' -f2))"
 
-# Type-check the TypeScript against the pinned runtime (clients/node_modules points at tools/npm's).
-ln -sfn ../tools/npm/node_modules clients/node_modules
-tools/npm/node_modules/.bin/tsc -p clients/tsconfig.json
-echo "gen-clients: clients/ts type-checks"
+if want python; then
+	# protoc writes koophone/v1/*.py and google/rpc/*.py; google/rpc moves into the package as koophone.google_rpc
+	# (and the imports with it), so installing the package never writes into the shared `google` namespace that
+	# googleapis-common-protos owns.
+	py=clients/python/koophone
+	rm -f "$py"/v1/*_pb2*.py* "$py"/google_rpc/*_pb2*.py*
+	mkdir -p "$tmp/py"
+	protoc --descriptor_set_in="$tmp/clients.binpb" \
+		--python_out="$tmp/py" --pyi_out="$tmp/py" \
+		--plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" --grpc_python_out="$tmp/py" \
+		"${files[@]}"
+	cp "$tmp"/py/koophone/v1/*.py* "$py/v1/"
+	cp "$tmp"/py/google/rpc/*.py* "$py/google_rpc/"
+	sed -i -E 's/^from google\.rpc import /from koophone.google_rpc import /; s/\bgoogle\.rpc\.(\w+_pb2)\b/koophone.google_rpc.\1/g' \
+		"$py"/v1/*.py* "$py"/google_rpc/*.py*
+	if grep -lE '^(from|import) google\.rpc' "$py"/v1/*.py* "$py"/google_rpc/*.py*; then
+		echo "gen-clients: an import of google.rpc was left in the files above" >&2
+		exit 1
+	fi
+	# The package's data: the retry policy (as the Go client builds it) and the contract's descriptors.
+	cp docs/service-config.json "$py/service-config.json"
+	cp "$tmp/clients.binpb" "$py/contract.binpb"
+	echo "gen-clients: wrote clients/python (protoc $(protoc --version | cut -d' ' -f2))"
+fi
+
+if want ts; then
+	rm -rf clients/ts/src/gen
+	mkdir -p clients/ts/src/gen
+	# buf runs protoc-gen-es (a local plugin: no protoc, no root) on the option-free descriptors.
+	printf 'version: v2\nplugins:\n  - local: %s\n    out: clients/ts/src/gen\n    opt: [target=ts, import_extension=js]\n' \
+		"$PWD/$es" >"$tmp/buf.gen.es.yaml"
+	buf generate "$tmp/clients.binpb#format=binpb" --template "$tmp/buf.gen.es.yaml" \
+		--path google/rpc --path koophone/v1
+	# One module per package of the contract, re-exporting its files (the package's "./v1" and "./google/rpc").
+	for barrel in koophone_v1:koophone/v1 google_rpc:google/rpc; do
+		{
+			echo "// Generated by scripts/gen-clients.sh: every file of ${barrel#*:}."
+			for f in clients/ts/src/gen/"${barrel#*:}"/*_pb.ts; do echo "export * from \"./${f#clients/ts/src/gen/}\";"; done
+		} | sed 's/_pb\.ts";$/_pb.js";/' >"clients/ts/src/gen/${barrel%%:*}.ts"
+	done
+	# Build the package (dist/: ESM .js and .d.ts) with the pinned TypeScript; its runtime dependencies resolve from
+	# tools/npm's node_modules, which pins the same versions as clients/ts/package.json.
+	ln -sfn ../../tools/npm/node_modules clients/ts/node_modules
+	rm -rf clients/ts/dist
+	"$tsc" -p clients/ts/tsconfig.json
+	echo "gen-clients: built clients/ts (protoc-gen-es $($es --version | cut -d' ' -f2), TypeScript $($tsc --version | cut -d' ' -f2))"
+fi

@@ -37,6 +37,15 @@ need_apt npm npm
 need_apt jq jq                                                                   # examples/curl.sh, README examples
 need_apt curl curl
 need_apt redis-server redis-server # internal/coord and the scale-out test start their own
+# The Python package (scripts/test-client-python.sh, examples/python/run.sh): its wheel is built without PyPI by
+# Debian's pip, setuptools and wheel (pip wheel --no-build-isolation), and installed into a virtual environment made
+# by Debian's venv (its ensurepip comes with python3-venv); openssl makes the certificates of its TLS tests.
+need_apt /usr/bin/python3 python3
+need_apt /usr/lib/python3/dist-packages/pip/__init__.py python3-pip
+need_apt /usr/lib/python3/dist-packages/setuptools/__init__.py python3-setuptools
+need_apt /usr/lib/python3/dist-packages/wheel/__init__.py python3-wheel
+need_apt "/usr/lib/python$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3)/ensurepip/__init__.py" python3-venv
+need_apt openssl openssl
 
 if ((${#missing[@]})); then
 	echo "test-deps: missing ${missing[*]}"

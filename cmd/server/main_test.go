@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	koophonegateway "github.com/koophone-gateway/koophone-gateway"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -168,5 +170,21 @@ func TestCheckConfig(t *testing.T) {
 				t.Fatalf("--check-config served: %q", logs.String())
 			}
 		})
+	}
+}
+
+// --version is answered before the configuration is read, with VERSION's version.
+func TestVersion(t *testing.T) {
+	for args, want := range map[string]bool{
+		"--version": true, "-version": true, "--log-format=xml --version": true, "-- --version": false, "--log-level=info": false,
+	} {
+		if got := wantsVersion(strings.Fields(args)); got != want {
+			t.Errorf("wantsVersion(%q) = %v, want %v", args, got, want)
+		}
+	}
+	line := versionLine()
+	if !regexp.MustCompile(`^koophone-gateway \d+\.\d+\.\d+ \(go[^,]+, revision \S+\)$`).MatchString(line) ||
+		!strings.Contains(line, " "+koophonegateway.Version+" ") {
+		t.Errorf("versionLine() = %q", line)
 	}
 }

@@ -45,6 +45,7 @@ func New(ctx context.Context, getenv func(string) string) (*Telemetry, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		t.GRPC,
+		buildInfo(),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -3,8 +3,14 @@ package telemetry
 import (
 	"context"
 	"log/slog"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	koophonegateway "github.com/koophone-gateway/koophone-gateway"
 
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -49,5 +55,33 @@ func TestLogHandlerAddsTraceIDs(t *testing.T) {
 	}
 	if strings.Contains(lines[1], "trace_id") {
 		t.Fatalf("untraced line: %s", lines[1])
+	}
+}
+
+// The registry carries koophone_build_info with the version, and spans' resource carries service.version, unless
+// the operator's OTEL_RESOURCE_ATTRIBUTES sets its own.
+func TestVersionInMetricsAndResource(t *testing.T) {
+	tel, err := New(context.Background(), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `koophone_build_info{go_version="` + runtime.Version() + `",revision="` + koophonegateway.Revision() +
+		`",version="` + koophonegateway.Version + `"} 1`
+	rec := httptest.NewRecorder()
+	tel.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics lack %s", want)
+	}
+
+	version := func(getenv func(string) string) string {
+		v, _ := newResource(getenv).Set().Value(attribute.Key("service.version"))
+		return v.AsString()
+	}
+	if got := version(env(nil)); got != koophonegateway.Version {
+		t.Errorf("service.version = %q, want %q", got, koophonegateway.Version)
+	}
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "service.version=9.9.9")
+	if got := version(env(map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "service.version=9.9.9"})); got != "9.9.9" {
+		t.Errorf("service.version with OTEL_RESOURCE_ATTRIBUTES = %q, want the operator's 9.9.9", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	koophonegateway "github.com/koophone-gateway/koophone-gateway"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 
@@ -49,16 +50,32 @@ func newTracerProvider(ctx context.Context, getenv func(string) string) (trace.T
 	if err != nil {
 		return nil, nil, fmt.Errorf("OTLP trace exporter: %w", err)
 	}
-	res := resource.Default()
-	if getenv("OTEL_SERVICE_NAME") == "" && !strings.Contains(getenv("OTEL_RESOURCE_ATTRIBUTES"), "service.name=") {
-		if merged, err := resource.Merge(res, resource.NewSchemaless(attribute.String("service.name", "koophone-gateway"))); err == nil {
-			res = merged
-		}
-	}
 	// The sampler comes from OTEL_TRACES_SAMPLER (default: parent-based, always on).
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(newResource(getenv)))
 	otel.SetTracerProvider(tp) // the KooPhone client's otelhttp transport uses the global provider
 	return tp, tp.Shutdown, nil
+}
+
+// newResource describes this process in spans: the SDK's defaults and OTEL_RESOURCE_ATTRIBUTES, then service.name
+// "koophone-gateway" and service.version (VERSION) where the operator's variables set neither.
+func newResource(getenv func(string) string) *resource.Resource {
+	// (resource.Default reads the environment once per process; Environment reads it now.)
+	res, err := resource.Merge(resource.Default(), resource.Environment())
+	if err != nil {
+		res = resource.Default()
+	}
+	attrs := getenv("OTEL_RESOURCE_ATTRIBUTES")
+	var ours []attribute.KeyValue
+	if getenv("OTEL_SERVICE_NAME") == "" && !strings.Contains(attrs, "service.name=") {
+		ours = append(ours, attribute.String("service.name", "koophone-gateway"))
+	}
+	if !strings.Contains(attrs, "service.version=") {
+		ours = append(ours, attribute.String("service.version", koophonegateway.Version))
+	}
+	if merged, err := resource.Merge(res, resource.NewSchemaless(ours...)); err == nil {
+		res = merged
+	}
+	return res
 }
 
 // notHealth keeps health checks out of traces: load balancers call them every few seconds.
