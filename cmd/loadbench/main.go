@@ -55,11 +55,12 @@ type options struct {
 	jobDuration time.Duration
 	pollWindow  time.Duration
 
-	skip        map[string]bool
-	profileDir  string
-	heapProfile string // idle watchers: save the gateway's heap profile here (N and .pprof appended)
-	ghz         string // cross-check: the ghz binary; with bombardier, the unary phase also runs the public tools
-	bombardier  string
+	skip         map[string]bool
+	profileDir   string
+	profileDress bool   // -profile: the gateway in production dress
+	heapProfile  string // idle watchers: save the gateway's heap profile here (N and .pprof appended)
+	ghz          string // cross-check: the ghz binary; with bombardier, the unary phase also runs the public tools
+	bombardier   string
 }
 
 func main() {
@@ -114,6 +115,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.heapProfile, "watch-heap-profile", "", "save the gateway's heap profile and goroutine stacks while the watchers idle, to this path + N.pprof and N.goroutines.txt")
 	fs.StringVar(&o.ghz, "ghz", "", "ghz binary: with -bombardier, also load every path with ghz (gRPC) and bombardier (HTTP) at saturation")
 	fs.StringVar(&o.bombardier, "bombardier", "", "bombardier binary (see -ghz)")
+	fs.BoolVar(&o.profileDress, "profile-dress", false, "with -profile: the gateway in production dress (TLS, API keys, policy, audit, /metrics scraped, shares configured)")
 	fs.StringVar(&o.profileDir, "profile", "", "instead of benchmarking, save CPU profiles (gRPC, REST) and allocations of a saturated gateway in this directory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
