@@ -147,8 +147,9 @@ smoke: $(BIN)/grpcurl
 test-smoke: $(BIN)/grpcurl
 	scripts/smoke-run.sh
 
-## bench: every figure of docs/benchmarks.md in one run (~15 min): cmd/loadbench (direct, bare proxy, gateway gRPC
-## and REST side by side; a slow upstream; idle watchers), then the Go benchmarks with -benchmem; the tables go to
+## bench: every figure of docs/benchmarks.md in one run (~25 min): cmd/loadbench (direct, bare proxy, gateway gRPC
+## and REST side by side, and in production dress against a bare TLS proxy, shares on and off; a slow upstream;
+## idle watchers), then the Go benchmarks with -benchmem; the tables go to
 ## $(BENCH_OUT). The unary phase is cross-checked with ghz (gRPC) and bombardier (HTTP), pinned below and installed
 ## into ./bin. BENCH_BEFORE=<git revision> also measures the gateway built from that revision, alongside, for
 ## before/after ratios; BENCH_FLAGS passes loadbench flags (e.g. -header "Authorization: Bearer x").
@@ -164,17 +165,21 @@ bench: $(BIN)/ghz $(BIN)/bombardier
 	  "$$tmp/loadbench" -gateway "$$tmp/server" -sim "$$tmp/koophone-sim" -out $(BENCH_OUT) "$${before[@]}" \
 	    -ghz $(BIN)/ghz -bombardier $(BIN)/bombardier $(BENCH_FLAGS)
 	@{ echo; echo '### Go benchmarks (-benchmem)'; echo; echo '```'; \
-	  go test -run '^$$' -bench . -benchmem ./internal/stream/ ./internal/service/ ./internal/upstream/ ./internal/calllog/ ./internal/server/; \
+	  go test -run '^$$' -bench . -benchmem ./internal/stream/ ./internal/service/ ./internal/upstream/ ./internal/calllog/ ./internal/server/ ./internal/auth/ ./internal/share/; \
 	  echo '```'; } | tee -a $(BENCH_OUT)
 
-## profile: CPU profiles (gRPC, REST) and allocations of a gateway at saturation, and their top entries
+## profile: CPU profiles (gRPC, REST) and allocations of a gateway at saturation, each profile's CPU by feature, and
+## their top entries. DRESS=1: the gateway in production dress (TLS, API keys, policy, audit, /metrics scraped,
+## shares configured); the profiles are then named *-dress.pprof.
 PROFILE_DIR ?= profiles
+DRESS ?=
 profile:
 	@mkdir -p $(PROFILE_DIR); tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  go build -o "$$tmp/" ./cmd/server ./cmd/koophone-sim ./cmd/loadbench; \
-	  "$$tmp/loadbench" -gateway "$$tmp/server" -sim "$$tmp/koophone-sim" -profile $(PROFILE_DIR) -segment 20s $(BENCH_FLAGS); \
-	  for p in cpu-grpc cpu-rest; do echo "== $$p"; go tool pprof -top -nodecount=25 "$$tmp/server" $(PROFILE_DIR)/$$p.pprof 2>/dev/null | sed -n '4,32p'; done; \
-	  echo "== allocs (alloc_space)"; go tool pprof -top -nodecount=20 -sample_index=alloc_space "$$tmp/server" $(PROFILE_DIR)/allocs.pprof 2>/dev/null | sed -n '4,27p'
+	  sfx=; flags=; if [ -n "$(DRESS)" ]; then sfx=-dress; flags=-profile-dress; fi; \
+	  "$$tmp/loadbench" -gateway "$$tmp/server" -sim "$$tmp/koophone-sim" -profile $(PROFILE_DIR) $$flags -segment 20s $(BENCH_FLAGS); \
+	  for p in cpu-grpc cpu-rest; do echo "== $$p$$sfx"; go tool pprof -top -nodecount=25 "$$tmp/server" $(PROFILE_DIR)/$$p$$sfx.pprof 2>/dev/null | sed -n '4,32p'; done; \
+	  echo "== allocs$$sfx (alloc_space)"; go tool pprof -top -nodecount=20 -sample_index=alloc_space "$$tmp/server" $(PROFILE_DIR)/allocs$$sfx.pprof 2>/dev/null | sed -n '4,27p'
 
 ## tools: install the pinned code generators and buf into ./bin
 tools: $(TOOLS) grpcurl

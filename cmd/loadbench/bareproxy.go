@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -64,8 +66,20 @@ func runBareProxy(args []string) error {
 	fs := flag.NewFlagSet("bareproxy", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "gRPC listen address")
 	upstreamURL := fs.String("upstream", "", "simulator base URL")
+	certFile := fs.String("tls-cert", "", "TLS certificate (PEM): serve TLS with the gateway's settings (TLS 1.2 or later)")
+	keyFile := fs.String("tls-key", "", "TLS private key (PEM) for -tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var opts []grpc.ServerOption
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return err
+		}
+		// As auth.ServerTLS configures the gateway's listeners without client CAs: TLS 1.2 or later, Go's defaults
+		// for the rest (TLS 1.3 and AES-GCM between two Go processes).
+		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})))
 	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -74,7 +88,7 @@ func runBareProxy(args []string) error {
 	// The same idle-connection settings as the gateway's transport, so neither path churns connections.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 256
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	pb.RegisterInstanceServiceServer(srv, &bareProxy{url: *upstreamURL, token: os.Getenv("LOADBENCH_TOKEN"), hc: &http.Client{Transport: tr}})
 	reflection.Register(srv) // for ghz (make bench's cross-check); costs nothing per call
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

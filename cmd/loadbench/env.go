@@ -37,7 +37,7 @@ func startSim(ctx context.Context, o *options, name string, jobDuration time.Dur
 		return nil, err
 	}
 	s := &simulator{proc: p, url: m[1]}
-	if err := waitHTTP(ctx, p, s.url+"/_sim/instances"); err != nil {
+	if err := waitHTTP(ctx, p, http.DefaultClient, s.url+"/_sim/instances"); err != nil {
 		p.stop()
 		return nil, err
 	}
@@ -125,10 +125,22 @@ func (s *simulator) setFaults(list string) error {
 type gateway struct {
 	*proc
 	grpcAddr, httpAddr, pprofAddr string
+	base                          string       // of the HTTP port: http://addr, or https://addr with TLS
+	hc                            *http.Client // for probes and scrapes: trusts the gateway's certificate
 }
 
 func startGateway(ctx context.Context, o *options, s *simulator, name, bin string, extraEnv ...string) (*gateway, error) {
-	var g gateway
+	return startGatewayTLS(ctx, o, s, name, bin, nil, extraEnv...)
+}
+
+// startGatewayTLS starts a gateway whose ports use TLS when d is not nil (extraEnv names the files).
+func startGatewayTLS(ctx context.Context, o *options, s *simulator, name, bin string, d *dress, extraEnv ...string) (*gateway, error) {
+	g := gateway{hc: http.DefaultClient}
+	scheme := "http://"
+	if d != nil {
+		// The client certificate too: a gateway with client CAs asks for one, and /readyz is answered either way.
+		g.hc, scheme = d.httpClient(true), "https://"
+	}
 	env := []string{
 		"KOOPHONE_GRPC_ADDR=127.0.0.1:0", "KOOPHONE_HTTP_ADDR=127.0.0.1:0", "KOOPHONE_PPROF_ADDR=127.0.0.1:0",
 		"KOOPHONE_LOG_LEVEL=info", "KOOPHONE_LOG_FORMAT=text", "KOOPHONE_ENDPOINT=" + s.url, "KOOPHONE_IAM_ENDPOINT=" + s.url,
@@ -159,8 +171,8 @@ func startGateway(ctx context.Context, o *options, s *simulator, name, bin strin
 	defer cancel()
 	m, err := waitLog(ctx, p, gatewayServing)
 	if err == nil {
-		g.grpcAddr, g.httpAddr = m[1], m[2]
-		err = waitHTTP(ctx, p, "http://"+g.httpAddr+"/readyz")
+		g.grpcAddr, g.httpAddr, g.base = m[1], m[2], scheme+m[2]
+		err = waitHTTP(ctx, p, g.hc, g.base+"/readyz")
 	}
 	if err != nil {
 		p.stop()

@@ -48,8 +48,9 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
 
-	// slow: this build at two connection bounds, the earlier build, the bare proxy
-	if len(rep.unary) != 2 || len(rep.paths) != 6 || len(rep.slow) != 4 {
+	// unary: direct, bare, gRPC, REST, the earlier build's two, then the bare TLS proxy and six dressed or shared
+	// paths; slow: this build at two connection bounds, the earlier build, the bare proxy
+	if len(rep.unary) != 2 || len(rep.paths) != 13 || len(rep.slow) != 4 {
 		t.Fatalf("%d loads, %d paths, %d slow bursts", len(rep.unary), len(rep.paths), len(rep.slow))
 	}
 	for li, row := range rep.unary {
@@ -83,7 +84,8 @@ func TestSmoke(t *testing.T) {
 	}
 	md := rep.markdown()
 	for _, want := range []string{"calls/s ÷ bare", "| gateway REST |", "| before: gateway REST |", "this build ÷ the earlier build",
-		"upstream connections opened", "RSS per watcher"} {
+		"upstream connections opened", "RSS per watcher", "### Targets", "| " + pathBareTLS + " |", "| " + pathMTLSREST + " |",
+		"| " + pathDressShares + " |", "Unary in production dress"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

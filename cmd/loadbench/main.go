@@ -55,11 +55,12 @@ type options struct {
 	jobDuration time.Duration
 	pollWindow  time.Duration
 
-	skip        map[string]bool
-	profileDir  string
-	heapProfile string // idle watchers: save the gateway's heap profile here (N and .pprof appended)
-	ghz         string // cross-check: the ghz binary; with bombardier, the unary phase also runs the public tools
-	bombardier  string
+	skip         map[string]bool
+	profileDir   string
+	profileDress bool   // -profile: the gateway in production dress
+	heapProfile  string // idle watchers: save the gateway's heap profile here (N and .pprof appended)
+	ghz          string // cross-check: the ghz binary; with bombardier, the unary phase also runs the public tools
+	bombardier   string
 }
 
 func main() {
@@ -110,10 +111,11 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.IntVar(&o.tasks, "tasks", 100, "tasks the watchers spread over")
 	fs.DurationVar(&o.jobDuration, "job-duration", 0, "how long the watched tasks run; it must outlast opening the watchers and the poll window (0: 30s + 1.5ms per watcher + the poll window)")
 	fs.DurationVar(&o.pollWindow, "poll-window", 20*time.Second, "how long upstream polls are counted while the watchers idle")
-	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch")
+	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch, dress (the production dress and the shares, measured with the unary phase)")
 	fs.StringVar(&o.heapProfile, "watch-heap-profile", "", "save the gateway's heap profile and goroutine stacks while the watchers idle, to this path + N.pprof and N.goroutines.txt")
 	fs.StringVar(&o.ghz, "ghz", "", "ghz binary: with -bombardier, also load every path with ghz (gRPC) and bombardier (HTTP) at saturation")
 	fs.StringVar(&o.bombardier, "bombardier", "", "bombardier binary (see -ghz)")
+	fs.BoolVar(&o.profileDress, "profile-dress", false, "with -profile: the gateway in production dress (TLS, API keys, policy, audit, /metrics scraped, shares configured)")
 	fs.StringVar(&o.profileDir, "profile", "", "instead of benchmarking, save CPU profiles (gRPC, REST) and allocations of a saturated gateway in this directory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -306,11 +308,27 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 			}
 			paths[0].close()
 		}()
+		var scr *scraper
+		if !o.skip["dress"] {
+			dp, scraped, stopAll, err := dressed(ctx, o, s, self, ids, rep)
+			defer stopAll()
+			if err != nil {
+				return err
+			}
+			paths = append(paths, dp...)
+			// Prometheus scrapes the dressed gateways every 15 s while they serve (and only then: the figures are
+			// read per segment, and the dressed paths' segments spread over the whole comparison).
+			scr = startScraper(ctx, scraped)
+		}
 		loads := []load{{name: fmt.Sprintf("saturation (%d callers)", o.conc)}}
 		for _, r := range o.rates {
 			loads = append(loads, load{name: fmt.Sprintf("%d calls/s", r), rate: r})
 		}
 		res, err := compare(ctx, o, s.pid(), loads, paths)
+		if scr != nil {
+			scr.close()
+			rep.scrapes, rep.scrapesFailed = scr.count.Load(), scr.failed.Load()
+		}
 		if err != nil {
 			return err
 		}

@@ -67,10 +67,14 @@ func directPath(s *simulator, ids []string) path {
 
 // restPath calls the gateway's REST mirror.
 func restPath(g *gateway, ids []string, header http.Header) path {
-	hc := newHTTPClient()
+	return restPathWith("gateway REST", g, newHTTPClient(), ids, header)
+}
+
+// restPathWith calls the gateway's REST mirror with hc (TLS, a client certificate) and header (an API key).
+func restPathWith(name string, g *gateway, hc *http.Client, ids []string, header http.Header) path {
 	body, _ := json.Marshal(map[string][]string{"instance_ids": ids})
-	return path{name: "gateway REST", pid: g.pid(), close: hc.CloseIdleConnections, call: func(ctx context.Context) error {
-		return postJSON(ctx, hc, "http://"+g.httpAddr+"/v1/instances/batch-query-status", body, header)
+	return path{name: name, pid: g.pid(), close: hc.CloseIdleConnections, call: func(ctx context.Context) error {
+		return postJSON(ctx, hc, g.base+"/v1/instances/batch-query-status", body, header)
 	}}
 }
 
@@ -81,10 +85,15 @@ type grpcPool struct {
 }
 
 func dialPool(addr string, n int) (*grpcPool, error) {
+	return dialPoolWith(addr, n, koophone.Config{NoRetry: true})
+}
+
+// dialPoolWith dials with cfg: TLS, an API key or a client certificate.
+func dialPoolWith(addr string, n int, cfg koophone.Config) (*grpcPool, error) {
 	p := &grpcPool{}
 	for range n {
 		// The client module's dialling, without its retry policy: a benchmark counts every failure as it happens.
-		c, err := koophone.Dial(addr, koophone.Config{NoRetry: true})
+		c, err := koophone.Dial(addr, cfg)
 		if err != nil {
 			p.close()
 			return nil, err
@@ -104,7 +113,12 @@ func (p *grpcPool) close() {
 
 // grpcPath calls BatchQueryStatus over gRPC at addr (the gateway or the bare proxy), with md as metadata.
 func grpcPath(name, addr string, pid int, conns int, ids []string, opts ...grpc.CallOption) (path, error) {
-	pool, err := dialPool(addr, conns)
+	return grpcPathWith(name, addr, pid, conns, koophone.Config{NoRetry: true}, ids, opts...)
+}
+
+// grpcPathWith dials with cfg (TLS, an API key, a client certificate).
+func grpcPathWith(name, addr string, pid int, conns int, cfg koophone.Config, ids []string, opts ...grpc.CallOption) (path, error) {
+	pool, err := dialPoolWith(addr, conns, cfg)
 	if err != nil {
 		return path{}, err
 	}

@@ -137,10 +137,10 @@ func waitLog(ctx context.Context, p *proc, re *regexp.Regexp) ([]string, error) 
 	}
 }
 
-// waitHTTP polls url until it answers 200, the process exits, or ctx ends.
-func waitHTTP(ctx context.Context, p *proc, url string) error {
+// waitHTTP polls url with hc until it answers 200, the process exits, or ctx ends.
+func waitHTTP(ctx context.Context, p *proc, hc *http.Client, url string) error {
 	for {
-		if res, err := http.Get(url); err == nil {
+		if res, err := hc.Get(url); err == nil {
 			io.Copy(io.Discard, res.Body)
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
@@ -215,8 +215,10 @@ func readRuntime(pprofAddr string) (runtimeStats, error) {
 	return st, nil
 }
 
-func fetch(url string) (string, error) {
-	res, err := http.Get(url)
+func fetch(url string) (string, error) { return fetchWith(http.DefaultClient, url) }
+
+func fetchWith(hc *http.Client, url string) (string, error) {
+	res, err := hc.Get(url)
 	if err != nil {
 		return "", err
 	}

@@ -17,6 +17,9 @@ type report struct {
 	slow  []burstResult
 	watch []*watchResult
 	tools []toolRun // the cross-check with ghz and bombardier: direct, bare proxy, gateway gRPC, gateway REST
+
+	dress                  *dress // the production dress's files, when it was measured
+	scrapes, scrapesFailed int64  // of the dressed gateways' /metrics
 }
 
 func (r *report) markdown() string {
@@ -27,7 +30,9 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs (%s), %s %s/%s. Gateway, simulator, bare proxy and load generator share the CPUs.\n\n",
 		host, runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	if r.unary != nil {
+		r.targetTable(&b)
 		r.unaryTables(&b)
+		r.dressTables(&b)
 	}
 	if r.tools != nil {
 		r.toolTable(&b)
@@ -94,7 +99,7 @@ func (r *report) unaryTables(b *strings.Builder) {
 	for li, l := range r.loads {
 		m := r.unary[li]
 		for pi := range r.paths {
-			if pi == direct {
+			if pi == direct || isDress(r.paths[pi].name) {
 				continue
 			}
 			sameGRPC := grpcI
