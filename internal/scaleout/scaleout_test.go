@@ -82,7 +82,10 @@ type gateway struct {
 	conn *grpc.ClientConn
 	inst pb.InstanceServiceClient
 	ord  pb.OrderServiceClient
-	up   bool
+	// up is what the watchers see (read and written only under the test's aliveMu); stopped makes stop() run once
+	// and is the test goroutine's alone. One field for both was written without the lock the watchers read it with.
+	up      bool
+	stopped bool
 }
 
 func startGateway(t *testing.T, endpoint, redisURL string, creds sim.Credentials) *gateway {
@@ -119,10 +122,10 @@ func startGateway(t *testing.T, endpoint, redisURL string, creds sim.Credentials
 }
 
 func (g *gateway) stop() {
-	if !g.up {
+	if g.stopped {
 		return
 	}
-	g.up = false
+	g.stopped = true
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = g.srv.Shutdown(ctx)
@@ -400,7 +403,6 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 	aliveMu.Lock()
 	gws[leader].up = false
 	aliveMu.Unlock()
-	gws[leader].up = true // stop() checks it; the watchers already see the replica as gone
 	gws[leader].stop()
 	var others []int
 	for i := range gws {
