@@ -5,7 +5,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,34 +14,19 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	koophonegateway "github.com/koophone-gateway/koophone-gateway"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is a log sink the server writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// testsupport.SyncBuffer is a log sink the server writes while the test reads.
 
 // TestRunOnTheEmbeddedSimulator starts the command as `make run` does (no KOOPHONE_ENDPOINT), checks that its first
 // log line says it runs on the simulator, that it becomes SERVING, and that it exits 0 when told to stop.
 func TestRunOnTheEmbeddedSimulator(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs testsupport.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0"}, func(string) string { return "" }, &logs, func() {})
@@ -87,7 +71,7 @@ func TestRunOnTheEmbeddedSimulator(t *testing.T) {
 }
 
 func TestBadConfigurationExitsTwo(t *testing.T) {
-	var logs syncBuffer
+	var logs testsupport.SyncBuffer
 	c := run(context.Background(), []string{"--log-format=xml"}, func(string) string { return "" }, &logs, func() {})
 	if c != 2 || !strings.Contains(logs.String(), "--log-format") {
 		t.Fatalf("exit %d, output %q", c, logs.String())
@@ -97,7 +81,7 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 // Listening on every interface without caller authentication is refused at start, with an error naming the
 // settings that fix it.
 func TestRefusesOpenGatewayOnTheNetwork(t *testing.T) {
-	var logs syncBuffer
+	var logs testsupport.SyncBuffer
 	c := run(context.Background(), []string{"--grpc-addr=0.0.0.0:0", "--http-addr=127.0.0.1:0"}, func(string) string { return "" }, &logs, func() {})
 	if c != 2 || !strings.Contains(logs.String(), "KOOPHONE_AUTH_KEYS_FILE") || !strings.Contains(logs.String(), "--insecure-no-auth") {
 		t.Fatalf("exit %d, output %q", c, logs.String())
@@ -108,7 +92,7 @@ func TestRefusesOpenGatewayOnTheNetwork(t *testing.T) {
 func TestInsecureNoAuthWarns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs testsupport.SyncBuffer
 	code := make(chan int, 1)
 	env := map[string]string{"KOOPHONE_INSECURE_NO_AUTH": "true", "KOOPHONE_AUDIT_LOG": "off"}
 	go func() {
@@ -161,7 +145,7 @@ func TestCheckConfig(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testsupport.SyncBuffer
 			c := run(context.Background(), tc.args, func(k string) string { return tc.env[k] }, &logs, func() {})
 			if c != tc.code || !strings.Contains(logs.String(), tc.want) {
 				t.Fatalf("exit %d (want %d), output %q (want it to mention %q)", c, tc.code, logs.String(), tc.want)

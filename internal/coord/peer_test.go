@@ -12,6 +12,7 @@ import (
 
 	"github.com/koophone-gateway/koophone-gateway/internal/coord/redistest"
 	"github.com/koophone-gateway/koophone-gateway/internal/stream"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -49,14 +50,10 @@ func (u *watched) source(replica int) stream.Source[string] {
 var hubCfg = stream.Config{FirstInterval: 20 * time.Millisecond, MaxInterval: 20 * time.Millisecond, Jitter: -1}
 
 // eventually polls cond until it holds, failing after a generous bound (a bound on hanging, not a timing assertion).
+// eventually waits for cond with this package's deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("never: %s", what)
+	testsupport.Eventually(t, 20*time.Second, what, cond)
 }
 
 // next reads the subscription until it returns want.

@@ -1,7 +1,6 @@
 package docstest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -12,12 +11,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 // How the pages' shell blocks are marked, and what this test does with each:
@@ -184,7 +184,7 @@ func startGateway(t *testing.T, bin string, env []string) gatewayProc {
 	cmd := exec.Command(bin, "--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0")
 	cmd.Dir = root // relative paths in a page's variables (docs/auth/…) are the repository's
 	cmd.Env = append(cleanEnv(), env...)
-	var log syncBuffer
+	var log testsupport.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -336,20 +336,4 @@ func runShell(t *testing.T, script string) string {
 	return "\n" + string(out)
 }
 
-// syncBuffer is a bytes.Buffer the gateway's output goroutine and the test may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// testsupport.SyncBuffer is a bytes.Buffer the gateway's output goroutine and the test may use at once.

@@ -29,6 +29,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/coord/redistest"
 	"github.com/koophone-gateway/koophone-gateway/internal/server"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -162,14 +163,10 @@ func scrape(t *testing.T, g *gateway, series string) float64 {
 }
 
 // eventually waits for cond; the bound only keeps a broken build from hanging, it asserts no timing.
+// eventually waits for cond with this package's deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("never: %s", what)
+	testsupport.Eventually(t, 60*time.Second, what, cond)
 }
 
 // watcher follows one task until its terminal snapshot, moving to another replica when its own shuts down (as a

@@ -12,6 +12,7 @@ import (
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 // --reflection=on serves reflection without credentials even when callers must authenticate.
@@ -54,7 +55,7 @@ func TestWarnsOnPlainHTTPEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testsupport.SyncBuffer
 	srv, err := Start(context.Background(), cfg, NewLogger(&logs, "text", slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 // contractRPCs is every RPC of the koophone.v1 contract.
@@ -79,18 +80,7 @@ var pathParam = regexp.MustCompile(`\{[^}]+\}`)
 // restCall is an RPC's REST binding with its path parameters filled in and an empty JSON body where it has one.
 func restCall(md protoreflect.MethodDescriptor) (method, path, body string) {
 	rule := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
-	switch p := rule.GetPattern().(type) {
-	case *annotations.HttpRule_Get:
-		method, path = http.MethodGet, p.Get
-	case *annotations.HttpRule_Post:
-		method, path = http.MethodPost, p.Post
-	case *annotations.HttpRule_Put:
-		method, path = http.MethodPut, p.Put
-	case *annotations.HttpRule_Delete:
-		method, path = http.MethodDelete, p.Delete
-	case *annotations.HttpRule_Patch:
-		method, path = http.MethodPatch, p.Patch
-	}
+	method, path = testsupport.HTTPBinding(md)
 	if rule.GetBody() != "" {
 		body = "{}"
 	}

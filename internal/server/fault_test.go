@@ -31,6 +31,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -45,29 +46,13 @@ type faultEnv struct {
 	conn  *grpc.ClientConn
 	inst  pb.InstanceServiceClient
 	order pb.OrderServiceClient
-	log   *syncBuffer
+	log   *testsupport.SyncBuffer
 
 	open, maxOpen atomic.Int64 // connections to the simulator now, and at most
 	cutOK         bool         // the test cuts calls at shutdown on purpose
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// testsupport.SyncBuffer collects log output from many goroutines.
 
 func newFaultEnv(t *testing.T, flags ...string) *faultEnv {
 	t.Helper()
@@ -82,7 +67,7 @@ func newFaultEnvIn(t *testing.T, getenv func(string) string, flags ...string) *f
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &faultEnv{t: t, clk: clock.NewFake(time.Now()), log: &syncBuffer{}}
+	e := &faultEnv{t: t, clk: clock.NewFake(time.Now()), log: &testsupport.SyncBuffer{}}
 	srv, err := Start(context.Background(), cfg, NewLogger(e.log, "text", slog.LevelInfo),
 		WithSimConfig(func(c *sim.Config) {
 			c.Clock = e.clk

@@ -23,6 +23,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/auth/authtest"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 // secureEnv is a whole gateway with caller authentication on (API keys, and TLS with client certificates when
@@ -33,7 +34,7 @@ type secureEnv struct {
 	sim      *sim.Server
 	dir      string
 	ca       *authtest.CA // nil without TLS
-	log      *syncBuffer
+	log      *testsupport.SyncBuffer
 	grpcAddr string
 	base     string // REST base URL
 }
@@ -63,7 +64,7 @@ func keysDoc(keys map[string]string) string {
 
 func newSecureEnv(t *testing.T, o secureOpts) *secureEnv {
 	t.Helper()
-	e := &secureEnv{t: t, dir: t.TempDir(), log: &syncBuffer{}}
+	e := &secureEnv{t: t, dir: t.TempDir(), log: &testsupport.SyncBuffer{}}
 	args := []string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=20",
 		"--audit-log=" + filepath.Join(e.dir, "audit.log")}
 	if len(o.keys) > 0 {

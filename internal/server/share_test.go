@@ -15,6 +15,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth/authtest"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 // Keys of the share tests' callers: "flood" and "other" (in group ops).
@@ -193,11 +194,5 @@ func TestFairQueueFloodAndUnknownWatch(t *testing.T) {
 // waitFor polls cond until it holds, failing after a few seconds with what.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testsupport.Eventually(t, 5*time.Second, what, cond)
 }

@@ -12,14 +12,13 @@ import (
 	"testing"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/genproto/googleapis/api/annotations"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -207,18 +206,8 @@ func streamMark(m protoreflect.MethodDescriptor) string {
 }
 
 func restBinding(m protoreflect.MethodDescriptor) string {
-	rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
-	switch p := rule.GetPattern().(type) {
-	case *annotations.HttpRule_Get:
-		return "`GET " + p.Get + "`"
-	case *annotations.HttpRule_Post:
-		return "`POST " + p.Post + "`"
-	case *annotations.HttpRule_Put:
-		return "`PUT " + p.Put + "`"
-	case *annotations.HttpRule_Delete:
-		return "`DELETE " + p.Delete + "`"
-	case *annotations.HttpRule_Patch:
-		return "`PATCH " + p.Patch + "`"
+	if method, path := testsupport.HTTPBinding(m); method != "" {
+		return "`" + method + " " + path + "`"
 	}
 	return ""
 }

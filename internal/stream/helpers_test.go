@@ -11,6 +11,7 @@ import (
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -156,13 +157,8 @@ func pending(sub Subscription[val]) bool {
 }
 
 // eventually waits for cond, for effects that happen on another goroutine by design (a ctx's AfterFunc).
+// eventually waits for cond with this package's deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(guard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testsupport.Eventually(t, guard, what, cond)
 }

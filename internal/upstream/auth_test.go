@@ -17,6 +17,7 @@ import (
 
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
+	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 const (
@@ -493,7 +494,7 @@ func TestIAMTokenUnderClockSkew(t *testing.T) {
 			gw := clock.NewFake(epoch)                       // the gateway's clock
 			iam := newIAM(t, clock.NewFake(epoch.Add(skew))) // IAM's, skew ahead of it
 			advance := func(d time.Duration) { gw.Advance(d); iam.fc.Advance(d) }
-			var logs syncBuffer
+			var logs testsupport.SyncBuffer
 			cfg := iamConfig(iam, projectID)
 			cfg.Clock = gw
 			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -554,20 +555,4 @@ func TestIAMTokenLifeFromIssuedAt(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// testsupport.SyncBuffer is a bytes.Buffer safe for a logger and a test to share.
