@@ -57,8 +57,10 @@ func TestGRPCHandshakeIdleAndPerSourceBounds(t *testing.T) {
 	e := newSecureEnv(t, secureOpts{keys: map[string]string{"k1": "alice"}, tls: true, args: []string{
 		"--handshake-timeout=300ms", "--idle-timeout=500ms", "--max-connections-per-source=3", "--max-connections=64"}})
 
+	// The deadlines are tried from 127.0.0.4, so the connections they close (the server frees their slots a moment
+	// later) never count against the share of 127.0.0.1 tried below.
 	// A connection that never starts TLS is closed once the handshake deadline passes (grpc-go's default: 120s).
-	raw, err := from("127.0.0.1").Dial("tcp", e.grpcAddr)
+	raw, err := from("127.0.0.4").Dial("tcp", e.grpcAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func TestGRPCHandshakeIdleAndPerSourceBounds(t *testing.T) {
 		t.Fatalf("a connection that never started TLS was still open after 10s: %v", err)
 	}
 	// So is one that finishes TLS but never sends HTTP/2's preface.
-	tc, err := tls.DialWithDialer(from("127.0.0.1"), "tcp", e.grpcAddr, func() *tls.Config {
+	tc, err := tls.DialWithDialer(from("127.0.0.4"), "tcp", e.grpcAddr, func() *tls.Config {
 		c := e.tlsClient()
 		c.NextProtos = []string{"h2"}
 		return c
@@ -81,7 +83,7 @@ func TestGRPCHandshakeIdleAndPerSourceBounds(t *testing.T) {
 	}
 
 	// A connection that makes no call is reaped once idle (grpc-go's client then goes IDLE).
-	idle := e.grpcFrom("127.0.0.1")
+	idle := e.grpcFrom("127.0.0.4")
 	idle.Connect()
 	if !waitState(idle, connectivity.Ready, 10*time.Second) {
 		t.Fatalf("the idle connection never became ready: %v", idle.GetState())
