@@ -18,10 +18,13 @@ func (e *env) prepare(user string, ids ...string) []int {
 		} `json:"status_list"`
 	}
 	r.data(e.t, &d)
+	if len(d.StatusList) != len(ids) {
+		e.t.Fatalf("status_list has %d entries, want %d", len(d.StatusList), len(ids))
+	}
 	out := make([]int, len(d.StatusList))
 	for i, s := range d.StatusList {
-		if s.InstanceID != ids[i] {
-			e.t.Fatalf("status_list[%d] is %s, want %s", i, s.InstanceID, ids[i])
+		if i >= len(ids) || s.InstanceID != ids[i] {
+			e.t.Fatalf("status_list[%d] is %s, want the order of %v", i, s.InstanceID, ids)
 		}
 		out[i] = s.Status
 	}
