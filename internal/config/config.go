@@ -404,7 +404,7 @@ func lookup(s setting, explicit map[string]bool, flagVals map[string]*string, ge
 	if path == "" {
 		return "", "", nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the secret's file; reading it is the point
 	if err != nil {
 		return "", "", fmt.Errorf("%s_FILE: %w", s.env, err)
 	}
@@ -533,12 +533,13 @@ func (b boolFlag) IsBoolFlag() bool   { return true }
 func (c *Config) Simulated() bool { return c.Endpoint == "" }
 
 func usage(out io.Writer, fs *flag.FlagSet, ss []setting) {
-	fmt.Fprintf(out, "Usage: %s [flags]\n\n", fs.Name())
-	fmt.Fprintln(out, "koophone-gateway serves KooPhone cloud phones over gRPC (with reflection and health) and a REST/JSON")
-	fmt.Fprintln(out, "mirror. Without KOOPHONE_ENDPOINT it runs on an embedded KooPhone simulator.")
-	fmt.Fprintln(out, "\nEvery setting is a flag or a KOOPHONE_* environment variable (the flag wins). Secrets are environment")
-	fmt.Fprintln(out, "only, or NAME_FILE pointing at a file that holds the value.")
-	fmt.Fprintln(out)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: %s [flags]\n\n", fs.Name())
+	fmt.Fprintln(&b, "koophone-gateway serves KooPhone cloud phones over gRPC (with reflection and health) and a REST/JSON")
+	fmt.Fprintln(&b, "mirror. Without KOOPHONE_ENDPOINT it runs on an embedded KooPhone simulator.")
+	fmt.Fprintln(&b, "\nEvery setting is a flag or a KOOPHONE_* environment variable (the flag wins). Secrets are environment")
+	fmt.Fprintln(&b, "only, or NAME_FILE pointing at a file that holds the value.")
+	fmt.Fprintln(&b)
 	for _, s := range ss {
 		name := "(env only)"
 		if s.flag != "" {
@@ -552,7 +553,8 @@ func usage(out io.Writer, fs *flag.FlagSet, ss []setting) {
 		if s.secret {
 			env += ", " + s.env + "_FILE"
 		}
-		fmt.Fprintf(out, "  %-26s %s\n      %s%s\n", name, env, s.help, def)
+		fmt.Fprintf(&b, "  %-26s %s\n      %s%s\n", name, env, s.help, def)
 	}
-	fmt.Fprintf(out, "\n  %-26s (flag only)\n      %s\n", "--check-config", checkConfigHelp)
+	fmt.Fprintf(&b, "\n  %-26s (flag only)\n      %s\n", "--check-config", checkConfigHelp)
+	_, _ = io.WriteString(out, b.String()) // help text: nothing to do if the terminal is gone
 }
