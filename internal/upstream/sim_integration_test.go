@@ -268,9 +268,10 @@ func wantTask(t *testing.T, what string, task *upstream.Task, pattern *regexp.Re
 	if len(task.CmdJobs) != len(phones) {
 		t.Fatalf("%s: %d cmd_jobs, want %d", what, len(task.CmdJobs), len(phones))
 	}
-	for i, j := range task.CmdJobs { //nolint:gosec // G602: the lengths are equal (checked above; Fatalf ends the test)
-		if j.InstanceID != phones[i] || !hex32.MatchString(j.JobID) {
-			t.Fatalf("%s: cmd_jobs[%d] = %+v, want instance %s and a 32-hex job id", what, i, j, phones[i])
+	for i, j := range task.CmdJobs {
+		phone := phones[i] //nolint:gosec // G602: the lengths are equal (checked above; Fatalf ends the test)
+		if j.InstanceID != phone || !hex32.MatchString(j.JobID) {
+			t.Fatalf("%s: cmd_jobs[%d] = %+v, want instance %s and a 32-hex job id", what, i, j, phone)
 		}
 	}
 }
