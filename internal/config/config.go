@@ -266,7 +266,7 @@ func (c *Config) settings() []setting {
 		{flag: "upstream-max-in-flight", env: "KOOPHONE_UPSTREAM_MAX_IN_FLIGHT", def: "256", help: "KooPhone requests in flight at most; more wait inside their deadline", set: positive(&c.UpstreamMaxInFlight)},
 		{flag: "upstream-retry-budget", env: "KOOPHONE_UPSTREAM_RETRY_BUDGET", def: "0.2", help: "retries of reads allowed per call, over all calls (0.2: at most 20% more requests)", set: float(&c.UpstreamRetryBudget, 0, 10)},
 		{flag: "upstream-retry-min", env: "KOOPHONE_UPSTREAM_RETRY_MIN", def: "3", help: "retries per second always allowed, whatever the budget", set: float(&c.UpstreamRetryMin, 0, 1e6)},
-		{flag: "breaker-failures", env: "KOOPHONE_BREAKER_FAILURES", def: "5", help: "consecutive KooPhone failures (no answer, 5xx) that open the circuit breaker", set: positive(&c.BreakerFailures)},
+		{flag: "breaker-failures", env: "KOOPHONE_BREAKER_FAILURES", def: "5", help: "consecutive KooPhone failures (no answer, 5xx) that open the circuit breaker", set: within(&c.BreakerFailures, 1, 1_000_000)},
 		{flag: "breaker-open-for", env: "KOOPHONE_BREAKER_OPEN_FOR", def: "10s", help: "how long the open breaker fails calls fast before probing KooPhone again", set: posDur(&c.BreakerOpenFor)},
 		{flag: "shutdown-drain-delay", env: "KOOPHONE_SHUTDOWN_DRAIN_DELAY", def: "0s", help: "after SIGTERM, how long health says NOT_SERVING while calls are still taken, so load balancers notice (5s behind Kubernetes)", set: dur(&c.ShutdownDrainDelay)},
 		{flag: "max-connection-age", env: "KOOPHONE_MAX_CONNECTION_AGE", def: "30m", help: "gRPC connections are asked to reconnect after this long, so clients rebalance across replicas", set: posDur(&c.MaxConnectionAge)},
