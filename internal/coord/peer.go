@@ -194,6 +194,8 @@ func (c *Coord) Release(key string) {
 }
 
 // releaseAll hands back every lease and leaves the live set, in one round trip (a graceful stop).
+//
+//nolint:contextcheck // runs at Close, for no caller: c.call bounds it with the op timeout
 func (c *Coord) releaseAll() {
 	c.leases.mu.Lock()
 	keys := make([]string, 0, len(c.leases.held))
