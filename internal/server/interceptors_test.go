@@ -30,7 +30,7 @@ func noShares(t *testing.T) *share.Shares {
 }
 
 // runUnary sends req through the whole unary chain to h, as grpc would.
-func runUnary(t *testing.T, log *slog.Logger, ctx context.Context, req any, h grpc.UnaryHandler) (any, error) {
+func runUnary(t *testing.T, ctx context.Context, log *slog.Logger, req any, h grpc.UnaryHandler) (any, error) {
 	t.Helper()
 	v, err := service.NewValidator()
 	if err != nil {
@@ -64,7 +64,7 @@ func (s *fakeTransportStream) SetTrailer(metadata.MD) error    { return nil }
 func TestPanicBecomesInternal(t *testing.T) {
 	var logs strings.Builder
 	log := NewLogger(&logs, "text", slog.LevelInfo)
-	_, err := runUnary(t, log, context.Background(), &pb.GetTaskRequest{TaskId: "abc"}, func(context.Context, any) (any, error) {
+	_, err := runUnary(t, context.Background(), log, &pb.GetTaskRequest{TaskId: "abc"}, func(context.Context, any) (any, error) {
 		panic("boom")
 	})
 	if status.Code(err) != codes.Internal || strings.Contains(status.Convert(err).Message(), "boom") {
@@ -78,7 +78,7 @@ func TestPanicBecomesInternal(t *testing.T) {
 
 func TestRequestIDAndDefaultDeadline(t *testing.T) {
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-request-id", "caller-id-1"))
-	_, err := runUnary(t, slog.New(slog.DiscardHandler), ctx, &pb.GetTaskRequest{TaskId: "abc"}, func(ctx context.Context, _ any) (any, error) {
+	_, err := runUnary(t, ctx, slog.New(slog.DiscardHandler), &pb.GetTaskRequest{TaskId: "abc"}, func(ctx context.Context, _ any) (any, error) {
 		if id := upstream.RequestIDFrom(ctx); id != "caller-id-1" {
 			t.Errorf("request id in context %q", id)
 		}
@@ -94,7 +94,7 @@ func TestRequestIDAndDefaultDeadline(t *testing.T) {
 
 func TestValidationRunsBeforeTheHandler(t *testing.T) {
 	called := false
-	_, err := runUnary(t, slog.New(slog.DiscardHandler), context.Background(), &pb.GetTaskRequest{TaskId: "a/b"}, func(context.Context, any) (any, error) {
+	_, err := runUnary(t, context.Background(), slog.New(slog.DiscardHandler), &pb.GetTaskRequest{TaskId: "a/b"}, func(context.Context, any) (any, error) {
 		called = true
 		return nil, nil
 	})

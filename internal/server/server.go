@@ -262,7 +262,7 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.tel.Handler())
 	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
@@ -295,7 +295,7 @@ func (s *Server) start(ctx context.Context) error {
 		log.Warn("serving /debug/pprof for operators", "addr", s.pprof.Addr())
 	}
 
-	probeCtx, cancel := context.WithCancel(context.Background())
+	probeCtx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // the server's life, not ctx's
 	s.stopProbe = cancel
 	s.wg.Add(1)
 	go func() {
@@ -457,6 +457,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // closeAll releases what Start may have opened; each step tolerates the ones before it not having happened.
+//
+//nolint:contextcheck // runs once the server is done, for no caller (the telemetry flush has its own 5 s)
 func (s *Server) closeAll() {
 	if s.stopProbe != nil {
 		s.stopProbe()
