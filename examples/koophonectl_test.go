@@ -124,7 +124,8 @@ func TestKoophonectl(t *testing.T) {
 			} `json:"details"`
 		} `json:"error"`
 	}
-	if r.code != 13 || json.Unmarshal([]byte(r.stderr[strings.Index(r.stderr, "{\"error\""):]), &failed) != nil || failed.Error.Code != 3 ||
+	at := strings.Index(r.stderr, "{\"error\"")
+	if r.code != 13 || at < 0 || json.Unmarshal([]byte(r.stderr[at:]), &failed) != nil || failed.Error.Code != 3 ||
 		len(failed.Error.Details) == 0 || failed.Error.Details[0].FieldViolations[0].Field != "command" {
 		t.Fatalf("bad command: %+v", r)
 	}

@@ -19,7 +19,10 @@ func (c *connCounter) track(_ net.Conn, st http.ConnState) {
 	case http.StateNew:
 		c.opened.Add(1)
 		n := c.open.Add(1)
-		for p := c.peak.Load(); n > p && !c.peak.CompareAndSwap(p, n); p = c.peak.Load() {
+		for p := c.peak.Load(); n > p; p = c.peak.Load() {
+			if c.peak.CompareAndSwap(p, n) {
+				break
+			}
 		}
 	case http.StateClosed, http.StateHijacked:
 		c.open.Add(-1)

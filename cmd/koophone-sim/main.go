@@ -24,8 +24,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "koophone-sim:", err)
 		os.Exit(1)
 	}
@@ -136,7 +137,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// ctx has ended: shutdown keeps its values but not its cancellation.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return err
@@ -158,7 +160,7 @@ func baseURL(a net.Addr) string {
 
 func printBanner(out io.Writer, url string, s *sim.Server, cfg sim.Config) {
 	c := s.Credentials()
-	fmt.Fprintf(out, `KooPhone simulator listening on %[1]s
+	_, _ = fmt.Fprintf(out, `KooPhone simulator listening on %[1]s
   fleet %[2]d phones, seed %[3]d, jobs %[4]s, prepare %[5]d x %[6]s + %[7]s restore
   admin: %[1]s/_sim/faults, /_sim/calls, /_sim/connections (+ POST .../peak-reset), /_sim/revoke-tokens
 

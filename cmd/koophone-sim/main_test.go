@@ -69,7 +69,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
+	_ = res.Body.Close()
 	token := res.Header.Get("X-Subject-Token")
 	if res.StatusCode != http.StatusCreated || token == "" {
 		t.Fatalf("IAM: HTTP %d", res.StatusCode)
@@ -82,7 +82,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		body, _ := io.ReadAll(res.Body)
 		var m map[string]any
 		_ = json.Unmarshal(body, &m)
@@ -115,7 +115,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 	var conns map[string]int
 	err = json.NewDecoder(res.Body).Decode(&conns)
-	res.Body.Close()
+	_ = res.Body.Close()
 	if err != nil || conns["opened"] < 1 || conns["opened"] > 5 || conns["open"] < 1 || conns["open"] > conns["opened"] ||
 		conns["peak"] < conns["open"] || conns["peak"] > conns["opened"] {
 		t.Fatalf("/_sim/connections: %v %v", conns, err)
@@ -126,13 +126,13 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if err != nil || res.StatusCode != http.StatusNoContent {
 		t.Fatalf("peak-reset: %v %v", res, err)
 	}
-	res.Body.Close()
+	_ = res.Body.Close()
 	res, err = client.Get(env["KOOPHONE_ENDPOINT"] + "/_sim/connections")
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = json.NewDecoder(res.Body).Decode(&conns)
-	res.Body.Close()
+	_ = res.Body.Close()
 	if err != nil || conns["peak"] < conns["open"] || conns["peak"] > before["open"]+1 {
 		t.Fatalf("/_sim/connections after peak-reset: %v %v", conns, err)
 	}

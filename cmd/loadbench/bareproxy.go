@@ -41,7 +41,7 @@ func (p *bareProxy) BatchQueryStatus(ctx context.Context, req *pb.BatchQueryStat
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	var env struct {
 		ErrorCode string `json:"error_code"`
 		Data      struct {

@@ -73,7 +73,7 @@ func (s *simulator) login() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	res.Body.Close()
+	_ = res.Body.Close()
 	if res.StatusCode != http.StatusCreated {
 		return "", fmt.Errorf("IAM login: HTTP %d", res.StatusCode)
 	}
@@ -100,7 +100,7 @@ func (s *simulator) resetConnPeak() (map[string]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Body.Close()
+	_ = res.Body.Close()
 	if res.StatusCode != http.StatusNoContent {
 		return nil, fmt.Errorf("peak-reset: HTTP %d", res.StatusCode)
 	}
@@ -114,7 +114,7 @@ func (s *simulator) setFaults(list string) error {
 	if err != nil {
 		return err
 	}
-	res.Body.Close()
+	_ = res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		return fmt.Errorf("set faults: HTTP %d", res.StatusCode)
 	}

@@ -72,8 +72,9 @@ func main() {
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "loadbench:", err)
 		}
@@ -165,7 +166,7 @@ var logOut io.Writer = os.Stderr
 
 // logf reports progress on stderr; the tables go to stdout.
 func logf(format string, args ...any) {
-	fmt.Fprintf(logOut, time.Now().Format("15:04:05 ")+format+"\n", args...)
+	_, _ = fmt.Fprintf(logOut, time.Now().Format("15:04:05 ")+format+"\n", args...) // progress only
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -186,9 +187,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	md := rep.markdown()
-	fmt.Fprint(out, md)
+	if _, err := fmt.Fprint(out, md); err != nil {
+		return err
+	}
 	if o.out != "" {
-		return os.WriteFile(o.out, []byte(md), 0o644)
+		return os.WriteFile(o.out, []byte(md), 0o644) //nolint:gosec // G306: a report to read and commit, like the docs
 	}
 	return nil
 }
@@ -356,7 +359,11 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 		if err := s.setFaults(fmt.Sprintf(`[{"kind":"latency","ops":["BatchQueryStatus"],"latency":%q}]`, o.slowLatency)); err != nil {
 			return err
 		}
-		defer s.setFaults("[]")
+		defer func() {
+			if err := s.setFaults("[]"); err != nil {
+				logf("clearing the slow upstream's fault: %v", err)
+			}
+		}()
 		// The gateway at its default bounds (upstream connections, attempts in flight) and with both at 1,000, to
 		// see both that the bound holds and what it costs: each HTTP/1.1 connection carries one call at a time, so a
 		// bound of B against a 200 ms upstream allows at most B/0.2s calls/s.

@@ -45,7 +45,7 @@ func postJSON(ctx context.Context, hc *http.Client, url string, body []byte, hea
 	if err != nil {
 		return err
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	if _, err := io.Copy(io.Discard, res.Body); err != nil {
 		return err
 	}

@@ -36,13 +36,13 @@ func startProc(name, logDir, bin string, args, env []string) (*proc, error) {
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		logFile.Close()
+		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &proc{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
-		logFile.Close()
+		_ = logFile.Close()
 		close(p.done)
 	}()
 	return p, nil
@@ -97,7 +97,7 @@ func memStatus(pid int) (rss, peak int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
@@ -141,8 +141,8 @@ func waitLog(ctx context.Context, p *proc, re *regexp.Regexp) ([]string, error) 
 func waitHTTP(ctx context.Context, p *proc, hc *http.Client, url string) error {
 	for {
 		if res, err := hc.Get(url); err == nil {
-			io.Copy(io.Discard, res.Body)
-			res.Body.Close()
+			_, _ = io.Copy(io.Discard, res.Body) // drained for the connection's reuse; only the status matters
+			_ = res.Body.Close()
 			if res.StatusCode == http.StatusOK {
 				return nil
 			}
@@ -164,7 +164,7 @@ func getJSON(url string, v any) error {
 	if err != nil {
 		return err
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	if res.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: HTTP %d", url, res.StatusCode)
 	}
@@ -222,7 +222,7 @@ func fetchWith(hc *http.Client, url string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	if err == nil && res.StatusCode != http.StatusOK {
 		err = fmt.Errorf("GET %s: HTTP %d", url, res.StatusCode)

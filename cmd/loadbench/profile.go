@@ -83,7 +83,7 @@ func profile(ctx context.Context, o *options, dir string) error {
 	}
 	fmt.Print(md.String())
 	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(md.String()), 0o644); err != nil {
+		if err := os.WriteFile(o.out, []byte(md.String()), 0o600); err != nil {
 			return err
 		}
 	}
@@ -95,7 +95,7 @@ func save(url, file string) error {
 	if err != nil {
 		return err
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	if res.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: HTTP %d", url, res.StatusCode)
 	}
@@ -104,7 +104,7 @@ func save(url, file string) error {
 		return err
 	}
 	if _, err := io.Copy(f, res.Body); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()

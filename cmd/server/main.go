@@ -53,16 +53,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "configuration:", err)
+		_, _ = fmt.Fprintln(stderr, "configuration:", err) // stderr: nowhere else to tell
 		return 2
 	}
 	if cfg.CheckOnly {
 		// --check-config: everything Start would refuse before listening, and nothing more.
 		if err := server.Check(cfg); err != nil {
-			fmt.Fprintln(stderr, "configuration:", err)
+			_, _ = fmt.Fprintln(stderr, "configuration:", err)
 			return 2
 		}
-		fmt.Fprintln(stderr, "configuration OK")
+		_, _ = fmt.Fprintln(stderr, "configuration OK")
 		return 0
 	}
 	log := server.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)
@@ -74,7 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	<-ctx.Done()
 	stopSignals()
 	// The drain delay comes first (health NOT_SERVING, calls still taken), then the grace period.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownDrainDelay+cfg.ShutdownGrace)
+	// ctx has ended: shutdown keeps its values but not its cancellation.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownDrainDelay+cfg.ShutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Error("shutdown", "err", err)

@@ -49,7 +49,7 @@ func TestRunOnTheEmbeddedSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	hc := healthpb.NewHealthClient(conn)
 	serving := false
 	for deadline := time.Now().Add(10 * time.Second); !serving && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -98,7 +98,8 @@ func TestInsecureNoAuthWarns(t *testing.T) {
 	go func() {
 		code <- run(ctx, []string{"--grpc-addr=0.0.0.0:0", "--http-addr=127.0.0.1:0"}, func(k string) string { return env[k] }, &logs, func() {})
 	}()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "serving") && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "serving") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	if c := <-code; c != 0 {

@@ -37,7 +37,7 @@ func TestHandlerServesThePageItsAssetsAndTheSpec(t *testing.T) {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 			t.Errorf("%s: %d, %d bytes, want %q in it", path, resp.StatusCode, len(body), want)
 		}
@@ -47,7 +47,7 @@ func TestHandlerServesThePageItsAssetsAndTheSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/docs/" {
 		t.Errorf("/docs: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}

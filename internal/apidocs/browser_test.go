@@ -108,7 +108,7 @@ func simulatorPhones(t *testing.T, addr string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	res, err := pb.NewInstanceServiceClient(conn).ListInstances(context.Background(), &pb.ListInstancesRequest{PageNo: 1, PageSize: 5})
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ const (
 	ActionSetVideo        = "koophone:cloudphoneResource:setVideo"
 	ActionQueryStatus     = "koophone:cloudphoneResource:queryBatchShowInstance"
 	ActionReset           = "koophone:cloudphoneResource:batchResetInstance"
-	ActionDeviceToken     = "koophone:cloudphoneResource:executeInstanceAuthToken"
+	ActionDeviceToken     = "koophone:cloudphoneResource:executeInstanceAuthToken" //nolint:gosec // G101: an action's name, not a credential
 	ActionAssign          = "koophone:cloudphoneResource:instanceAssign"
 	ActionUnassign        = "koophone:cloudphoneResource:instanceUnassign"
 	ActionList            = "koophone:cloudphoneResource:queryInstanceBatch"

@@ -61,6 +61,8 @@ func UnaryServerInterceptor(log *slog.Logger, opts ...Option) grpc.UnaryServerIn
 }
 
 // StreamServerInterceptor logs each streaming call when it ends.
+//
+//nolint:contextcheck // the call's context is ss.Context(), which contextcheck does not follow
 func StreamServerInterceptor(log *slog.Logger, opts ...Option) grpc.StreamServerInterceptor {
 	o := build(opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {

@@ -207,7 +207,7 @@ func (c *Config) operatingSettings() []setting {
 		{flag: "upstream-max-in-flight", env: "KOOPHONE_UPSTREAM_MAX_IN_FLIGHT", def: "256", help: "KooPhone requests in flight at most; more wait inside their deadline", set: positive(&c.UpstreamMaxInFlight)},
 		{flag: "upstream-retry-budget", env: "KOOPHONE_UPSTREAM_RETRY_BUDGET", def: "0.2", help: "retries of reads allowed per call, over all calls (0.2: at most 20% more requests)", set: float(&c.UpstreamRetryBudget, 0, 10)},
 		{flag: "upstream-retry-min", env: "KOOPHONE_UPSTREAM_RETRY_MIN", def: "3", help: "retries per second always allowed, whatever the budget", set: float(&c.UpstreamRetryMin, 0, 1e6)},
-		{flag: "breaker-failures", env: "KOOPHONE_BREAKER_FAILURES", def: "5", help: "consecutive KooPhone failures (no answer, 5xx) that open the circuit breaker", set: positive(&c.BreakerFailures)},
+		{flag: "breaker-failures", env: "KOOPHONE_BREAKER_FAILURES", def: "5", help: "consecutive KooPhone failures (no answer, 5xx) that open the circuit breaker", set: within(&c.BreakerFailures, 1, 1_000_000)},
 		{flag: "breaker-open-for", env: "KOOPHONE_BREAKER_OPEN_FOR", def: "10s", help: "how long the open breaker fails calls fast before probing KooPhone again", set: posDur(&c.BreakerOpenFor)},
 		{flag: "shutdown-drain-delay", env: "KOOPHONE_SHUTDOWN_DRAIN_DELAY", def: "0s", help: "after SIGTERM, how long health says NOT_SERVING while calls are still taken, so load balancers notice (5s behind Kubernetes)", set: dur(&c.ShutdownDrainDelay)},
 		{flag: "max-connection-age", env: "KOOPHONE_MAX_CONNECTION_AGE", def: "30m", help: "gRPC connections are asked to reconnect after this long, so clients rebalance across replicas", set: posDur(&c.MaxConnectionAge)},
@@ -354,7 +354,7 @@ func lookup(s setting, explicit map[string]bool, flagVals map[string]*string, ge
 	if path == "" {
 		return "", "", nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the secret's file; reading it is the point
 	if err != nil {
 		return "", "", fmt.Errorf("%s_FILE: %w", s.env, err)
 	}
@@ -463,12 +463,13 @@ func (b boolFlag) IsBoolFlag() bool   { return true }
 func (c *Config) Simulated() bool { return c.Endpoint == "" }
 
 func usage(out io.Writer, fs *flag.FlagSet, ss []setting) {
-	fmt.Fprintf(out, "Usage: %s [flags]\n\n", fs.Name())
-	fmt.Fprintln(out, "koophone-gateway serves KooPhone cloud phones over gRPC (with reflection and health) and a REST/JSON")
-	fmt.Fprintln(out, "mirror. Without KOOPHONE_ENDPOINT it runs on an embedded KooPhone simulator.")
-	fmt.Fprintln(out, "\nEvery setting is a flag or a KOOPHONE_* environment variable (the flag wins). Secrets are environment")
-	fmt.Fprintln(out, "only, or NAME_FILE pointing at a file that holds the value.")
-	fmt.Fprintln(out)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: %s [flags]\n\n", fs.Name())
+	fmt.Fprintln(&b, "koophone-gateway serves KooPhone cloud phones over gRPC (with reflection and health) and a REST/JSON")
+	fmt.Fprintln(&b, "mirror. Without KOOPHONE_ENDPOINT it runs on an embedded KooPhone simulator.")
+	fmt.Fprintln(&b, "\nEvery setting is a flag or a KOOPHONE_* environment variable (the flag wins). Secrets are environment")
+	fmt.Fprintln(&b, "only, or NAME_FILE pointing at a file that holds the value.")
+	fmt.Fprintln(&b)
 	for _, s := range ss {
 		name := "(env only)"
 		if s.flag != "" {
@@ -482,7 +483,8 @@ func usage(out io.Writer, fs *flag.FlagSet, ss []setting) {
 		if s.secret {
 			env += ", " + s.env + "_FILE"
 		}
-		fmt.Fprintf(out, "  %-26s %s\n      %s%s\n", name, env, s.help, def)
+		fmt.Fprintf(&b, "  %-26s %s\n      %s%s\n", name, env, s.help, def)
 	}
-	fmt.Fprintf(out, "\n  %-26s (flag only)\n      %s\n", "--check-config", checkConfigHelp)
+	fmt.Fprintf(&b, "\n  %-26s (flag only)\n      %s\n", "--check-config", checkConfigHelp)
+	_, _ = io.WriteString(out, b.String()) // help text: nothing to do if the terminal is gone
 }

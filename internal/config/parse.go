@@ -74,15 +74,15 @@ func posDur(p *time.Duration) setter {
 	}
 }
 
-func atLeast(p *time.Duration, min time.Duration) setter {
+func atLeast(p *time.Duration, floor time.Duration) setter {
 	return func(v string) error {
 		d, err := time.ParseDuration(v)
 		switch {
 		case err != nil:
-		case min == 0 && d < 0:
+		case floor == 0 && d < 0:
 			err = errors.New("must not be negative")
-		case d < min:
-			err = fmt.Errorf("must be at least %s", durString(min))
+		case d < floor:
+			err = fmt.Errorf("must be at least %s", durString(floor))
 		}
 		*p = d
 		return err

@@ -51,6 +51,17 @@ func TestOperatingDefaults(t *testing.T) {
 	}
 }
 
+// The breaker counts failures in a uint32: a count beyond it must be refused, not wrapped to a breaker that never
+// (or always) opens.
+func TestBreakerFailuresRange(t *testing.T) {
+	for _, v := range []string{"0", "1000001", "4294967296"} {
+		_, err := Load(nil, env(map[string]string{"KOOPHONE_BREAKER_FAILURES": v}), &strings.Builder{})
+		if err == nil || !strings.Contains(err.Error(), "KOOPHONE_BREAKER_FAILURES") {
+			t.Errorf("KOOPHONE_BREAKER_FAILURES=%s: err = %v, want an error naming the setting", v, err)
+		}
+	}
+}
+
 // The connection limits of issue 18: in the table with sane defaults, range-checked by name.
 func TestConnectionLimitSettings(t *testing.T) {
 	c, err := Load(nil, env(nil), &strings.Builder{})

@@ -116,6 +116,8 @@ type Coord struct {
 
 // Open parses cfg.URL, asks Redis once (bounded by OpTimeout) and starts the lease renewer and the prober. It
 // does not fail when Redis is down: the replica then starts degraded and joins the others when a probe answers.
+//
+//nolint:contextcheck // a Coord lives from Open to Close, for no caller: every Redis op has the op timeout
 func Open(cfg Config) (*Coord, error) {
 	cfg = cfg.withDefaults()
 	// go-redis would print every failed dial; the transitions are logged once each instead (health.go).

@@ -46,7 +46,7 @@ func (l *logBuf) count(words ...string) int {
 func (l *logBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 const (
-	probeMin = time.Second
+	minProbe = time.Second
 	opTO     = 200 * time.Millisecond
 )
 
@@ -54,7 +54,7 @@ const (
 // background unless the test advances it (the lease TTL is an hour, so renewals never come).
 func openFake(t *testing.T, url string, clk *clock.Fake, logs *logBuf) *Coord {
 	t.Helper()
-	c, err := Open(Config{URL: url, LeaseTTL: time.Hour, OpTimeout: opTO, ProbeMin: probeMin, ProbeMax: 4 * probeMin,
+	c, err := Open(Config{URL: url, LeaseTTL: time.Hour, OpTimeout: opTO, ProbeMin: minProbe, ProbeMax: 4 * minProbe,
 		Clock: clk, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -144,14 +144,14 @@ func TestOutageSkipsRedisAndProbesInTheBackground(t *testing.T) {
 
 			// The prober waits ProbeMin, then twice as long after each failure; nothing asks Redis in between.
 			probes := after.Probes
-			clk.Advance(probeMin - time.Millisecond)
+			clk.Advance(minProbe - time.Millisecond)
 			if clk.Pending() != 2 || c.Status().Probes != probes {
 				t.Fatal("probed before ProbeMin")
 			}
 			clk.Advance(time.Millisecond)
 			eventually(t, "first probe", func() bool { return c.Status().Probes == probes+1 })
 			waitTimers(t, clk, 2)
-			clk.Advance(probeMin)
+			clk.Advance(minProbe)
 			if clk.Pending() != 2 {
 				t.Fatal("second probe came after ProbeMin, want 2*ProbeMin")
 			}
@@ -165,7 +165,7 @@ func TestOutageSkipsRedisAndProbesInTheBackground(t *testing.T) {
 			} else {
 				rs.Resume()
 			}
-			clk.Advance(probeMin)
+			clk.Advance(minProbe)
 			eventually(t, "recovered", func() bool { return !c.Status().Degraded })
 			sent := c.Status().Commands
 			if _, ok, err := ks.Claim(ctx, "after", idempotency.Record{}, time.Minute); !ok || err != nil {
@@ -203,7 +203,7 @@ func TestStartWithoutRedis(t *testing.T) {
 	}
 	rs.Restart()
 	waitTimers(t, clk, 2)
-	clk.Advance(probeMin)
+	clk.Advance(minProbe)
 	eventually(t, "recovered", func() bool { return !c.Status().Degraded })
 }
 
@@ -212,7 +212,7 @@ func TestStartWithoutRedis(t *testing.T) {
 func TestEvictionPolicyCheck(t *testing.T) {
 	rs := redistest.Start(t)
 	admin := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	ctx := context.Background()
 	clk := clock.NewFake(time.Now())
 

@@ -53,7 +53,7 @@ func TestKeyStoreAcrossReplicas(t *testing.T) {
 	var coords []*Coord
 	for range 3 {
 		c := openCoord(t, rs.URL())
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		coords = append(coords, c)
 		clients = append(clients, serveOrders(t, c.KeyStore(), &n))
 	}

@@ -22,7 +22,7 @@ func TestQuotaSharedAcrossReplicas(t *testing.T) {
 	var qs [2]*Quota
 	for i := range qs {
 		c := openCoord(t, rs.URL())
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		q, err := c.NewQuota(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +85,7 @@ func TestQuotaRejectsNegativeRates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, err := c.NewQuota(QuotaConfig{Read: Rate{Events: -1}}); err == nil {
 		t.Fatal("negative rate accepted")
 	}

@@ -121,9 +121,9 @@ func TestLeasesSpreadOverReplicas(t *testing.T) {
 func TestNonOwnerTakesOverAfterHandoff(t *testing.T) {
 	rs := redistest.Start(t)
 	a := openCoord(t, rs.URL())
-	defer a.Close()
+	defer func() { _ = a.Close() }()
 	b := openCoord(t, rs.URL())
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	eventually(t, "both see two replicas", func() bool { return a.Status().Replicas == 2 && b.Status().Replicas == 2 })
 	// A key b owns.
 	key := ""

@@ -194,6 +194,8 @@ func (c *Coord) Release(key string) {
 }
 
 // releaseAll hands back every lease and leaves the live set, in one round trip (a graceful stop).
+//
+//nolint:contextcheck // runs at Close, for no caller: c.call bounds it with the op timeout
 func (c *Coord) releaseAll() {
 	c.leases.mu.Lock()
 	keys := make([]string, 0, len(c.leases.held))
@@ -315,7 +317,8 @@ func (c *Coord) Follow(ctx context.Context, key string) <-chan stream.Shared {
 		return f.ch
 	}
 	if fs.ps == nil {
-		fs.ps = c.rdb.Subscribe(context.Background())
+		// One subscription serves every follower for the Coord's life: no caller's context may end it.
+		fs.ps = c.rdb.Subscribe(context.Background()) //nolint:contextcheck // deliberate, see above
 		c.wg.Add(1)
 		go c.dispatch(fs.ps)
 	}
@@ -333,7 +336,8 @@ func (c *Coord) Follow(ctx context.Context, key string) <-chan stream.Shared {
 		// skipped while Redis is down is subscribed by resubscribe when Redis is back.
 		_ = c.call(ctx, OpSnapshot, func(ctx context.Context) error { return ps.Subscribe(ctx, ch) })
 	}
-	context.AfterFunc(ctx, func() { c.unfollow(ch, f) })
+	// Runs once ctx is done, so it cannot run on ctx.
+	context.AfterFunc(ctx, func() { c.unfollow(ch, f) }) //nolint:contextcheck // deliberate, see above
 
 	// The kept snapshot, read after subscribing so nothing published in between is missed.
 	var raw string

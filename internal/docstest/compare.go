@@ -364,7 +364,7 @@ func (p *parser) object() (any, error) {
 			}
 			return openObject(m), nil // cut off on the page
 		}
-		if p.elision() {
+		if p.elision() { //nolint:gocritic // ifElseChain: a switch would take the loop's break for its own
 			open = true
 		} else if p.s[p.i] == '}' {
 			p.i++
@@ -407,7 +407,7 @@ func (p *parser) array() (any, error) {
 			}
 			return openArray(a), nil
 		}
-		if p.elision() {
+		if p.elision() { //nolint:gocritic // ifElseChain: a switch would take the loop's break for its own
 			open = true
 		} else if p.s[p.i] == ']' {
 			p.i++

@@ -194,10 +194,13 @@ func startGateway(t *testing.T, bin string, env []string) gatewayProc {
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Logf("the gateway exited: %v", err)
+			}
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			t.Logf("killed: %v", <-done)
 			t.Errorf("the gateway did not stop on SIGTERM within 15s; its log:\n%s", log.String())
 		}
 	})
@@ -219,7 +222,7 @@ func startGateway(t *testing.T, bin string, env []string) gatewayProc {
 			last = err.Error()
 			continue
 		}
-		res.Body.Close()
+		_ = res.Body.Close()
 		if res.StatusCode == http.StatusOK {
 			return gatewayProc{grpc: m[1], http: m[2]}
 		}

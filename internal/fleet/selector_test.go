@@ -156,7 +156,7 @@ func TestWalkResumesFromCursor(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got := append(first, rest...); !slices.Equal(got, e.sim.InstanceIDs()) {
+	if got := slices.Concat(first, rest); !slices.Equal(got, e.sim.InstanceIDs()) {
 		t.Fatalf("first %d + rest %d phones do not make the fleet of 1050 in order", len(first), len(rest))
 	}
 	// A cursor is only good for its selector, and garbage is refused.

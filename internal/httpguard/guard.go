@@ -129,20 +129,20 @@ func hosts(allowed []string, next http.Handler) http.Handler {
 	})
 }
 
-// limitBody caps request bodies: a declared length over max is refused at once, and a body that turns out longer
+// limitBody caps request bodies: a declared length over limit is refused at once, and a body that turns out longer
 // is cut off by http.MaxBytesReader.
-func limitBody(max int64, next http.Handler) http.Handler {
-	if max <= 0 {
+func limitBody(limit int64, next http.Handler) http.Handler {
+	if limit <= 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > max {
+		if r.ContentLength > limit {
 			writeError(w, r, http.StatusRequestEntityTooLarge, codeInvalidArgument, pb.ErrorReason_HTTP_BODY_TOO_LARGE,
-				map[string]string{"max_body_bytes": strconv.FormatInt(max, 10)},
-				fmt.Sprintf("request body larger than %d bytes (--http-max-body-bytes)", max))
+				map[string]string{"max_body_bytes": strconv.FormatInt(limit, 10)},
+				fmt.Sprintf("request body larger than %d bytes (--http-max-body-bytes)", limit))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -187,8 +187,8 @@ var errorJSON = protojson.MarshalOptions{UseProtoNames: true}
 // writeError answers in the mirror's one error shape (see internal/rest): {"error": google.rpc.Status} whose
 // details hold the gateway's ErrorInfo, and the X-Request-Id header (the caller's, when valid, else a new one),
 // since no gRPC call will give this request one.
-func writeError(w http.ResponseWriter, r *http.Request, httpStatus, code int, reason pb.ErrorReason, md map[string]string, msg string) {
-	st := &status.Status{Code: int32(code), Message: msg}
+func writeError(w http.ResponseWriter, r *http.Request, httpStatus int, code int32, reason pb.ErrorReason, md map[string]string, msg string) {
+	st := &status.Status{Code: code, Message: msg}
 	if info, err := anypb.New(errcat.Info(reason, md)); err == nil {
 		st.Details = []*anypb.Any{info}
 	}

@@ -62,15 +62,15 @@ type memItem struct {
 	expires time.Time
 }
 
-// NewMemory keeps at most max keys (default 100,000); clk nil is the real clock.
-func NewMemory(clk clock.Clock, max int) *Memory {
+// NewMemory keeps at most maxKeys keys (default 100,000); clk nil is the real clock.
+func NewMemory(clk clock.Clock, maxKeys int) *Memory {
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	if max <= 0 {
-		max = 100_000
+	if maxKeys <= 0 {
+		maxKeys = 100_000
 	}
-	return &Memory{clk: clk, max: max, items: map[string]*list.Element{}}
+	return &Memory{clk: clk, max: maxKeys, items: map[string]*list.Element{}}
 }
 
 var _ Store = (*Memory)(nil)

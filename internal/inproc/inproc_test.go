@@ -77,7 +77,9 @@ func start(t *testing.T, streams uint32) *env {
 	t.Cleanup(func() {
 		conns.Close()
 		srv.Stop()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
 	})
 	e.ch = NewChannel(reg, []grpc.UnaryServerInterceptor{mark("outer"), mark("inner")}, conns)
 	return e

@@ -16,13 +16,13 @@ func TestServesProfilesOnLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "goroutine profile: total ") {
 		t.Fatalf("status %d, body %.80q", resp.StatusCode, body)
 	}
@@ -31,7 +31,7 @@ func TestServesProfilesOnLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("/healthz: status %d, want 404", resp.StatusCode)
 	}

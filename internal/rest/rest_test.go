@@ -117,7 +117,13 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-func do(t *testing.T, method, url, body string, header ...string) (*http.Response, string) {
+// answer is what a test reads of a response once do has read and closed its body.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+}
+
+func do(t *testing.T, method, url, body string, header ...string) (answer, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -130,9 +136,9 @@ func do(t *testing.T, method, url, body string, header ...string) (*http.Respons
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header}, string(b)
 }
 
 // decodeError checks the one error shape and returns it, with its details decoded.
@@ -216,15 +222,17 @@ func TestBodyTimeoutIsNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	fmt.Fprintf(c, "POST /v1/instances/sync-command HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-1\r\n"+
-		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"comm")
+	defer func() { _ = c.Close() }()
+	if _, err := fmt.Fprintf(c, "POST /v1/instances/sync-command HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-1\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"comm"); err != nil {
+		t.Fatal(err)
+	}
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // only keeps a broken server from hanging the test
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("X-Request-Id") != "slow-1" {
 		t.Fatalf("%d X-Request-Id=%q %s", resp.StatusCode, resp.Header.Get("X-Request-Id"), b)
@@ -332,7 +340,7 @@ func TestStreamAsServerSentEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != rest.MIMESSE {
 		t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}

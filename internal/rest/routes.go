@@ -164,7 +164,7 @@ func matches(template, segs []string) bool {
 		return false
 	}
 	for i, s := range template {
-		if !(strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}")) && s != segs[i] {
+		if (!strings.HasPrefix(s, "{") || !strings.HasSuffix(s, "}")) && s != segs[i] {
 			return false
 		}
 	}

@@ -145,7 +145,7 @@ func scrape(t *testing.T, g *gateway, series string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	body, err := io.ReadAll(res.Body)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +227,7 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 	}
 	hs := &http.Server{Handler: counter.wrap(s), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(l) }()
-	defer hs.Close()
+	defer func() { _ = hs.Close() }()
 	endpoint := "http://" + l.Addr().String()
 	gws := make([]*gateway, replicas)
 	for i := range replicas {

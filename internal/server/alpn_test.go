@@ -29,7 +29,7 @@ func TestALPNWithAndWithoutClientCA(t *testing.T) {
 				t.Fatalf("client CA %v, %s port: %v", mtls, c.port, err)
 			}
 			got := conn.ConnectionState().NegotiatedProtocol
-			conn.Close()
+			_ = conn.Close()
 			if got != c.want {
 				t.Errorf("client CA %v, %s port offered %v: negotiated %q, want %q", mtls, c.port, c.offer, got, c.want)
 			}

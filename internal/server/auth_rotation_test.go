@@ -46,7 +46,7 @@ func servedCert(t *testing.T, e *secureEnv, addr string) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	return conn.ConnectionState().PeerCertificates[0]
 }
 
@@ -75,7 +75,7 @@ func TestCertificateRotationWithoutRestart(t *testing.T) {
 	}
 	old := &tls.Config{RootCAs: e.ca.Pool(), ServerName: "localhost", MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10} //nolint:gosec // the point of the test
 	if conn, err := tls.Dial("tcp", e.grpcAddr, old); err == nil {
-		conn.Close()
+		_ = conn.Close()
 		t.Error("TLS 1.1 accepted")
 	}
 }

@@ -40,7 +40,7 @@ func BenchmarkUnaryCall(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	client := pb.NewInstanceServiceClient(conn)
 	ids := srv.Sim().InstanceIDs()[:10]
 	req := &pb.BatchQueryStatusRequest{InstanceIds: ids}
@@ -72,7 +72,7 @@ func BenchmarkUnaryCall(b *testing.B) {
 				b.Fatal(err)
 			}
 			_, _ = io.Copy(io.Discard, res.Body)
-			res.Body.Close()
+			_ = res.Body.Close()
 			if res.StatusCode != http.StatusOK {
 				b.Fatalf("HTTP %d", res.StatusCode)
 			}

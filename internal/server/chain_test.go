@@ -60,9 +60,9 @@ func testChain(t *testing.T, log *slog.Logger) chain {
 }
 
 // runUnary sends req through the whole unary chain to h, as grpc would.
-func runUnary(t *testing.T, log *slog.Logger, ctx context.Context, req any, h grpc.UnaryHandler) (any, error) {
+func runUnary(t *testing.T, ctx context.Context, log *slog.Logger, req any, h grpc.UnaryHandler) (any, error) {
 	t.Helper()
-	unary := testChain(t, log).unary()
+	unary := testChain(t, log).unary() //nolint:contextcheck // builds the chain once; the call below gets ctx
 	info := &grpc.UnaryServerInfo{FullMethod: "/koophone.v1.InstanceService/GetTask"}
 	for i := len(unary) - 1; i >= 0; i-- {
 		ic, next := unary[i], h
@@ -86,7 +86,7 @@ func (s *fakeTransportStream) SetTrailer(metadata.MD) error    { return nil }
 func TestPanicBecomesInternal(t *testing.T) {
 	var logs strings.Builder
 	log := NewLogger(&logs, "text", slog.LevelInfo)
-	_, err := runUnary(t, log, context.Background(), &pb.GetTaskRequest{TaskId: "abc"}, func(context.Context, any) (any, error) {
+	_, err := runUnary(t, context.Background(), log, &pb.GetTaskRequest{TaskId: "abc"}, func(context.Context, any) (any, error) {
 		panic("boom")
 	})
 	if status.Code(err) != codes.Internal || strings.Contains(status.Convert(err).Message(), "boom") {
@@ -100,7 +100,7 @@ func TestPanicBecomesInternal(t *testing.T) {
 
 func TestRequestIDAndDefaultDeadline(t *testing.T) {
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-request-id", "caller-id-1"))
-	_, err := runUnary(t, slog.New(slog.DiscardHandler), ctx, &pb.GetTaskRequest{TaskId: "abc"}, func(ctx context.Context, _ any) (any, error) {
+	_, err := runUnary(t, ctx, slog.New(slog.DiscardHandler), &pb.GetTaskRequest{TaskId: "abc"}, func(ctx context.Context, _ any) (any, error) {
 		if id := requestid.From(ctx); id != "caller-id-1" {
 			t.Errorf("request id in context %q", id)
 		}
@@ -116,7 +116,7 @@ func TestRequestIDAndDefaultDeadline(t *testing.T) {
 
 func TestValidationRunsBeforeTheHandler(t *testing.T) {
 	called := false
-	_, err := runUnary(t, slog.New(slog.DiscardHandler), context.Background(), &pb.GetTaskRequest{TaskId: "a/b"}, func(context.Context, any) (any, error) {
+	_, err := runUnary(t, context.Background(), slog.New(slog.DiscardHandler), &pb.GetTaskRequest{TaskId: "a/b"}, func(context.Context, any) (any, error) {
 		called = true
 		return nil, nil
 	})

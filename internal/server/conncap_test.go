@@ -19,7 +19,7 @@ func TestConnectionCap(t *testing.T) {
 		res, err := c.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, res.Body) // read to the end, so the connection stays open for reuse
-			res.Body.Close()
+			_ = res.Body.Close()
 		}
 		return err
 	}

@@ -13,12 +13,12 @@ import (
 )
 
 // Keepalive: the server pings a connection silent for keepalivePing and closes it when no answer comes within
-// keepaliveAck (a peer that vanished); a client may ping every clientPingMin at most, even without calls, so idle
+// keepaliveAck (a peer that vanished); a client may ping every minClientPing at most, even without calls, so idle
 // watchers behind NATs keep their connection. A client that pings faster is sent GOAWAY (too_many_pings).
 const (
 	keepalivePing = 2 * time.Minute
 	keepaliveAck  = 20 * time.Second
-	clientPingMin = 10 * time.Second
+	minClientPing = 10 * time.Second
 )
 
 // connOptions are the gRPC server's bounds on connections: the handshake deadline (grpc-go's default holds a
@@ -33,7 +33,7 @@ func connOptions(cfg *config.Config) []grpc.ServerOption {
 			Time:              keepalivePing, Timeout: keepaliveAck,
 			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
 		}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: clientPingMin, PermitWithoutStream: true}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: minClientPing, PermitWithoutStream: true}),
 	}
 }
 

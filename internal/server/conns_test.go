@@ -64,7 +64,7 @@ func TestGRPCHandshakeIdleAndPerSourceBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer raw.Close()
+	defer func() { _ = raw.Close() }()
 	if closed, err := closedWithin(raw, 10*time.Second); !closed {
 		t.Fatalf("a connection that never started TLS was still open after 10s: %v", err)
 	}
@@ -77,7 +77,7 @@ func TestGRPCHandshakeIdleAndPerSourceBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tc.Close()
+	defer func() { _ = tc.Close() }()
 	if closed, err := closedWithin(tc, 10*time.Second); !closed {
 		t.Fatalf("a TLS connection that never spoke HTTP/2 was still open after 10s: %v", err)
 	}
@@ -107,7 +107,7 @@ func TestGRPCHandshakeIdleAndPerSourceBounds(t *testing.T) {
 	}
 	// The fourth from 127.0.0.1 is closed at once, before the handshake completes...
 	if c, err := tls.DialWithDialer(from("127.0.0.1"), "tcp", e.grpcAddr, e.tlsClient()); err == nil {
-		c.Close()
+		_ = c.Close()
 		t.Fatal("a fourth TLS connection from 127.0.0.1 was accepted over its share of 3")
 	}
 	// ...while another address still gets in, and its calls work.
@@ -150,7 +150,7 @@ func TestRESTHeldStreamsIdleAndPerSourceBounds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("watch %d: %v", i+1, err)
 		}
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		if line, err := bufio.NewReader(res.Body).ReadString('\n'); err != nil || res.StatusCode != http.StatusOK {
 			t.Fatalf("watch %d: HTTP %d %q %v", i+1, res.StatusCode, line, err)
 		}
@@ -163,7 +163,7 @@ func TestRESTHeldStreamsIdleAndPerSourceBounds(t *testing.T) {
 		if err != nil {
 			return 0, err
 		}
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		_, _ = io.Copy(io.Discard, res.Body)
 		return res.StatusCode, nil
 	}
@@ -186,7 +186,7 @@ func TestRESTHeldStreamsIdleAndPerSourceBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestRESTHeldStreamsIdleAndPerSourceBounds(t *testing.T) {
 	if err != nil || res.StatusCode != http.StatusOK || strings.EqualFold(res.Header.Get("Connection"), "close") {
 		t.Fatalf("keep-alive request: %v %v", res, err)
 	}
-	res.Body.Close()
+	_ = res.Body.Close()
 	if closed, err := closedWithin(c, 10*time.Second); !closed {
 		t.Fatalf("an idle keep-alive connection was still open after 10s (idle timeout 500ms): %v", err)
 	}
@@ -203,7 +203,7 @@ func TestRESTHeldStreamsIdleAndPerSourceBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
+	defer func() { _ = silent.Close() }()
 	if closed, err := closedWithin(silent, 10*time.Second); !closed {
 		t.Fatalf("a silent connection was still open after 10s (header deadline 300ms): %v", err)
 	}

@@ -85,7 +85,7 @@ func checkRESTRoute(t *testing.T, e *env, md protoreflect.MethodDescriptor) {
 		t.Errorf("%s over REST: %v", md.FullName(), err)
 		return
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	var answer struct{ Error struct{ Message string } }
 	_ = json.NewDecoder(res.Body).Decode(&answer)
 	if res.StatusCode == http.StatusMethodNotAllowed || (res.StatusCode == http.StatusNotFound && answer.Error.Message == "Not Found") {

@@ -37,7 +37,7 @@ func TestEdgeAnswersCarryErrorShapeAndRequestID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		b, _ := io.ReadAll(res.Body)
 		return answer{res.StatusCode, res.Header.Get("X-Request-Id"), string(b)}
 	}
@@ -46,15 +46,17 @@ func TestEdgeAnswersCarryErrorShapeAndRequestID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		fmt.Fprintf(c, "POST /v1/instances/sync-command HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"+
-			"X-Request-Id: %s\r\nContent-Length: 100\r\n\r\n{\"comm", id)
+		defer func() { _ = c.Close() }()
+		if _, err := fmt.Fprintf(c, "POST /v1/instances/sync-command HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"+
+			"X-Request-Id: %s\r\nContent-Length: 100\r\n\r\n{\"comm", id); err != nil {
+			t.Fatal(err)
+		}
 		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second)) // only keeps a broken server from hanging the test
 		res, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		b, _ := io.ReadAll(res.Body)
 		return answer{res.StatusCode, res.Header.Get("X-Request-Id"), string(b)}
 	}

@@ -155,7 +155,7 @@ func TestFleetRunningStatusByNameOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, strings.Count(string(b), `"instance_id"`), string(b)
 	}

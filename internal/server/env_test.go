@@ -241,7 +241,7 @@ func (e *env) rest(method, path, body string, header ...string) restResult {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
 		e.t.Fatal(err)

@@ -84,7 +84,10 @@ func newFaultEnvIn(t *testing.T, getenv func(string) string, flags ...string) *f
 				switch st {
 				case http.StateNew:
 					n := e.open.Add(1)
-					for m := e.maxOpen.Load(); n > m && !e.maxOpen.CompareAndSwap(m, n); m = e.maxOpen.Load() {
+					for m := e.maxOpen.Load(); n > m; m = e.maxOpen.Load() {
+						if e.maxOpen.CompareAndSwap(m, n) {
+							break
+						}
 					}
 				case http.StateClosed, http.StateHijacked:
 					e.open.Add(-1)
@@ -430,7 +433,7 @@ func TestFaultMixedLoad(t *testing.T) {
 						continue
 					}
 					_, _ = io.Copy(io.Discard, res.Body)
-					res.Body.Close()
+					_ = res.Body.Close()
 					if res.StatusCode != 200 && res.StatusCode != 503 && res.StatusCode != 500 {
 						errs <- fmt.Errorf("REST batch-status: HTTP %d", res.StatusCode)
 					}
@@ -476,7 +479,9 @@ func TestShutdownCountsCutCalls(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "1 calls cut") {
 		t.Fatalf("Shutdown: %v, want 1 call cut", err)
 	}
-	<-done
+	if err := <-done; err == nil {
+		t.Error("the cut call ended OK")
+	}
 	if log := e.log.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "calls=1") {
 		t.Fatalf("no WARN line counting the cut call:\n%s", log)
 	}

@@ -138,7 +138,7 @@ type transport struct {
 	call func(f *fleetEnv, ctx context.Context, rpc string, req proto.Message) (<-chan *pb.FleetEvent, <-chan error)
 }
 
-var transports = []transport{{"gRPC", grpcFleet}, {"REST", restFleet}}
+var transports = []transport{{"gRPC", (*fleetEnv).grpcFleet}, {"REST", (*fleetEnv).restFleet}}
 
 // fleetPaths are the REST mirror's paths of the fleet RPCs.
 var fleetPaths = map[string]string{
@@ -146,7 +146,7 @@ var fleetPaths = map[string]string{
 	"BackupFleet": "/v1/fleet/backup", "InstallAppOnFleet": "/v1/fleet/app/install", "ListFleetApps": "/v1/fleet/app-list",
 }
 
-func grpcFleet(f *fleetEnv, ctx context.Context, rpc string, req proto.Message) (<-chan *pb.FleetEvent, <-chan error) {
+func (f *fleetEnv) grpcFleet(ctx context.Context, rpc string, req proto.Message) (<-chan *pb.FleetEvent, <-chan error) {
 	var s grpc.ServerStreamingClient[pb.FleetEvent]
 	var err error
 	switch r := req.(type) {
@@ -171,7 +171,7 @@ func grpcFleet(f *fleetEnv, ctx context.Context, rpc string, req proto.Message) 
 
 // restFleet posts the request to the mirror and decodes each line of the streamed answer: a message alone, wrapped
 // as {"result": …}, or after an SSE "data:" prefix; an {"error": …} line ends the stream with that status.
-func restFleet(f *fleetEnv, ctx context.Context, rpc string, req proto.Message) (<-chan *pb.FleetEvent, <-chan error) {
+func (f *fleetEnv) restFleet(ctx context.Context, rpc string, req proto.Message) (<-chan *pb.FleetEvent, <-chan error) {
 	body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(req)
 	if err != nil {
 		f.t.Fatal(err)
@@ -186,7 +186,7 @@ func restFleet(f *fleetEnv, ctx context.Context, rpc string, req proto.Message) 
 			end <- err
 			return
 		}
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		if res.StatusCode != http.StatusOK {
 			b, _ := io.ReadAll(res.Body)
 			end <- fmt.Errorf("HTTP %d: %s", res.StatusCode, b)

@@ -167,13 +167,13 @@ func TestFleetFailingBatchAmongGoodOnes(t *testing.T) {
 			}
 		}
 		c := o.summary.GetCounts()
-		wantFailed := int32(len(failed.GetInstanceIds()))
+		wantFailed := len(failed.GetInstanceIds())
 		for _, id := range f.fail {
 			if !slices.Contains(failed.GetInstanceIds(), id) {
 				wantFailed++
 			}
 		}
-		if c.GetBatchesStarted() != 11 || o.summary.GetBatchesFailed() != 1 || c.GetFailed() != wantFailed {
+		if c.GetBatchesStarted() != 11 || o.summary.GetBatchesFailed() != 1 || int(c.GetFailed()) != wantFailed {
 			t.Fatalf("%s: %v", tr.name, o.summary)
 		}
 	}
@@ -253,7 +253,7 @@ func TestFleetListingResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -290,7 +290,7 @@ func TestFleetListingResumes(t *testing.T) {
 // UNAVAILABLE (SERVER_SHUTTING_DOWN) after the batches it announced.
 func TestFleetShutdown(t *testing.T) {
 	f := newFleetEnv(t)
-	msgs, end := grpcFleet(f, f.ctx(), "RunFleetCommand", &pb.RunFleetCommandRequest{Command: "ls", Selector: all(),
+	msgs, end := f.grpcFleet(f.ctx(), "RunFleetCommand", &pb.RunFleetCommandRequest{Command: "ls", Selector: all(),
 		Options: &pb.FleetOptions{Concurrency: 2}})
 	announced := 0
 	for announced < 2 {
@@ -333,7 +333,7 @@ func TestFleetShutdown(t *testing.T) {
 // a WatchTask caller of the same task joins the same poller.
 func TestFleetSharesPollersWithWatchTask(t *testing.T) {
 	f := newFleetEnv(t)
-	msgs, end := grpcFleet(f, f.ctx(), "RunFleetCommand", &pb.RunFleetCommandRequest{Command: "ls",
+	msgs, end := f.grpcFleet(f.ctx(), "RunFleetCommand", &pb.RunFleetCommandRequest{Command: "ls",
 		Selector: &pb.FleetSelector{InstanceIds: f.ids[:3]}})
 	var batch *pb.FleetBatch
 	select {

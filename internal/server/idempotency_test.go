@@ -83,7 +83,7 @@ func TestWriteDoneThen503IsRememberedAsUnknown(t *testing.T) {
 	}
 	body := new(strings.Builder)
 	_, _ = io.Copy(body, res.Body)
-	res.Body.Close()
+	_ = res.Body.Close()
 	if res.StatusCode != http.StatusInternalServerError || !strings.Contains(body.String(), idempotency.ReasonOutcomeUnknown) {
 		t.Fatalf("REST repeat: %d %s", res.StatusCode, body)
 	}

@@ -43,8 +43,8 @@ type closers struct {
 }
 
 // push adds a part's closer; it runs before every closer pushed earlier.
-func (c *closers) push(name string, close func(ctx context.Context) error) {
-	c.stack = append(c.stack, closer{name, close})
+func (c *closers) push(name string, fn func(ctx context.Context) error) {
+	c.stack = append(c.stack, closer{name, fn})
 }
 
 // unwind runs every closer, newest first, and empties the stack. A failing closer does not stop the others; the

@@ -104,7 +104,7 @@ func TestShutdownDrainsRESTBeforeWhatItCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	task, err := pb.NewInstanceServiceClient(conn).AsyncCommand(ctx, &pb.AsyncCommandRequest{Command: "getprop", InstanceIds: phones[:1]})
@@ -116,7 +116,7 @@ func TestShutdownDrainsRESTBeforeWhatItCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer watch.Body.Close()
+	defer func() { _ = watch.Body.Close() }()
 	lines := bufio.NewScanner(watch.Body)
 	if !lines.Scan() {
 		t.Fatalf("no first watch message: %v", lines.Err())
@@ -142,7 +142,7 @@ func TestShutdownDrainsRESTBeforeWhatItCalls(t *testing.T) {
 			return
 		}
 		b, err := io.ReadAll(res.Body)
-		res.Body.Close()
+		_ = res.Body.Close()
 		unary <- answer{res.StatusCode, string(b), err}
 	}()
 	for srv.Sim().Calls("BatchQueryStatus") == 0 {
@@ -248,7 +248,7 @@ func waitReady(t *testing.T, srv *Server) {
 			continue
 		}
 		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
+		_ = res.Body.Close()
 		if res.StatusCode == http.StatusOK {
 			return
 		}

@@ -18,7 +18,7 @@ func scrape(t *testing.T, url string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	if err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %d %v", url, res.StatusCode, err)
@@ -45,7 +45,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
+	_ = res.Body.Close()
 	e.faults(sim.Fault{Kind: sim.Fault503, Ops: []string{"ListInstances"}})
 	_, _ = e.inst.ListInstances(ctx, listReq) // retried: a retry and a 503 in the series
 	e.faults()

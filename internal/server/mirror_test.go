@@ -39,7 +39,7 @@ func TestHeldRESTStreamsCannotStarveUnaryREST(t *testing.T) {
 			if err != nil {
 				return // cancelled while queued
 			}
-			defer res.Body.Close()
+			defer func() { _ = res.Body.Close() }()
 			if _, err := bufio.NewReader(res.Body).ReadString('\n'); err == nil {
 				open.Add(1)
 			}

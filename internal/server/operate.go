@@ -35,6 +35,7 @@ func (s *Server) guard(c *upstream.Config) {
 	if cfg.UpstreamRetryBudget == 0 {
 		c.Budget.Ratio = math.SmallestNonzeroFloat64 // 0 configured: only the per-second minimum (0 in Config means the default)
 	}
+	//nolint:gosec // G115: config bounds BreakerFailures to 1..1,000,000
 	c.Breaker = upstream.BreakerConfig{Failures: uint32(cfg.BreakerFailures), OpenFor: cfg.BreakerOpenFor}
 	c.MaxConnsPerHost = cfg.UpstreamMaxConns
 	c.MaxInFlight = cfg.UpstreamMaxInFlight

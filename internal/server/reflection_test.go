@@ -49,7 +49,7 @@ func TestHealthzAndReadyz(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
+		_ = res.Body.Close()
 		if res.StatusCode != http.StatusOK {
 			t.Errorf("%s: HTTP %d %s", path, res.StatusCode, b)
 		}
@@ -59,7 +59,7 @@ func TestHealthzAndReadyz(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
+	_ = res.Body.Close()
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while NOT_SERVING: HTTP %d", res.StatusCode)
 	}

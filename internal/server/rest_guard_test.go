@@ -53,7 +53,7 @@ func TestCrossOriginAndTextPlainNeverReachKooPhone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
+	_ = res.Body.Close()
 	if res.Header.Get("Access-Control-Allow-Origin") != "https://console.example" {
 		t.Errorf("preflight from the allowed origin: %d %v", res.StatusCode, res.Header)
 	}
@@ -89,8 +89,10 @@ func TestSlowBodiesCutOff(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		fmt.Fprintf(c, "POST /v1/instances/batch-query-status HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"inst")
+		defer func() { _ = c.Close() }()
+		if _, err := fmt.Fprintf(c, "POST /v1/instances/batch-query-status HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"inst"); err != nil {
+			t.Fatal(err)
+		}
 		conns = append(conns, c)
 	}
 	if code, res := e.rest(http.DefaultClient, http.MethodGet, listPath, "", ""); code != http.StatusOK {

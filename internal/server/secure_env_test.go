@@ -193,7 +193,7 @@ func (e *secureEnv) rest(c *http.Client, method, path, body, key string, header 
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
 		e.t.Fatal(err)

@@ -117,7 +117,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	s.closers.ran = s.opts.closing
 	if err := s.start(ctx); err != nil {
 		// Nothing was served yet worth a grace period: the drains end at once, cutting whatever started.
-		stop, cancel := context.WithCancel(context.Background())
+		stop, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		cancel()
 		_ = s.closers.unwind(stop)
 		s.wg.Wait()
@@ -154,9 +154,9 @@ func (s *Server) startTelemetry(ctx context.Context) error {
 		return err
 	}
 	s.tel = tel
-	s.closers.push("telemetry", func(context.Context) error {
+	s.closers.push("telemetry", func(stop context.Context) error {
 		// Its own time: the grace period may be spent by now, and the last spans are worth five seconds.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(stop), 5*time.Second)
 		defer cancel()
 		return s.tel.Shutdown(ctx)
 	})
@@ -394,7 +394,7 @@ func (s *Server) serveREST(ctx context.Context) error {
 // httpHandler routes the HTTP port: probes, metrics, the API docs, and the REST mirror behind its guard.
 func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.tel.Handler())
 	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
@@ -427,8 +427,9 @@ func (s *Server) startOperators(context.Context) error {
 }
 
 // startProbes starts the readiness probe of KooPhone and the poll of the credential files.
-func (s *Server) startProbes(context.Context) error {
-	ctx, cancel := context.WithCancel(context.Background())
+func (s *Server) startProbes(start context.Context) error {
+	// They live until shutdown, not as long as Start's context.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(start))
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()

@@ -336,7 +336,7 @@ func TestWatchTaskOverREST(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := readNDJSON(t, res.Body)
-	res.Body.Close()
+	_ = res.Body.Close()
 	if res.StatusCode != http.StatusOK || len(lines) != 1 {
 		t.Fatalf("HTTP %d, lines %v", res.StatusCode, lines)
 	}
@@ -351,7 +351,7 @@ func TestWatchTaskOverREST(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	r := bufio.NewReader(res.Body)
 	first, err := r.ReadString('\n')
 	if err != nil || !strings.Contains(first, `"running_count":1`) {
@@ -591,7 +591,9 @@ func TestPrepareProgressIsNotCached(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs, end := watchTask(e, task.GetTaskId())
-	for m := <-msgs; !m.GetTerminal(); m = next(e, msgs) {
+	m := <-msgs
+	for !m.GetTerminal() {
+		m = next(e, msgs)
 	}
 	if err := endOf(e, end); err != nil {
 		t.Fatal(err)

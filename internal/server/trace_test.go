@@ -37,7 +37,7 @@ func TestTraceIDReachesTheLogsThroughTheRESTHop(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
+	_ = res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("HTTP %d", res.StatusCode)
 	}

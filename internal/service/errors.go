@@ -131,22 +131,22 @@ func koophoneCodeNumber(code string) string { return upstream.CodeNumber(code) }
 
 // codeForHTTPStatus is the gRPC code of an HTTP status that carries no KooPhone code of its own.
 func codeForHTTPStatus(httpStatus int) codes.Code {
-	switch {
-	case httpStatus == 400:
+	switch httpStatus {
+	case 400:
 		return codes.InvalidArgument
-	case httpStatus == 401:
+	case 401:
 		return codes.Unauthenticated
-	case httpStatus == 403:
+	case 403:
 		return codes.PermissionDenied
-	case httpStatus == 404:
+	case 404:
 		return codes.NotFound
-	case httpStatus == 408:
+	case 408:
 		return codes.DeadlineExceeded
-	case httpStatus == 409:
+	case 409:
 		return codes.Aborted
-	case httpStatus == 429:
+	case 429:
 		return codes.ResourceExhausted
-	case httpStatus == 502, httpStatus == 503, httpStatus == 504:
+	case 502, 503, 504:
 		return codes.Unavailable
 	}
 	return codes.Internal

@@ -193,7 +193,7 @@ func (lr *listRules) valid(m proto.Message) bool {
 }
 
 func (r *listRule) valid(l reflect.Value) bool {
-	n := uint64(l.Len())
+	n := uint64(l.Len()) //nolint:gosec // G115: a length is never negative
 	if n < r.minItems || (r.hasMax && n > r.maxItems) {
 		return false
 	}
@@ -224,11 +224,13 @@ func (r *listRule) valid(l reflect.Value) bool {
 }
 
 func (r *stringRule) valid(s string) bool {
-	if b := uint64(len(s)); b < r.minBytes || (r.hasMaxBytes && b > r.maxBytes) {
+	b := uint64(len(s)) //nolint:gosec // G115: a length is never negative
+	if b < r.minBytes || (r.hasMaxBytes && b > r.maxBytes) {
 		return false
 	}
 	if r.minLen > 0 || r.hasMaxLen {
-		if n := uint64(utf8.RuneCountInString(s)); n < r.minLen || (r.hasMaxLen && n > r.maxLen) {
+		n := uint64(utf8.RuneCountInString(s)) //nolint:gosec // G115: a count is never negative
+		if n < r.minLen || (r.hasMaxLen && n > r.maxLen) {
 			return false
 		}
 	}

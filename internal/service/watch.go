@@ -109,7 +109,7 @@ func (w *watchers) close() {
 
 // step runs one upstream call of a stream under the step timeout: a stream has no deadline of its own, and a
 // KooPhone that sends headers and half a body must not hold it forever.
-func step[T any](w *watchers, ctx context.Context, call func(context.Context) (T, error)) (T, error) {
+func step[T any](ctx context.Context, w *watchers, call func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.stepTime)
 	defer cancel()
 	return call(ctx)
@@ -269,7 +269,7 @@ func (s *InstanceService) WatchPrepareProgress(req *pb.WatchPrepareProgressReque
 // RunAsyncCommand starts a command and streams its jobs, each tagged with its phone, to the end.
 func (s *InstanceService) RunAsyncCommand(req *pb.RunAsyncCommandRequest, srv grpc.ServerStreamingServer[pb.RunAsyncCommandResponse]) error {
 	ctx := srv.Context()
-	task, err := step(s.watch, ctx, func(ctx context.Context) (*upstream.Task, error) {
+	task, err := step(ctx, s.watch, func(ctx context.Context) (*upstream.Task, error) {
 		return s.up.AsyncCommand(ctx, upstream.CommandRequest{Command: req.GetCommand(), InstanceIDs: req.GetInstanceIds()})
 	})
 	if err != nil {
@@ -316,7 +316,7 @@ func (s *InstanceService) OpenSession(req *pb.OpenSessionRequest, srv grpc.Serve
 	}
 	assigned := false
 	if prepared.GetStatus() == pb.PrepareStatus_PREPARE_STATUS_WAITING_FOR_ASSIGNMENT && req.GetAssign() {
-		_, err := step(s.watch, ctx, func(ctx context.Context) (struct{}, error) {
+		_, err := step(ctx, s.watch, func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, s.up.AssignInstance(ctx, upstream.UserInstancesRequest{UserInstances: []upstream.UserInstance{{UserID: user, InstanceID: phone}}})
 		})
 		if err != nil {
@@ -359,7 +359,7 @@ func (s *InstanceService) OpenSession(req *pb.OpenSessionRequest, srv grpc.Serve
 	if last.GetStatus() != pb.ProgressStatus_PROGRESS_STATUS_READY {
 		return sessionError(codes.FailedPrecondition, ReasonPrepareFailed, "preparing instance "+phone+" failed")
 	}
-	token, err := step(s.watch, ctx, func(ctx context.Context) (*upstream.DeviceToken, error) { return s.up.GetDeviceToken(ctx, phone) })
+	token, err := step(ctx, s.watch, func(ctx context.Context) (*upstream.DeviceToken, error) { return s.up.GetDeviceToken(ctx, phone) })
 	if err != nil {
 		return s.fail(ctx, err)
 	}
@@ -368,7 +368,7 @@ func (s *InstanceService) OpenSession(req *pb.OpenSessionRequest, srv grpc.Serve
 
 // prepareOne asks KooPhone to prepare one phone and returns that phone's state.
 func (s *InstanceService) prepareOne(ctx context.Context, user, phone string) (*pb.PrepareStatusResult, error) {
-	res, err := step(s.watch, ctx, func(ctx context.Context) (*upstream.PrepareResult, error) {
+	res, err := step(ctx, s.watch, func(ctx context.Context) (*upstream.PrepareResult, error) {
 		return s.up.BatchPrepareInstances(ctx, upstream.PrepareRequest{UserID: user, InstanceIDs: []string{phone}})
 	})
 	if err != nil {

@@ -170,6 +170,8 @@ func (s *Shares) Unary() grpc.UnaryServerInterceptor {
 
 // Stream returns the stream step: the fairness key, then the rate (for opening it) and the streams or fleet runs
 // open.
+//
+//nolint:contextcheck // the call's context is ss.Context(), which contextcheck does not follow
 func (s *Shares) Stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		ctx := ss.Context()

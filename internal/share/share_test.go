@@ -93,7 +93,12 @@ func TestBadFilesNameTheField(t *testing.T) {
 
 // call runs the unary step for principal p; h runs inside it.
 func call(s *Shares, p auth.Principal, h grpc.UnaryHandler) error {
-	ctx := auth.ContextWithPrincipal(context.Background(), p)
+	return callIn(context.Background(), s, p, h)
+}
+
+// callIn is call made from within another call's handler (ctx is that call's): p's principal replaces the caller's.
+func callIn(ctx context.Context, s *Shares, p auth.Principal, h grpc.UnaryHandler) error {
+	ctx = auth.ContextWithPrincipal(ctx, p)
 	_, err := s.Unary()(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/koophone.v1.InstanceService/GetTask"}, h)
 	return err
 }
@@ -155,9 +160,9 @@ func TestConcurrentCallsAndStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := auth.Principal{Name: "a"}
-	err = call(s, a, func(context.Context, any) (any, error) {
-		refusedWith(t, call(s, a, ok), "PRINCIPAL_CONCURRENCY_LIMITED", LimitCalls)
-		if err := call(s, auth.Principal{Name: "b"}, ok); err != nil {
+	err = call(s, a, func(ctx context.Context, _ any) (any, error) {
+		refusedWith(t, callIn(ctx, s, a, ok), "PRINCIPAL_CONCURRENCY_LIMITED", LimitCalls)
+		if err := callIn(ctx, s, auth.Principal{Name: "b"}, ok); err != nil {
 			t.Errorf("b: %v", err)
 		}
 		return nil, nil
@@ -223,8 +228,8 @@ func TestMetricLabelsBounded(t *testing.T) {
 		if i == 0 {
 			p.Name = "ci-bot"
 		}
-		_ = call(s, p, func(context.Context, any) (any, error) {
-			_ = call(s, p, ok) // refused: the second call in flight
+		_ = call(s, p, func(ctx context.Context, _ any) (any, error) {
+			_ = callIn(ctx, s, p, ok) // refused: the second call in flight
 			return nil, nil
 		})
 	}

@@ -76,7 +76,7 @@ func (e *env) signed(method, path string, body []byte, ak, sk string, at time.Ti
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	out := &resp{status: res.StatusCode, header: res.Header}
 	out.body, _ = io.ReadAll(res.Body)
 	return out.decode()

@@ -28,7 +28,7 @@ func (e *env) try(method, path string, body any) (*resp, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	out := &resp{status: res.StatusCode, header: res.Header}
 	if out.body, err = io.ReadAll(res.Body); err != nil {
 		return nil, err

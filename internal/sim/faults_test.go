@@ -79,7 +79,7 @@ func TestFaultKinds(t *testing.T) {
 	req, _ := http.NewRequest("POST", e.url+"/v1/instances/batch-query-status", strings.NewReader(`{"instance_ids":["`+ids[0]+`"]}`))
 	req.Header = e.headers()
 	if res, err := e.client.Do(req); err == nil {
-		res.Body.Close()
+		_ = res.Body.Close()
 		t.Errorf("drop: got HTTP %d", res.StatusCode)
 	}
 	e.call("POST", "/v1/instances/batch-query-status", status).want(t, 200, "0")

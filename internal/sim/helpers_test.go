@@ -106,7 +106,7 @@ func (e *env) raw(method, path string, body any, hdr http.Header) *resp {
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	out := &resp{status: res.StatusCode, header: res.Header}
 	out.body, _ = io.ReadAll(res.Body)
 	return out.decode()

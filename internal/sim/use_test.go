@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -18,12 +19,13 @@ func (e *env) prepare(user string, ids ...string) []int {
 		} `json:"status_list"`
 	}
 	r.data(e.t, &d)
+	got := make([]string, len(d.StatusList))
 	out := make([]int, len(d.StatusList))
 	for i, s := range d.StatusList {
-		if s.InstanceID != ids[i] {
-			e.t.Fatalf("status_list[%d] is %s, want %s", i, s.InstanceID, ids[i])
-		}
-		out[i] = s.Status
+		got[i], out[i] = s.InstanceID, s.Status
+	}
+	if !slices.Equal(got, ids) {
+		e.t.Fatalf("status_list is for %v, want %v in that order", got, ids)
 	}
 	return out
 }

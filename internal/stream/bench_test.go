@@ -76,7 +76,7 @@ func setup[T any](b *testing.B, watchers, keys int, cfg Config, src func(k int) 
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	heap := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(watchers)
+	heap := (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / float64(watchers)
 	goroutines := float64(runtime.NumGoroutine()-g0) / float64(watchers)
 	return h, subs, func() {
 		b.ReportMetric(heap, "heapB/watcher")
@@ -119,7 +119,10 @@ func benchFanout(b *testing.B, watchers, keys int) {
 					return
 				}
 				d := time.Now().UnixNano() - snap.Value.At
-				for cur := maxDelay.Load(); d > cur && !maxDelay.CompareAndSwap(cur, d); cur = maxDelay.Load() {
+				for cur := maxDelay.Load(); d > cur; cur = maxDelay.Load() {
+					if maxDelay.CompareAndSwap(cur, d) {
+						break
+					}
 				}
 				if got.Add(1) == int64(watchers) {
 					done <- struct{}{}

@@ -142,7 +142,7 @@ func TestExpiredCacheIsNotServed(t *testing.T) {
 	sub := watch(t, h, src)
 	next(t, sub)
 	clk.nextWait(t)
-	clk.Fake.Advance(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	src.set(val{N: 2}, nil)
 	if got := next(t, watch(t, h, src)); got.Value.N != 2 {
 		t.Fatalf("got %+v from an expired cache", got)

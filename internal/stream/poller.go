@@ -45,7 +45,7 @@ func newPoller[T any](h *Local[T], key Key, src Source[T]) *poller[T] {
 		src.Equal = func(a, b T) bool { return reflect.DeepEqual(a, b) }
 	}
 	// The poller outlives the watcher that started it, so its ctx derives from no watcher's.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background()) //nolint:gosec // G118: p.cancel, called when the poller ends
 	p := &poller[T]{h: h, key: key, src: src, ctx: ctx, cancel: cancel}
 	p.state.Store(&pollState[T]{wake: make(chan struct{})})
 	return p
@@ -92,7 +92,7 @@ func (p *poller[T]) run() {
 				continue
 			}
 		}
-		v, err, timedOut := p.poll()
+		v, timedOut, err := p.poll()
 		if p.ctx.Err() != nil {
 			return // nobody is left to tell
 		}
@@ -146,7 +146,7 @@ func (p *poller[T]) run() {
 
 // poll makes one upstream call under the per-poll timeout. The timeout runs on the hub's clock, so a test can
 // expire it by advancing a fake clock; timedOut reports that it fired.
-func (p *poller[T]) poll() (v T, err error, timedOut bool) {
+func (p *poller[T]) poll() (v T, timedOut bool, err error) {
 	p.h.stats.polls.Add(1)
 	clk := p.h.cfg.Clock
 	ctx, cancel := context.WithCancel(p.ctx)
@@ -167,7 +167,7 @@ func (p *poller[T]) poll() (v T, err error, timedOut bool) {
 	close(stop)
 	<-exited
 	timer.Stop()
-	return v, err, pc.timedOut.Load()
+	return v, pc.timedOut.Load(), err
 }
 
 // safePoll turns a panic in Poll into an error for this key's watchers instead of a crash of the process.

@@ -148,7 +148,9 @@ func (a *iamAuth) token(ctx context.Context) (*iamToken, error) {
 	valid := cur != nil && now.Before(cur.expires)
 	f := a.flight
 	if f == nil {
-		f = a.startLocked()
+		// The refresh runs on the authenticator's own context, not this caller's: every waiting caller shares it,
+		// and one of them giving up must not cancel it for the rest.
+		f = a.startLocked() //nolint:contextcheck // deliberate, see above
 	} else if valid {
 		a.mu.Unlock()
 		return cur, nil
@@ -247,7 +249,7 @@ func (a *iamAuth) fetch() (*iamToken, error) {
 	if err != nil {
 		return nil, a.fail(0, "IAM unreachable", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read below; a failed close changes nothing about the answer
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
 		return nil, a.fail(resp.StatusCode, "reading IAM answer", err)

@@ -200,7 +200,7 @@ func TestSimAuthIAMPermissionDeniedKeepsToken(t *testing.T) {
 
 	before := e.snapshot(sim.OpIAM, "SyncCommand")
 	_, err = c.SyncCommand(itCtx(t), upstream.CommandRequest{Command: "id", InstanceIDs: []string{"nosuch01"}})
-	got := wantAPIError(t, err, "KOOPHONE.API.1001", http.StatusUnauthorized)
+	got := apiError(t, err, "KOOPHONE.API.1001", http.StatusUnauthorized)
 	if got.Attempts != 1 {
 		t.Errorf("attempts %d, want 1", got.Attempts)
 	}
@@ -265,7 +265,7 @@ func TestSimAuthAKSK(t *testing.T) {
 				}},
 			} {
 				before := e.snapshot(call.op)
-				got := wantAPIError(t, call.do(), tc.code, tc.status)
+				got := apiError(t, call.do(), tc.code, tc.status)
 				if got.Attempts != 1 {
 					t.Errorf("%s: %d attempts, want 1 (a signature cannot be refreshed)", call.op, got.Attempts)
 				}
@@ -319,7 +319,7 @@ func TestSimAuthAKSKTamperedBody(t *testing.T) {
 	tt.tamper.Store(true)
 	before := e.snapshot("SyncCommand")
 	_, err := c.SyncCommand(itCtx(t), req)
-	got := wantAPIError(t, err, "APIGW.0301", http.StatusUnauthorized)
+	got := apiError(t, err, "APIGW.0301", http.StatusUnauthorized)
 	if tt.n.Load() != 1 || got.Attempts != 1 || !strings.Contains(got.Message, "signature") {
 		t.Errorf("tampered: %d bodies changed, error %+v", tt.n.Load(), *got)
 	}
@@ -348,7 +348,7 @@ func TestSimAuthStaticToken(t *testing.T) {
 
 	before := e.snapshot(sim.OpIAM, "ListInstances")
 	mustOK(t, "static token", list(good))
-	got := wantAPIError(t, list(bogus), "KOOPHONE.API.6001", http.StatusUnauthorized)
+	got := apiError(t, list(bogus), "KOOPHONE.API.6001", http.StatusUnauthorized)
 	if got.Attempts != 1 {
 		t.Errorf("invalid static token: %d attempts, want 1", got.Attempts)
 	}
@@ -371,7 +371,7 @@ func (e *simEnv) fetchToken(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	tok := resp.Header.Get("X-Subject-Token")
 	if resp.StatusCode != http.StatusCreated || tok == "" {

@@ -62,7 +62,7 @@ func newIAM(t *testing.T, fc *clock.Fake) *iamServer {
 		w.Header().Set("X-Subject-Token", fmt.Sprintf("iam-token-%d", n))
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
-		fmt.Fprintf(w, `{"token":{"expires_at":%q,"issued_at":%q,"methods":["password"]}}`,
+		_, _ = fmt.Fprintf(w, `{"token":{"expires_at":%q,"issued_at":%q,"methods":["password"]}}`,
 			now.Add(s.life).Format("2006-01-02T15:04:05.000000Z"), now.Format("2006-01-02T15:04:05.000000Z"))
 	}))
 	t.Cleanup(s.Close)

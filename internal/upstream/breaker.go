@@ -101,13 +101,13 @@ func (b *breaker) allow() (done func(r *attemptResult, ctx context.Context), e *
 	if err != nil {
 		return nil, b.openError()
 	}
-	return func(r *attemptResult, ctx context.Context) { d(breakerVerdict(r, ctx)) }, nil
+	return func(r *attemptResult, ctx context.Context) { d(breakerVerdict(ctx, r)) }, nil
 }
 
 // breakerVerdict says what an attempt tells about KooPhone's health: no answer or a 5xx is a failure; an answer
 // of any other kind is a success (KooPhone is up, even if it refused the request); the caller giving up first
 // says nothing.
-func breakerVerdict(r *attemptResult, ctx context.Context) error {
+func breakerVerdict(ctx context.Context, r *attemptResult) error {
 	e := r.err
 	switch {
 	case e == nil:

@@ -375,7 +375,7 @@ func (c *Client) attempt(ctx context.Context, cl call, target, id string, body [
 		c.obs.Attempt(cl.op, resultClass(r.err), 0, n, time.Since(start))
 		return r
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read below; a failed close changes nothing about the answer
 
 	r := attemptResult{req: req}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))

@@ -258,7 +258,7 @@ func TestParseRetryAfter(t *testing.T) {
 	cases := map[string]time.Duration{
 		"":      0,
 		"5":     5 * time.Second,
-		" 120 ": 2 * time.Minute,
+		" 120 ": 2 * time.Minute, //nolint:gocritic // mapKey: the spaces are the case (a padded header value)
 		"0":     0,
 		"-3":    0,
 		"soon":  0,

@@ -73,7 +73,7 @@ func admit(t *testing.T, g *gateLimiter, n int) []string {
 }
 
 // start runs Wait for ctx on its own goroutine; errs gets its result.
-func start(f *fairLimiter, ctx context.Context, errs chan<- error) {
+func start(ctx context.Context, f *fairLimiter, errs chan<- error) {
 	go func() { errs <- f.Wait(ctx, false) }()
 }
 
@@ -83,13 +83,13 @@ func TestFairQueueServesKeysRoundRobin(t *testing.T) {
 	errs := make(chan error, 100)
 	bg := context.Background()
 	// The flooder's first call holds the turn; 20 more queue behind it, then one call of another caller.
-	start(f, WithFairnessKey(bg, "flood"), errs)
+	start(WithFairnessKey(bg, "flood"), f, errs)
 	queued(t, f, 0)
 	for i := range 20 {
-		start(f, WithFairnessKey(bg, "flood"), errs)
+		start(WithFairnessKey(bg, "flood"), f, errs)
 		queued(t, f, i+1)
 	}
-	start(f, WithFairnessKey(bg, "other"), errs)
+	start(WithFairnessKey(bg, "other"), f, errs)
 	queued(t, f, 21)
 	order := admit(t, g, 3)
 	// FIFO would serve "other" 22nd; round robin serves it right after the flooder's turn and its next one.
@@ -112,16 +112,16 @@ func TestFairQueueKeepsPollShare(t *testing.T) {
 	f := newFairLimiter(g, 0.2)
 	errs := make(chan error, 200)
 	bg := context.Background()
-	start(f, WithFairnessKey(bg, "flood"), errs)
+	start(WithFairnessKey(bg, "flood"), f, errs)
 	queued(t, f, 0)
 	n := 0
 	for i := range 40 {
-		start(f, WithFairnessKey(bg, fmt.Sprintf("caller-%d", i%4)), errs)
+		start(WithFairnessKey(bg, fmt.Sprintf("caller-%d", i%4)), f, errs)
 		n++
 		queued(t, f, n)
 	}
 	for range 20 {
-		start(f, WithPollClass(bg), errs)
+		start(WithPollClass(bg), f, errs)
 		n++
 		queued(t, f, n)
 	}
@@ -149,12 +149,12 @@ func TestFairQueueWaiterThatLeaves(t *testing.T) {
 	f := newFairLimiter(g, 0)
 	errs := make(chan error, 10)
 	bg := context.Background()
-	start(f, WithFairnessKey(bg, "a"), errs)
+	start(WithFairnessKey(bg, "a"), f, errs)
 	queued(t, f, 0)
 	ctx, cancel := context.WithTimeout(WithFairnessKey(bg, "b"), time.Hour)
-	start(f, ctx, errs)
+	start(ctx, f, errs)
 	queued(t, f, 1)
-	start(f, WithFairnessKey(bg, "c"), errs)
+	start(WithFairnessKey(bg, "c"), f, errs)
 	queued(t, f, 2)
 	cancel()
 	if err := <-errs; !errors.Is(err, context.Canceled) {
@@ -170,7 +170,7 @@ func TestFairQueueWaiterThatLeaves(t *testing.T) {
 		}
 	}
 	// A queued caller whose deadline passes is refused as by the rate limit: nothing was sent.
-	start(f, WithFairnessKey(bg, "a"), errs)
+	start(WithFairnessKey(bg, "a"), f, errs)
 	queued(t, f, 0)
 	dctx, dcancel := context.WithTimeout(WithFairnessKey(bg, "d"), 20*time.Millisecond)
 	defer dcancel()

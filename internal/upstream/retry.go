@@ -38,7 +38,7 @@ func (p RetryPolicy) backoff(n int) time.Duration {
 		d *= 2
 	}
 	d = min(d, p.MaxDelay)
-	return time.Duration(rand.Int64N(int64(d) + 1))
+	return time.Duration(rand.Int64N(int64(d) + 1)) //nolint:gosec // G404: jitter spreads retries; nothing to guess
 }
 
 // Upstream codes that say "temporarily unable", after which a read may be sent again.

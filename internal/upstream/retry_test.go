@@ -259,7 +259,7 @@ func TestWriteRetriedOnConnectionRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	ln.Close()
+	_ = ln.Close()
 	c, fc := fakeClockClient(t, "http://"+addr)
 	drive(fc, 2*time.Second, func() { _, err = c.CreateInstance(context.Background(), CreateInstanceRequest{Count: 1}) })
 	e := asError(t, err)

@@ -87,7 +87,7 @@ func (c *stepClock) NewTimer(d time.Duration) clock.Timer {
 	c.waits = append(c.waits, d)
 	c.mu.Unlock()
 	t := c.Fake.NewTimer(d)
-	c.Fake.Advance(d)
+	c.Advance(d)
 	return t
 }
 
@@ -210,9 +210,16 @@ func describeErr(err error) string {
 }
 
 // wantAPIError asserts that err is an *upstream.Error of KindAPI with code and HTTP status, and returns it.
-func wantAPIError(t *testing.T, err error, code string, status int) *upstream.Error {
+// apiError fails the test unless err is an API error with this code and HTTP status, and returns it.
+func apiError(t *testing.T, err error, code string, status int) *upstream.Error {
 	t.Helper()
 	return wantError(t, err, upstream.KindAPI, code, status)
+}
+
+// wantAPIError is apiError for a test that needs only the check.
+func wantAPIError(t *testing.T, err error, code string, status int) {
+	t.Helper()
+	_ = apiError(t, err, code, status)
 }
 
 func wantError(t *testing.T, err error, kind upstream.Kind, code string, status int) *upstream.Error {
@@ -263,8 +270,9 @@ func wantTask(t *testing.T, what string, task *upstream.Task, pattern *regexp.Re
 		t.Fatalf("%s: %d cmd_jobs, want %d", what, len(task.CmdJobs), len(phones))
 	}
 	for i, j := range task.CmdJobs {
-		if j.InstanceID != phones[i] || !hex32.MatchString(j.JobID) {
-			t.Fatalf("%s: cmd_jobs[%d] = %+v, want instance %s and a 32-hex job id", what, i, j, phones[i])
+		phone := phones[i] //nolint:gosec // G602: the lengths are equal (checked above; Fatalf ends the test)
+		if j.InstanceID != phone || !hex32.MatchString(j.JobID) {
+			t.Fatalf("%s: cmd_jobs[%d] = %+v, want instance %s and a 32-hex job id", what, i, j, phone)
 		}
 	}
 }
@@ -865,7 +873,7 @@ func TestSimOpsErrorPaths(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()
-			got := wantAPIError(t, err, tc.code, tc.status)
+			got := apiError(t, err, tc.code, tc.status)
 			if got.Attempts != 1 || got.Op == "" || got.RequestID == "" || got.Message == "" {
 				t.Errorf("error fields: %+v, want one attempt, an op, a request id and the upstream message", *got)
 			}

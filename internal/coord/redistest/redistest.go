@@ -47,7 +47,8 @@ func (s *Server) URL() string { return "redis://" + s.Addr }
 func (s *Server) start(path string) {
 	s.t.Helper()
 	_, port, _ := net.SplitHostPort(s.Addr)
-	s.cmd = exec.Command(path, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+	s.cmd = exec.Command(path, "--port", port, //nolint:gosec // G204: the redis-server binary the test found
+		"--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", s.dir, "--daemonize", "no", "--loglevel", "warning")
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("redis-server: %v", err)

@@ -87,7 +87,7 @@ func (a *app) connection(cmd *cobra.Command) (string, koophone.Config, error) {
 		}
 	}
 	if path != "" {
-		raw, err := os.ReadFile(path)
+		raw, err := os.ReadFile(path) //nolint:gosec // G304: the config file the user names; reading it is the point
 		switch {
 		case err == nil:
 			dec := json.NewDecoder(strings.NewReader(string(raw)))
@@ -135,7 +135,7 @@ func (a *app) connection(cmd *cobra.Command) (string, koophone.Config, error) {
 		cfg.APIKey = fc.APIKey
 	}
 	if keyFile != "" {
-		raw, err := os.ReadFile(keyFile)
+		raw, err := os.ReadFile(keyFile) //nolint:gosec // G304: the key file the user names; reading it is the point
 		if err != nil {
 			return "", koophone.Config{}, usagef("API key file: %v", err)
 		}

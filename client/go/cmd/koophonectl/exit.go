@@ -47,10 +47,10 @@ func (a *app) exitCodesCommand() *cobra.Command {
 		Short: "Print the exit code of each outcome",
 		Args:  cobra.NoArgs,
 		Run: func(*cobra.Command, []string) {
-			fmt.Fprintf(a.stdout, "%d\tOK\n%d\tfailed without a gRPC status\n%d\tbad command line or config (nothing sent)\n%d\tended OK but some phones failed\n",
+			_, _ = fmt.Fprintf(a.stdout, "%d\tOK\n%d\tfailed without a gRPC status\n%d\tbad command line or config (nothing sent)\n%d\tended OK but some phones failed\n",
 				exitOK, exitLocal, exitUsage, exitPartial)
 			for c := codes.Canceled; c <= codes.Unauthenticated; c++ {
-				fmt.Fprintf(a.stdout, "%d\t%s\n", exitStatus+int(c), codeName(c))
+				_, _ = fmt.Fprintf(a.stdout, "%d\t%s\n", exitStatus+int(c), codeName(c))
 			}
 		},
 	}
@@ -60,18 +60,18 @@ func (a *app) exitCodesCommand() *cobra.Command {
 func (a *app) reportError(err error) int {
 	st, ok := status.FromError(err)
 	if !ok {
-		fmt.Fprintln(a.stderr, "koophonectl:", err)
+		_, _ = fmt.Fprintln(a.stderr, "koophonectl:", err)
 		return exitLocal
 	}
 	if a.global.output == "json" {
 		b, _ := protojson.Marshal(st.Proto())
-		fmt.Fprintf(a.stderr, "{\"error\":%s}\n", b)
+		_, _ = fmt.Fprintf(a.stderr, "{\"error\":%s}\n", b)
 		return exitCode(err)
 	}
 	e := koophone.ErrorOf(err)
-	fmt.Fprintf(a.stderr, "koophonectl: %s: %s\n", codeName(e.Code), e.Message)
+	_, _ = fmt.Fprintf(a.stderr, "koophonectl: %s: %s\n", codeName(e.Code), e.Message)
 	if e.Reason != "" {
-		fmt.Fprintf(a.stderr, "  reason: %s (%s)\n", e.Reason, e.Domain)
+		_, _ = fmt.Fprintf(a.stderr, "  reason: %s (%s)\n", e.Reason, e.Domain)
 	}
 	keys := make([]string, 0, len(e.Metadata))
 	for k := range e.Metadata {
@@ -79,16 +79,16 @@ func (a *app) reportError(err error) int {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(a.stderr, "  %s: %s\n", k, e.Metadata[k])
+		_, _ = fmt.Fprintf(a.stderr, "  %s: %s\n", k, e.Metadata[k])
 	}
 	for _, v := range e.Violations {
-		fmt.Fprintf(a.stderr, "  field %s: %s (%s)\n", v.Field, v.Description, v.Reason)
+		_, _ = fmt.Fprintf(a.stderr, "  field %s: %s (%s)\n", v.Field, v.Description, v.Reason)
 	}
 	if e.RetryDelay > 0 {
-		fmt.Fprintf(a.stderr, "  retry after: %s\n", e.RetryDelay)
+		_, _ = fmt.Fprintf(a.stderr, "  retry after: %s\n", e.RetryDelay)
 	}
 	if e.OutcomeUnknown() {
-		fmt.Fprintln(a.stderr, "  the write may or may not have happened: check the state before repeating it (with the same request_id)")
+		_, _ = fmt.Fprintln(a.stderr, "  the write may or may not have happened: check the state before repeating it (with the same request_id)")
 	}
 	return exitCode(err)
 }

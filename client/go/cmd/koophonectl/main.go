@@ -36,7 +36,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	}
 	var u usageError
 	if errors.As(err, &u) || !app.called {
-		fmt.Fprintln(stderr, "koophonectl:", err)
+		_, _ = fmt.Fprintln(stderr, "koophonectl:", err)
 		return exitUsage
 	}
 	return app.reportError(err)

@@ -30,7 +30,7 @@ func (p *printer) unary(res proto.Message) error {
 	m := res.ProtoReflect()
 	var lists []protoreflect.FieldDescriptor
 	for _, kv := range flatten(m, "") {
-		fmt.Fprintf(p.a.stdout, "%s: %s\n", kv[0], kv[1])
+		_, _ = fmt.Fprintf(p.a.stdout, "%s: %s\n", kv[0], kv[1])
 	}
 	fields := m.Descriptor().Fields()
 	for i := 0; i < fields.Len(); i++ {
@@ -46,7 +46,7 @@ func (p *printer) unary(res proto.Message) error {
 			rows[i] = list.Get(i).Message()
 		}
 		if len(lists) > 1 {
-			fmt.Fprintf(p.a.stdout, "\n%s:\n", fd.Name())
+			_, _ = fmt.Fprintf(p.a.stdout, "\n%s:\n", fd.Name())
 		}
 		if err := p.table(rows); err != nil {
 			return err
@@ -156,7 +156,7 @@ func (p *printer) table(rows []protoreflect.Message) error {
 	for _, fd := range cols {
 		head = append(head, strings.ToUpper(string(fd.Name())))
 	}
-	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	_, _ = fmt.Fprintln(tw, strings.Join(head, "\t")) // tabwriter buffers: a failed write surfaces at Flush
 	for _, r := range rows {
 		var cells []string
 		for _, fd := range cols {
@@ -174,7 +174,7 @@ func (p *printer) table(rows []protoreflect.Message) error {
 				cells = append(cells, format(fd, v))
 			}
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		_, _ = fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
 }
@@ -185,5 +185,5 @@ func line(w io.Writer, prefix string, m protoreflect.Message) {
 	for _, kv := range flatten(m, "") {
 		parts = append(parts, kv[0]+"="+kv[1])
 	}
-	fmt.Fprintln(w, prefix+strings.Join(parts, " "))
+	_, _ = fmt.Fprintln(w, prefix+strings.Join(parts, " "))
 }

@@ -24,7 +24,9 @@ import (
 
 // app holds one run's settings and outcome.
 type app struct {
-	stdin          io.Reader
+	stdin io.Reader
+	// Writes to stdout and stderr drop their errors (`_, _ =`): when the terminal or pipe is gone, there is no one
+	// left to tell, and the exit status still says how the call ended.
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	global         globalFlags
@@ -154,9 +156,9 @@ func (a *app) call(cmd *cobra.Command, full string, md protoreflect.MethodDescri
 	if err != nil {
 		return usageError{err}
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if id := koophone.SetRequestID(req); id != "" && !a.global.quiet {
-		fmt.Fprintln(a.stderr, "request_id:", id)
+		_, _ = fmt.Fprintln(a.stderr, "request_id:", id)
 	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()

@@ -70,7 +70,7 @@ func (p *printer) println(format string, args ...any) {
 	if p.bar != nil {
 		_ = p.bar.Clear()
 	}
-	fmt.Fprintln(p.a.stdout, strings.TrimRight(fmt.Sprintf(format, args...), " "))
+	_, _ = fmt.Fprintln(p.a.stdout, strings.TrimRight(fmt.Sprintf(format, args...), " "))
 }
 
 func (p *printer) message(res proto.Message) error {
@@ -208,6 +208,6 @@ func (p *printer) finish() {
 		return
 	}
 	_ = p.bar.Finish()
-	fmt.Fprintln(p.a.stderr)
+	_, _ = fmt.Fprintln(p.a.stderr)
 	p.bar = nil
 }
