@@ -3,6 +3,7 @@ package rest
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -21,8 +22,11 @@ import (
 // route is one google.api.http binding: a path template split into segments ("{x}" matches any one segment).
 type route struct {
 	method   string
+	template string // the path template as the contract writes it, e.g. /v1/instances/tasks/{task_id}/watch
 	segments []string
 	body     string // the binding's body field: "*" means every field comes from the body or the path
+	rpc      string // the full gRPC method name, e.g. /koophone.v1.InstanceService/WatchTask
+	stream   bool   // a server-streaming RPC
 }
 
 // routeTable knows every REST binding of the koophone.v1 services, read from the contract's google.api.http
@@ -39,8 +43,9 @@ func newRouteTable() *routeTable {
 		for i := 0; i < fd.Services().Len(); i++ {
 			methods := fd.Services().Get(i).Methods()
 			for j := 0; j < methods.Len(); j++ {
-				rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
-				t.add(rule)
+				m := methods.Get(j)
+				rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
+				t.add(rule, "/"+string(fd.Services().Get(i).FullName())+"/"+string(m.Name()), m.IsStreamingServer())
 			}
 		}
 		return true
@@ -48,7 +53,7 @@ func newRouteTable() *routeTable {
 	return t
 }
 
-func (t *routeTable) add(rule *annotations.HttpRule) {
+func (t *routeTable) add(rule *annotations.HttpRule, rpc string, stream bool) {
 	if rule == nil {
 		return
 	}
@@ -66,11 +71,35 @@ func (t *routeTable) add(rule *annotations.HttpRule) {
 		method, path = http.MethodPatch, p.Patch
 	}
 	if method != "" {
-		t.routes = append(t.routes, route{method: method, segments: strings.Split(strings.Trim(path, "/"), "/"), body: rule.GetBody()})
+		t.routes = append(t.routes, route{method: method, template: path, segments: strings.Split(strings.Trim(path, "/"), "/"),
+			body: rule.GetBody(), rpc: rpc, stream: stream})
 	}
 	for _, extra := range rule.GetAdditionalBindings() {
-		t.add(extra)
+		t.add(extra, rpc, stream)
 	}
+}
+
+// captureRe matches a capture in grpc-gateway's rendering of a pattern: {task_id=*}.
+var captureRe = regexp.MustCompile(`\{([^=}]+)=\*\}`)
+
+// Template turns a grpc-gateway pattern as runtime.Pattern.String renders it (/v1/tasks/{task_id=*}/watch) back
+// into the contract's path template (/v1/tasks/{task_id}/watch): the http.route of the request's span.
+func Template(pattern string) string { return captureRe.ReplaceAllString(pattern, "{$1}") }
+
+// matched is the route grpc-gateway's mux matched for r (it puts the pattern on r's context before middlewares
+// run), or nil.
+func (t *routeTable) matched(r *http.Request) *route {
+	p, ok := runtime.HTTPPattern(r.Context())
+	if !ok {
+		return nil
+	}
+	tmpl := Template(p.String())
+	for i := range t.routes {
+		if t.routes[i].method == r.Method && t.routes[i].template == tmpl {
+			return &t.routes[i]
+		}
+	}
+	return nil
 }
 
 // allowed lists the methods bound to path, sorted.
