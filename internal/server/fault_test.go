@@ -104,7 +104,7 @@ func newFaultEnv(t *testing.T, flags ...string) *faultEnv {
 		t.Fatal(err)
 	}
 	e.srv, e.sim = srv, srv.Sim()
-	e.conn, err = grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	e.conn, err = grpc.NewClient(srv.GRPCAddr(), append(checkErrorInfos(t), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
