@@ -158,6 +158,7 @@ func (s *Server) start(ctx context.Context) error {
 		StepTimeout:   cfg.WatchStepTimeout,
 		MaxPollers:    cfg.WatchMaxPollers,
 		Clock:         s.opts.clockOrReal(),
+		Tracer:        s.tel.Exporting(), // polls link to the watches they serve
 	}
 	idem := s.scaleOut(&watch)
 	if s.opts.watch != nil {
@@ -257,7 +258,7 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
-	gw, err := newGateway(ctx, inproc.NewChannel(reg, unary, s.gwConns), s.sec.guard, runtime.WithMiddlewares(telemetry.RouteMiddleware))
+	gw, err := newGateway(ctx, inproc.NewChannel(reg, unary, s.gwConns, inproc.WithTracerProvider(s.tel.Exporting())), s.sec.guard, runtime.WithMiddlewares(telemetry.RouteMiddleware))
 	if err != nil {
 		return err
 	}
