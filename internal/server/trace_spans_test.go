@@ -23,6 +23,15 @@ import (
 // fakeCollector is an OTLP/HTTP trace receiver on loopback; the gateway started after it exports to it. spans
 // returns what arrived (call it after the server's Shutdown, which flushes).
 func fakeCollector(t *testing.T) (spans func() []*tracepb.Span) {
+	url, spans := fakeReceiver(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	return spans
+}
+
+// fakeReceiver is an OTLP/HTTP trace receiver on loopback (uncompressed protobuf); it keeps the spans and the
+// resource attributes they came with.
+func fakeReceiver(t *testing.T) (url string, spans func() []*tracepb.Span) {
 	var mu sync.Mutex
 	var got []*tracepb.Span
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -35,16 +44,18 @@ func fakeCollector(t *testing.T) (spans func() []*tracepb.Span) {
 		mu.Lock()
 		for _, rs := range req.GetResourceSpans() {
 			for _, ss := range rs.GetScopeSpans() {
-				got = append(got, ss.GetSpans()...)
+				for _, sp := range ss.GetSpans() {
+					// Keep the resource with each span: service.name as the collector passed it on.
+					sp.Attributes = append(sp.Attributes, rs.GetResource().GetAttributes()...)
+					got = append(got, sp)
+				}
 			}
 		}
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	t.Cleanup(collector.Close)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-	return func() []*tracepb.Span {
+	return collector.URL, func() []*tracepb.Span {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]*tracepb.Span(nil), got...)
@@ -91,8 +102,13 @@ func TestRESTCallTraceHasTheGRPCHop(t *testing.T) {
 	if err := e.srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	checkRESTTrace(t, exported(), traceID)
+}
+
+// checkRESTTrace finds the three hops of a REST unary call to BatchQueryStatus in trace traceID, nested.
+func checkRESTTrace(t *testing.T, spans []*tracepb.Span, traceID string) {
+	t.Helper()
 	var rest, grpcSpan, up *tracepb.Span
-	spans := exported()
 	for _, s := range spans {
 		if hex.EncodeToString(s.GetTraceId()) != traceID {
 			continue
