@@ -27,7 +27,7 @@ LINT_TOOLS := $(BIN)/golangci-lint
 
 .PHONY: all run test test-deps test-dates test-deploy test-smoke image lint generate check-generated breaking tools grpcurl \
 	build bench profile smoke clean npm-deps clients docs openapi-lint docs-ui check-docs-ui client-go test-client-go cli \
-	python-wheel test-client-python test-client-ts version
+	python-wheel test-client-python test-client-ts version otelcol
 
 all: build
 
@@ -223,6 +223,10 @@ $(NPM_TOOLS): tools/npm/package-lock.json
 	cd tools/npm && npm ci --no-audit --no-fund --ignore-scripts
 $(NPM_EXAMPLE): examples/node/package-lock.json
 	cd examples/node && npm ci --no-audit --no-fund --ignore-scripts
+## otelcol: build a minimal OpenTelemetry Collector (tools/otelcol, its own module, from the Go module proxy; a few minutes) into bin/otelcol for TestRealCollector, which make test skips without it
+otelcol:
+	cd tools/otelcol && go build -o ../../bin/otelcol .
+
 ## npm-deps: install the pinned npm packages (client generator, OpenAPI linter, Swagger UI, Chromium driver, Node example)
 npm-deps: $(NPM_TOOLS) $(NPM_EXAMPLE)
 

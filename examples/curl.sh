@@ -51,15 +51,18 @@ sed '$d' <<<"$out" | error_of BadRequest | jq -r --arg code "$code" '.field_viol
 allow=$(curl -s -o /dev/null -D - -X DELETE "$base/v1/instances/sync-command" | tr -d '\r' | awk 'NR==1 {s=$2} tolower($1)=="allow:" {a=$2} END {print s " Allow: " a}')
 echo "wrong verb: HTTP $allow"
 
-# OpenSession as Server-Sent Events (Accept: text/event-stream): "event: result" or "event: error", JSON in "data:".
+# OpenSession as Server-Sent Events (Accept: text/event-stream): "event: result" (with an "id:") or "event: error",
+# JSON in "data:", and a last "event: end" with the final code ({"code":0}); a "retry:" field comes first.
 curl -sfN -H 'Accept: text/event-stream' "${json[@]}" "$base/v1/instances/$session_phone/open-session" \
 	-d '{"user_id":"example-curl","assign":true}' -w 'session: end (content-type %{content_type})\n' |
 	while IFS= read -r line; do
 		case $line in
 		"event: "*) event=${line#event: } ;;
+		"id: "* | "retry: "*) ;;
 		"data: "*)
 			jq -r --arg event "$event" '
-			  if $event == "error" then "session: error \(.error.code) \(.error.message)"
+			  if $event == "end" then empty
+			  elif $event == "error" then "session: error \(.error.code) \(.error.message)"
 			  elif .result.prepared then "session: prepared \(.result.prepared.instance_id) \(.result.prepared.status) assigned=\(.result.assigned)"
 			  elif .result.progress then "session: progress \(.result.progress.status) waiting=\(.result.progress.waiting_count)"
 			  else .result.session as $s | "session: ready signalling=\($s.resource.rtc.ice_signaling.signaling_url) ice_servers=\($s.resource.rtc.ice_signaling.ice_servers | length) device_token=(\($s.device_token | length) characters, not shown)" end' <<<"${line#data: }"

@@ -3,7 +3,9 @@ package inproc
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
+	"unicode"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -11,6 +13,11 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Registrar registers services on a *grpc.Server and also keeps their unary handlers, so a Channel can call them
@@ -48,30 +55,54 @@ func (r *Registrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // What a call sees matches a call over the server: the outgoing metadata arrives as incoming metadata, grpc.Method
 // and grpc.SetHeader/SetTrailer work and reach the caller's grpc.Header/grpc.Trailer options, the peer is an
 // in-process address, and a handler's non-status error becomes a status the way grpc-go makes it one. What it
-// skips is the server's transport-level machinery: stats handlers (the caller's own span covers the call),
-// MaxRecvMsgSize and MaxConcurrentStreams (the HTTP server bounds its callers).
+// skips is the server's transport-level machinery: stats handlers (WithTracerProvider makes the span otelgrpc's
+// would), MaxRecvMsgSize and MaxConcurrentStreams (the HTTP server bounds its callers).
 type Channel struct {
 	methods map[string]unaryMethod
 	chain   grpc.UnaryServerInterceptor
 	streams grpc.ClientConnInterface
 	peer    *peer.Peer
+	tracer  trace.Tracer // nil: no spans
 }
 
 var _ grpc.ClientConnInterface = (*Channel)(nil)
 
+// ChannelOption adjusts a Channel.
+type ChannelOption func(*Channel)
+
+// WithTracerProvider makes each unary call a server span of tp's, like the one otelgrpc's server stats handler
+// makes for a call over a connection: without it a REST call's trace would jump from the REST span to KooPhone,
+// skipping the gRPC handler. Nil tp: no spans (what a gateway exporting no traces wants).
+func WithTracerProvider(tp trace.TracerProvider) ChannelOption {
+	return func(c *Channel) {
+		if tp != nil {
+			c.tracer = tp.Tracer("github.com/koophone-gateway/koophone-gateway/internal/inproc")
+		}
+	}
+}
+
 // NewChannel returns a Channel for r's unary methods, running interceptors (outermost first, as in
 // grpc.ChainUnaryInterceptor), and opening streams on streams.
-func NewChannel(r *Registrar, interceptors []grpc.UnaryServerInterceptor, streams grpc.ClientConnInterface) *Channel {
-	return &Channel{
+func NewChannel(r *Registrar, interceptors []grpc.UnaryServerInterceptor, streams grpc.ClientConnInterface, opts ...ChannelOption) *Channel {
+	c := &Channel{
 		methods: r.methods,
 		chain:   chainUnary(interceptors),
 		streams: streams,
 		peer:    &peer.Peer{Addr: inprocAddr{}},
 	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Invoke runs a unary call in process.
-func (c *Channel) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+func (c *Channel) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) (err error) {
+	if c.tracer != nil {
+		var span trace.Span
+		ctx, span = c.startSpan(ctx, method)
+		defer func() { endSpan(span, err) }()
+	}
 	m, ok := c.methods[method]
 	if !ok {
 		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
@@ -115,6 +146,46 @@ func (c *Channel) Invoke(ctx context.Context, method string, args, reply any, op
 // NewStream opens a stream over the stream connections.
 func (c *Channel) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	return c.streams.NewStream(ctx, desc, method, opts...)
+}
+
+// startSpan starts the server span of a call as otelgrpc names it (package.Service/Method) with its attributes:
+// rpc.system.name and rpc.method (the full name) of the semantic conventions otelgrpc follows, and rpc.system and
+// rpc.service of the older ones, which many backends still group by.
+func (c *Channel) startSpan(ctx context.Context, method string) (context.Context, trace.Span) {
+	name := strings.TrimPrefix(method, "/")
+	service, _, _ := strings.Cut(name, "/")
+	return c.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		semconv.RPCSystemNameGRPC,
+		semconv.RPCMethod(name),
+		attribute.String("rpc.system", "grpc"),
+		attribute.String("rpc.service", service),
+	))
+}
+
+// endSpan records the call's gRPC code, and marks the span failed for the codes otelgrpc counts as a server's
+// failure (a caller's mistake, NOT_FOUND say, is not the server's).
+func endSpan(span trace.Span, err error) {
+	st := status.Convert(err)
+	span.SetAttributes(semconv.RPCResponseStatusCode(codeName(st.Code())))
+	switch st.Code() {
+	case codes.Unknown, codes.DeadlineExceeded, codes.Unimplemented, codes.Internal, codes.Unavailable, codes.DataLoss:
+		span.SetStatus(otelcodes.Error, st.Message())
+	}
+	span.End()
+}
+
+// codeName is a code's canonical name (NOT_FOUND), as otelgrpc records it; codes.Code's String is NotFound.
+func codeName(c codes.Code) string {
+	var b strings.Builder
+	prev := ' '
+	for _, r := range c.String() {
+		if unicode.IsUpper(r) && unicode.IsLower(prev) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+		prev = r
+	}
+	return b.String()
 }
 
 // asStatus turns a handler's error into what a client of grpc-go's server would receive: a status error as it is,

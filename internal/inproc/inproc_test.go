@@ -15,6 +15,12 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -52,15 +58,17 @@ func (p probe) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*he
 
 type env struct {
 	ch    *Channel
-	calls []string // what the interceptors saw, in order
+	calls []string            // what the interceptors saw, in order
+	spans []trace.SpanContext // the span each interceptor ran in
 }
 
-func start(t *testing.T, streams uint32) *env {
+func start(t *testing.T, streams uint32, opts ...ChannelOption) *env {
 	t.Helper()
 	e := &env{}
 	mark := func(name string) grpc.UnaryServerInterceptor {
 		return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			e.calls = append(e.calls, name+" "+info.FullMethod)
+			e.spans = append(e.spans, trace.SpanContextFromContext(ctx))
 			return h(ctx, req)
 		}
 	}
@@ -81,7 +89,7 @@ func start(t *testing.T, streams uint32) *env {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	e.ch = NewChannel(reg, []grpc.UnaryServerInterceptor{mark("outer"), mark("inner")}, conns)
+	e.ch = NewChannel(reg, []grpc.UnaryServerInterceptor{mark("outer"), mark("inner")}, conns, opts...)
 	return e
 }
 
@@ -172,5 +180,79 @@ func TestHeldStreamsDoNotStopUnaryCalls(t *testing.T) {
 func TestDialNeedsAConnection(t *testing.T) {
 	if _, err := Dial(Listen(), 0); err == nil {
 		t.Fatal("no connection accepted")
+	}
+}
+
+// With a tracer provider, a unary call is a server span named as otelgrpc names it, a child of the caller's span
+// (the REST request's), and the chain and the handler run in it; its code is recorded, and only the codes that
+// are the server's failure mark it failed.
+func TestUnaryCallIsAServerSpan(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	e := start(t, 10, WithTracerProvider(tp))
+	client := healthpb.NewHealthClient(e.ch)
+
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "REST POST /v1/x")
+	ctx = metadata.AppendToOutgoingContext(ctx, "x-in", "x")
+	if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = client.Check(ctx, &healthpb.HealthCheckRequest{Service: "status"})
+	_, _ = client.Check(ctx, &healthpb.HealthCheckRequest{Service: "plain"})
+	parent.End()
+
+	var server []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.SpanKind() == trace.SpanKindServer {
+			server = append(server, s)
+		}
+	}
+	if len(server) != 3 {
+		t.Fatalf("%d server spans, want 3", len(server))
+	}
+	for i, want := range []struct {
+		code   string
+		failed bool
+	}{{"OK", false}, {"FAILED_PRECONDITION", false}, {"UNKNOWN", true}} {
+		s := server[i]
+		if s.Name() != "grpc.health.v1.Health/Check" || s.Parent().SpanID() != parent.SpanContext().SpanID() ||
+			s.SpanContext().TraceID() != parent.SpanContext().TraceID() {
+			t.Errorf("span %d: %q parent %v", i, s.Name(), s.Parent().SpanID())
+		}
+		attrs := map[attribute.Key]string{}
+		for _, a := range s.Attributes() {
+			attrs[a.Key] = a.Value.String()
+		}
+		for k, v := range map[attribute.Key]string{"rpc.system.name": "grpc", "rpc.system": "grpc", "rpc.service": "grpc.health.v1.Health",
+			"rpc.method": "grpc.health.v1.Health/Check", "rpc.response.status_code": want.code} {
+			if attrs[k] != v {
+				t.Errorf("span %d: %s=%q, want %q", i, k, attrs[k], v)
+			}
+		}
+		if failed := s.Status().Code == otelcodes.Error; failed != want.failed {
+			t.Errorf("span %d (%s): failed=%v", i, want.code, failed)
+		}
+	}
+	// The chain ran inside the server span, not in the caller's.
+	if len(e.spans) == 0 || e.spans[0].SpanID() != server[0].SpanContext().SpanID() {
+		t.Errorf("the interceptors ran in span %v, want the server span %v", e.spans, server[0].SpanContext().SpanID())
+	}
+}
+
+// Without a tracer provider the call makes no span: the handler runs in the caller's.
+func TestNoSpanWithoutTracer(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	e := start(t, 10, WithTracerProvider(nil))
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "REST")
+	ctx = metadata.AppendToOutgoingContext(ctx, "x-in", "x")
+	if _, err := healthpb.NewHealthClient(e.ch).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	if n := len(rec.Ended()); n != 1 || e.spans[0].SpanID() != parent.SpanContext().SpanID() {
+		t.Fatalf("%d spans; handler in %v", n, e.spans)
 	}
 }

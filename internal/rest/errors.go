@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -52,10 +51,23 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	if len(md.HeaderMD.Get(requestIDHeader)) == 0 && w.Header().Get(requestIDHeader) == "" {
 		w.Header().Set(requestIDHeader, requestid.Caller(r.Header.Get(requestIDHeader)))
 	}
-	if d, ok := retryDelay(err); ok {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
+	if st := streamStateFrom(ctx); st != nil {
+		// A stream refused before it began: its writer frames the body (an SSE "error" event on a 200) and adds
+		// Retry-After where the status stays an HTTP error.
+		recordStreamError(ctx, status.Convert(unwrapHTTPStatus(err)))
+	} else if d, ok := retryDelay(err); ok {
+		w.Header().Set("Retry-After", retryAfterSeconds(d))
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// unwrapHTTPStatus is the status inside grpc-gateway's HTTPStatusError (a routing error), or err itself.
+func unwrapHTTPStatus(err error) error {
+	var httpErr *runtime.HTTPStatusError
+	if errors.As(err, &httpErr) {
+		return httpErr.Err
+	}
+	return err
 }
 
 // retryDelay is the status's RetryInfo delay, at least a second (Retry-After counts whole seconds, and 0 would
@@ -114,12 +126,15 @@ func readableError(err error) error {
 }
 
 // streamErrorHandler is the status a REST stream ends with: the gRPC status as it came, and never Go error text.
-func streamErrorHandler(_ context.Context, err error) *status.Status {
-	if st, ok := status.FromError(err); ok {
-		return st
+func streamErrorHandler(ctx context.Context, err error) *status.Status {
+	st, ok := status.FromError(err)
+	switch {
+	case ok:
+	case errors.Is(err, context.Canceled):
+		st = status.New(codes.Canceled, "canceled")
+	default:
+		st = status.New(codes.Internal, "internal error")
 	}
-	if errors.Is(err, context.Canceled) {
-		return status.New(codes.Canceled, "canceled")
-	}
-	return status.New(codes.Internal, "internal error")
+	recordStreamError(ctx, st)
+	return st
 }

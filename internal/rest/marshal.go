@@ -1,7 +1,6 @@
 package rest
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,14 +30,15 @@ func (m *ndjsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 	return newBodyDecoder(m.Marshaler, r)
 }
 
-// sseMarshaler frames each stream message as a Server-Sent Event ("event: result" or "event: error", the JSON in
-// "data:"); single answers stay plain JSON. Chosen when the request says Accept: text/event-stream.
+// sseMarshaler is chosen when the request says Accept: text/event-stream. Single answers stay plain JSON; a stream's
+// objects are JSON too, framed as Server-Sent Events by the stream's writer (sse.go), which knows each stream's ids
+// and how it ended.
 type sseMarshaler struct{ runtime.Marshaler }
 
 func (m *sseMarshaler) StreamContentType(any) string { return MIMESSE }
 
-// Delimiter ends an event: grpc-gateway writes it after each marshalled message.
-func (m *sseMarshaler) Delimiter() []byte { return []byte("\n\n") }
+// Delimiter is empty: the stream's writer ends each event itself.
+func (m *sseMarshaler) Delimiter() []byte { return nil }
 
 func (m *sseMarshaler) ContentType(v any) string {
 	if _, ok := streamChunk(v); ok {
@@ -47,25 +47,7 @@ func (m *sseMarshaler) ContentType(v any) string {
 	return m.Marshaler.ContentType(v)
 }
 
-func (m *sseMarshaler) Marshal(v any) ([]byte, error) {
-	event, ok := streamChunk(v)
-	if !ok {
-		return m.Marshaler.Marshal(wrapStatus(v))
-	}
-	data, err := m.Marshaler.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	// JSON from the marshaler may span lines; each line of an event's data needs its own "data:" prefix.
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "event: %s\n", event)
-	for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
-		b.WriteString("data: ")
-		b.WriteString(line)
-		b.WriteByte('\n')
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
-}
+func (m *sseMarshaler) Marshal(v any) ([]byte, error) { return m.Marshaler.Marshal(wrapStatus(v)) }
 
 func (m *sseMarshaler) NewDecoder(r io.Reader) runtime.Decoder { return newBodyDecoder(m.Marshaler, r) }
 

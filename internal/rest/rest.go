@@ -28,7 +28,8 @@ func Options(base runtime.Marshaler) runtime.ServeMuxOption {
 		runtime.WithStreamErrorHandler(streamErrorHandler),
 		runtime.WithRoutingErrorHandler(routes.routingErrorHandler),
 		runtime.SetQueryParameterParser(strictQueryParser{}),
-		runtime.WithMiddlewares(routes.rejectQueryOnBodyRoutes),
+		// streams first (outermost): an early refusal of a stream is framed as the stream would be.
+		runtime.WithMiddlewares(routes.streams, routes.rejectQueryOnBodyRoutes),
 	}
 	return func(mux *runtime.ServeMux) {
 		routes.mux = mux

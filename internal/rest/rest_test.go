@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/httpguard"
@@ -56,6 +57,12 @@ func (fakeInstances) WatchTask(req *pb.WatchTaskRequest, srv grpc.ServerStreamin
 	case "ok":
 		_ = srv.Send(&pb.WatchTaskResponse{TaskId: "ok", RunningCount: 1})
 		return srv.Send(&pb.WatchTaskResponse{TaskId: "ok", Terminal: true, SucceededCount: 1})
+	case "busy":
+		st, _ := status.New(codes.Unavailable, "KooPhone is failing").WithDetails(
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(2500 * time.Millisecond)})
+		return st.Err()
+	case "empty":
+		return nil
 	case "mid":
 		_ = srv.Send(&pb.WatchTaskResponse{TaskId: "mid", RunningCount: 1})
 		st, _ := status.New(codes.Unavailable, "shutting down").WithDetails(&errdetails.ErrorInfo{Reason: "SERVER_SHUTTING_DOWN", Domain: "koophone-gateway"})
@@ -329,54 +336,5 @@ func TestStreamErrors(t *testing.T) {
 	e, details := decodeError(t, lines[1])
 	if e.Error.Code != int(codes.Unavailable) || details[0]["reason"] != "SERVER_SHUTTING_DOWN" {
 		t.Fatalf("%+v %v", e, details)
-	}
-}
-
-func TestStreamAsServerSentEvents(t *testing.T) {
-	url := startMirror(t)
-	req, _ := http.NewRequest("GET", url+"/v1/instances/tasks/mid/watch", nil)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != rest.MIMESSE {
-		t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	// Parse as an SSE client would: events are separated by blank lines; each has an event and data lines.
-	type event struct{ name, data string }
-	var events []event
-	var cur event
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if cur.name != "" {
-				events = append(events, cur)
-			}
-			cur = event{}
-		case strings.HasPrefix(line, "event: "):
-			cur.name = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			cur.data += strings.TrimPrefix(line, "data: ")
-		default:
-			t.Fatalf("not SSE: %q", line)
-		}
-	}
-	if len(events) != 2 || events[0].name != "result" || events[1].name != "error" {
-		t.Fatalf("events %+v", events)
-	}
-	if !json.Valid([]byte(events[0].data)) || !strings.HasPrefix(events[0].data, `{"result"`) {
-		t.Errorf("result data %q", events[0].data)
-	}
-	if e, _ := decodeError(t, events[1].data); e.Error.Code != int(codes.Unavailable) {
-		t.Errorf("error event %+v", e)
-	}
-	// A single answer asked for with the same Accept header stays plain JSON.
-	resp2, body := do(t, "GET", url+"/v1/instances/batch-query?page_no=1", "", "Accept", "text/event-stream")
-	if resp2.Header.Get("Content-Type") != "application/json" || !json.Valid([]byte(body)) {
-		t.Errorf("unary with SSE accept: %q %s", resp2.Header.Get("Content-Type"), body)
 	}
 }

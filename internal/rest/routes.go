@@ -3,6 +3,7 @@ package rest
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -21,8 +22,11 @@ import (
 // route is one google.api.http binding: a path template split into segments ("{x}" matches any one segment).
 type route struct {
 	method   string
+	template string // the path template as the contract writes it, e.g. /v1/instances/tasks/{task_id}/watch
 	segments []string
 	body     string // the binding's body field: "*" means every field comes from the body or the path
+	rpc      string // the full gRPC method name, e.g. /koophone.v1.InstanceService/WatchTask
+	stream   bool   // a server-streaming RPC
 	// noQuery: no field of the request is left for the query string (the body takes every field, or the path and
 	// body together bind all of them), so grpc-gateway never reads the query and a parameter would be ignored.
 	noQuery bool
@@ -42,8 +46,9 @@ func newRouteTable() *routeTable {
 		for i := 0; i < fd.Services().Len(); i++ {
 			methods := fd.Services().Get(i).Methods()
 			for j := 0; j < methods.Len(); j++ {
-				rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
-				t.add(rule, methods.Get(j).Input())
+				m := methods.Get(j)
+				rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
+				t.add(rule, "/"+string(fd.Services().Get(i).FullName())+"/"+string(m.Name()), m.IsStreamingServer(), m.Input())
 			}
 		}
 		return true
@@ -51,7 +56,7 @@ func newRouteTable() *routeTable {
 	return t
 }
 
-func (t *routeTable) add(rule *annotations.HttpRule, in protoreflect.MessageDescriptor) {
+func (t *routeTable) add(rule *annotations.HttpRule, rpc string, stream bool, in protoreflect.MessageDescriptor) {
 	if rule == nil {
 		return
 	}
@@ -70,12 +75,35 @@ func (t *routeTable) add(rule *annotations.HttpRule, in protoreflect.MessageDesc
 	}
 	if method != "" {
 		segs := strings.Split(strings.Trim(path, "/"), "/")
-		t.routes = append(t.routes, route{method: method, segments: segs, body: rule.GetBody(),
-			noQuery: rule.GetBody() == "*" || !queryFieldsLeft(in, segs, rule.GetBody())})
+		t.routes = append(t.routes, route{method: method, template: path, segments: segs, body: rule.GetBody(),
+			rpc: rpc, stream: stream, noQuery: rule.GetBody() == "*" || !queryFieldsLeft(in, segs, rule.GetBody())})
 	}
 	for _, extra := range rule.GetAdditionalBindings() {
-		t.add(extra, in)
+		t.add(extra, rpc, stream, in)
 	}
+}
+
+// captureRe matches a capture in grpc-gateway's rendering of a pattern: {task_id=*}.
+var captureRe = regexp.MustCompile(`\{([^=}]+)=\*\}`)
+
+// Template turns a grpc-gateway pattern as runtime.Pattern.String renders it (/v1/tasks/{task_id=*}/watch) back
+// into the contract's path template (/v1/tasks/{task_id}/watch): the http.route of the request's span.
+func Template(pattern string) string { return captureRe.ReplaceAllString(pattern, "{$1}") }
+
+// matched is the route grpc-gateway's mux matched for r (it puts the pattern on r's context before middlewares
+// run), or nil.
+func (t *routeTable) matched(r *http.Request) *route {
+	p, ok := runtime.HTTPPattern(r.Context())
+	if !ok {
+		return nil
+	}
+	tmpl := Template(p.String())
+	for i := range t.routes {
+		if t.routes[i].method == r.Method && t.routes[i].template == tmpl {
+			return &t.routes[i]
+		}
+	}
+	return nil
 }
 
 // allowed lists the methods bound to path, sorted.

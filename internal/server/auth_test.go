@@ -117,6 +117,11 @@ func restErrorInfo(t *testing.T, body string) (reason string, meta map[string]st
 	}
 	for _, d := range st.Details {
 		if strings.HasSuffix(d.Type, "google.rpc.ErrorInfo") {
+			for k, v := range d.Metadata {
+				if v == "" { // see checkErrorInfos
+					t.Errorf("REST ErrorInfo %s has an empty %q: %v", d.Reason, k, d.Metadata)
+				}
+			}
 			return d.Reason, d.Metadata
 		}
 	}

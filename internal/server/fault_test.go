@@ -98,7 +98,7 @@ func newFaultEnvIn(t *testing.T, getenv func(string) string, flags ...string) *f
 		t.Fatal(err)
 	}
 	e.srv, e.sim = srv, srv.Sim()
-	e.conn, err = grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	e.conn, err = grpc.NewClient(srv.GRPCAddr(), append(checkErrorInfos(t), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

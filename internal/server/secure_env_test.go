@@ -126,7 +126,7 @@ func (e *secureEnv) dial(certs ...tls.Certificate) *grpc.ClientConn {
 	if e.ca != nil {
 		creds = credentials.NewTLS(e.tlsClient(certs...))
 	}
-	conn, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(e.grpcAddr, append(checkErrorInfos(e.t), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -253,6 +253,7 @@ func (s *Server) buildServices(context.Context) error {
 		StepTimeout:   cfg.WatchStepTimeout,
 		MaxPollers:    cfg.WatchMaxPollers,
 		Clock:         s.opts.clockOrReal(),
+		Tracer:        s.tel.Exporting(), // polls link to the watches they serve
 	}
 	if s.coord != nil { // set only when Redis is configured: the replicas share their pollers
 		watch.Peer = s.coord
@@ -367,7 +368,7 @@ func (s *Server) serveREST(ctx context.Context) error {
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
 	s.closers.push("REST stream connections", quiet(conns.Close))
-	gw, err := newGateway(ctx, inproc.NewChannel(s.inproc, s.unary, conns), s.services, s.sec.guard,
+	gw, err := newGateway(ctx, inproc.NewChannel(s.inproc, s.unary, conns, inproc.WithTracerProvider(s.tel.Exporting())), s.services, s.sec.guard,
 		runtime.WithMiddlewares(telemetry.RouteMiddleware))
 	if err != nil {
 		_ = lis.Close()

@@ -186,18 +186,28 @@ func ToStatus(ctx context.Context, log *slog.Logger, err error) error {
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{
 		Reason: reason,
 		Domain: domain,
-		Metadata: map[string]string{
-			"operation":        ue.Op,
-			"upstream_code":    truncate(ue.Code, 64),
-			"upstream_message": truncate(ue.Message, maxUpstreamText),
-			"http_status":      strconv.Itoa(ue.HTTPStatus),
-			"request_id":       ue.RequestID,
-		},
+		// Only what is known: a call refused before it was sent (rate limit, open breaker) has no KooPhone code,
+		// status or message, and "" or "0" would read as KooPhone's answer.
+		Metadata: errcat.Metadata(map[string]string{
+			errcat.KeyOperation:       ue.Op,
+			errcat.KeyUpstreamCode:    truncate(ue.Code, 64),
+			errcat.KeyUpstreamMessage: truncate(ue.Message, maxUpstreamText),
+			errcat.KeyHTTPStatus:      httpStatusText(ue.HTTPStatus),
+			errcat.KeyRequestID:       ue.RequestID,
+		}),
 	}}
 	if ue.RetryAfter > 0 {
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(ue.RetryAfter)})
 	}
 	return withDetails(st, details...)
+}
+
+// httpStatusText is KooPhone's HTTP status as ErrorInfo metadata: "" (left out) when no answer came.
+func httpStatusText(code int) string {
+	if code == 0 {
+		return ""
+	}
+	return strconv.Itoa(code)
 }
 
 // gatewayCredentialRefused reports an answer that refuses the gateway's credential even when the client did not

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"go.opentelemetry.io/otel/trace"
+
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
@@ -49,6 +51,8 @@ type WatchOptions struct {
 	Clock         clock.Clock    // tests drive polling with a fake clock
 	Rand          func() float64 // tests make jitter deterministic
 	Peer          stream.Peer    // shares each poller with the other replicas (internal/coord); nil: none
+	// Tracer makes each poll a span linked to the watches it serves; nil (no trace exported): no spans.
+	Tracer trace.TracerProvider
 }
 
 // watchers holds the hubs: tasks (GetTask) and preparations (ShowProgress). Values are the messages sent, built
@@ -70,6 +74,7 @@ func newWatchers(up Upstream, o WatchOptions) *watchers {
 		Rand:          o.Rand,
 		Classify:      classifyPollError,
 		MaxPollers:    o.MaxPollers,
+		Tracer:        o.Tracer,
 	}
 	// A finished task stays finished, so its last state may serve late watchers. A phone's preparation does not:
 	// "ready" ends with the next backup, and the same user and phone are prepared again later, so a cached

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 )
 
@@ -115,6 +117,10 @@ type Config struct {
 
 	MaxPollers int // pollers running at once (distinct keys); 0 or less: no cap
 
+	// Tracer, when set, makes each poll a span (a root: the poller belongs to no watcher) linked to the spans of
+	// the watches it serves, the first MaxPollLinks of them, so a watch's trace leads to the polls that fed it.
+	Tracer trace.TracerProvider
+
 	TerminalTTL time.Duration // how long a terminal result serves late joiners; default 1m, negative: not cached
 	ErrorTTL    time.Duration // how long a failure serves late joiners; default 5s, negative: not cached
 }
@@ -173,13 +179,19 @@ type Local[T any] struct {
 
 	peer  Peer // nil: this replica polls every key itself (see NewShared)
 	codec Codec[T]
+
+	tracer trace.Tracer // nil: polls make no spans
 }
 
 var _ Hub[int] = (*Local[int])(nil)
 
 // NewLocal returns an empty hub; it starts no goroutine until the first Watch.
 func NewLocal[T any](cfg Config) *Local[T] {
-	return &Local[T]{cfg: cfg.withDefaults(), done: make(chan struct{}), entries: make(map[Key]*poller[T])}
+	h := &Local[T]{cfg: cfg.withDefaults(), done: make(chan struct{}), entries: make(map[Key]*poller[T])}
+	if cfg.Tracer != nil {
+		h.tracer = cfg.Tracer.Tracer("github.com/koophone-gateway/koophone-gateway/internal/stream")
+	}
+	return h
 }
 
 // Watch implements Hub.
@@ -213,10 +225,15 @@ func (h *Local[T]) Watch(ctx context.Context, key Key, src Source[T]) (Subscript
 		go p.run()
 	}
 	p.watchers++
+	var span trace.SpanContext
+	if h.tracer != nil {
+		span = trace.SpanContextFromContext(ctx)
+		p.link(span)
+	}
 	h.mu.Unlock()
 	h.stats.watchers.Add(1)
 
-	s := &subscription[T]{h: h, p: p, closed: make(chan struct{})}
+	s := &subscription[T]{h: h, p: p, closed: make(chan struct{}), span: span}
 	if seq := p.state.Load().snap.Seq; seq > 0 {
 		s.seen = seq - 1 // the current snapshot counts as unseen: a late joiner gets it at once
 	}
@@ -226,11 +243,12 @@ func (h *Local[T]) Watch(ctx context.Context, key Key, src Source[T]) (Subscript
 
 // leave drops one watcher; the last one out stops a poller that is still polling. A finished poller stays, as
 // the cache, until its TTL ends.
-func (h *Local[T]) leave(p *poller[T]) {
+func (h *Local[T]) leave(p *poller[T], span trace.SpanContext) {
 	h.stats.watchers.Add(-1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p.watchers--
+	p.unlink(span)
 	if p.watchers == 0 && h.entries[p.key] == p && !p.cached && p.state.Load().end == nil {
 		delete(h.entries, p.key)
 		h.stats.pollers.Add(-1)

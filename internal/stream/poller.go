@@ -10,6 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 )
 
@@ -28,8 +32,9 @@ type poller[T any] struct {
 
 	// Guarded by h.mu.
 	watchers int
-	cached   bool      // finished and kept for late joiners
-	expires  time.Time // when cached ends
+	cached   bool                // finished and kept for late joiners
+	expires  time.Time           // when cached ends
+	links    []trace.SpanContext // spans of watchers watching now, at most MaxPollLinks (with Config.Tracer)
 }
 
 // pollState is one published state. wake is closed when a newer state replaces this one, which wakes every
@@ -152,6 +157,17 @@ func (p *poller[T]) poll() (v T, timedOut bool, err error) {
 	ctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
 	pc := &pollCtx{Context: ctx, deadline: clk.Now().Add(p.h.cfg.PollTimeout)}
+	var callCtx context.Context = pc
+	if p.h.tracer != nil {
+		var span trace.Span
+		callCtx, span = p.startSpan(pc)
+		defer func() {
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
 	timer := clk.NewTimer(p.h.cfg.PollTimeout)
 	stop, exited := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -163,11 +179,49 @@ func (p *poller[T]) poll() (v T, timedOut bool, err error) {
 		case <-stop:
 		}
 	}()
-	v, err = p.safePoll(pc)
+	v, err = p.safePoll(callCtx)
 	close(stop)
 	<-exited
 	timer.Stop()
 	return v, pc.timedOut.Load(), err
+}
+
+// MaxPollLinks bounds the links of a poll's span: a task watched ten thousand times links the first watchers'
+// traces, and says how many watched.
+const MaxPollLinks = 8
+
+// link remembers a watcher's span for the poll spans, while there is room. Called with h.mu held.
+func (p *poller[T]) link(sc trace.SpanContext) {
+	if sc.IsValid() && len(p.links) < MaxPollLinks {
+		p.links = append(p.links, sc)
+	}
+}
+
+// unlink forgets a watcher that left. Called with h.mu held.
+func (p *poller[T]) unlink(sc trace.SpanContext) {
+	for i, l := range p.links {
+		if l.Equal(sc) {
+			p.links = append(p.links[:i:i], p.links[i+1:]...)
+			return
+		}
+	}
+}
+
+// startSpan starts a poll's span, linked to the spans of the watches it serves now.
+func (p *poller[T]) startSpan(ctx context.Context) (context.Context, trace.Span) {
+	p.h.mu.Lock()
+	links := make([]trace.Link, len(p.links))
+	for i, sc := range p.links {
+		links[i] = trace.Link{SpanContext: sc}
+	}
+	watchers := p.watchers
+	p.h.mu.Unlock()
+	return p.h.tracer.Start(ctx, "watch poll "+p.key.Kind, trace.WithSpanKind(trace.SpanKindInternal), trace.WithLinks(links...),
+		trace.WithAttributes(
+			attribute.String("koophone.watch.kind", p.key.Kind),
+			attribute.Int("koophone.watch.watchers", watchers), // linked: the first MaxPollLinks of them
+			attribute.Int("koophone.watch.linked", len(links)),
+		))
 }
 
 // safePoll turns a panic in Poll into an error for this key's watchers instead of a crash of the process.

@@ -3,6 +3,8 @@ package stream
 import (
 	"context"
 	"sync"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // subscription is one watcher: a cursor (the Seq it last returned) over its poller's published state. It owns no
@@ -16,6 +18,8 @@ type subscription[T any] struct {
 	closeErr error         // what Next returns once closed; written before closed is closed
 	closed   chan struct{} // closed by Close or by the end of the Watch ctx
 	stop     func() bool   // unregisters the Watch ctx's AfterFunc
+
+	span trace.SpanContext // the watch's span, linked from its poller's poll spans while it watches
 }
 
 // Next implements Subscription.
@@ -77,6 +81,6 @@ func (s *subscription[T]) close(err error) {
 	s.once.Do(func() {
 		s.closeErr = err
 		close(s.closed)
-		s.h.leave(s.p)
+		s.h.leave(s.p, s.span)
 	})
 }

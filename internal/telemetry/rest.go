@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 type restMetrics struct {
@@ -61,17 +64,30 @@ func (t *Telemetry) HTTPMiddleware(next http.Handler) http.Handler {
 	})
 }
 
-// RouteMiddleware is a grpc-gateway middleware that records the matched route pattern for HTTPMiddleware.
+// RouteMiddleware is a grpc-gateway middleware that records the matched route pattern for HTTPMiddleware, and
+// names the request's span by it with http.route (otelhttp cannot: it sees only the server mux's catch-all "/").
 func RouteMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		if p, ok := runtime.HTTPPattern(r.Context()); ok {
 			if route, ok := r.Context().Value(routeKey{}).(*string); ok {
 				*route = p.String()
 			}
+			if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+				route := routeTemplate(p.String())
+				span.SetAttributes(semconv.HTTPRoute(route))
+				span.SetName("REST " + r.Method + " " + route)
+			}
 		}
 		next(w, r, params)
 	}
 }
+
+// captureRe matches a capture as grpc-gateway renders a pattern: {task_id=*}.
+var captureRe = regexp.MustCompile(`\{([^=}]+)=\*\}`)
+
+// routeTemplate is the contract's path template of a grpc-gateway pattern: /v1/instances/tasks/{task_id}, as
+// OpenTelemetry's http.route wants it (the metric label keeps grpc-gateway's rendering, which dashboards use).
+func routeTemplate(pattern string) string { return captureRe.ReplaceAllString(pattern, "{$1}") }
 
 // statusRecorder remembers the status written; it passes Flush on, which the streaming routes need.
 type statusRecorder struct {

@@ -97,6 +97,15 @@ func (t *Telemetry) ClientHandler() stats.Handler {
 		otelgrpc.WithMeterProvider(noopMeter))
 }
 
+// Exporting is the tracer provider when spans are exported, nil otherwise: for parts that skip building spans
+// nobody receives (the REST mirror's in-process gRPC hop).
+func (t *Telemetry) Exporting() trace.TracerProvider {
+	if !t.Tracing() {
+		return nil
+	}
+	return t.Tracer
+}
+
 // ExtractTrace returns ctx joined to the trace context the caller sent in the call's metadata (W3C traceparent,
 // tracestate, baggage), if any: what the stats handler would have done with tracing off, so the caller's trace id
 // still reaches the logs. A ctx already carrying a span keeps it when the metadata has none.

@@ -425,12 +425,14 @@ const file_koophone_v1_rest_proto_rawDesc = "" +
 	"\x05error\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05error\"q\n" +
 	"\x14FleetEventStreamLine\x12/\n" +
 	"\x06result\x18\x01 \x01(\v2\x17.koophone.v1.FleetEventR\x06result\x12(\n" +
-	"\x05error\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05errorB\xc7\x13\x92A\x87\x12\x12\x80\f\n" +
-	"\x10KooPhone gateway\x12\xe7\vThe REST mirror of the koophone.v1 gRPC services: same RPCs, same validation, JSON with the proto field names.\n" +
+	"\x05error\x18\x02 \x01(\v2\x12.google.rpc.StatusR\x05errorB\x81\x18\x92A\xc1\x16\x12\xba\x10\n" +
+	"\x10KooPhone gateway\x12\xa1\x10The REST mirror of the koophone.v1 gRPC services: same RPCs, same validation, JSON with the proto field names.\n" +
 	"\n" +
 	"**Errors.** Every failed call answers the HTTP status that matches its gRPC code and the body `{\"error\": google.rpc.Status}`, whose details carry a `google.rpc.ErrorInfo` (reason and domain, see docs/errors.md), a `google.rpc.BadRequest` naming each bad field, or a `google.rpc.RetryInfo`. Every answer carries `X-Request-Id` (send one to choose it).\n" +
 	"\n" +
-	"**Streams** (WatchTask, WatchPrepareProgress, RunAsyncCommand, OpenSession) answer 200 and send one JSON object per message: `{\"result\": message}`, and at most one last `{\"error\": google.rpc.Status}` when the stream fails after it began. Framing: newline-delimited JSON (`application/x-ndjson`, one object per line) by default; Server-Sent Events (`text/event-stream`) when the request says `Accept: text/event-stream`, with `event: result` or `event: error` and the object in `data:`. A stream that fails before its first message answers the error's HTTP status instead of 200, with the same `{\"error\": ...}` object (as JSON, or as an SSE `error` event when SSE was asked for).\n" +
+	"**Streams** (WatchTask, WatchPrepareProgress, RunAsyncCommand, OpenSession) answer 200 and send one JSON object per message: `{\"result\": message}`, and at most one last `{\"error\": google.rpc.Status}` when the stream fails after it began. Framing: newline-delimited JSON (`application/x-ndjson`, one object per line) by default; a stream that fails before its first message answers the error's HTTP status instead of 200 (and `Retry-After` when it carries a RetryInfo), with the same `{\"error\": ...}` object as JSON.\n" +
+	"\n" +
+	"**Server-Sent Events** when the request says `Accept: text/event-stream`: a `retry: 60000` field first, then `event: result` with `id: 1`, `2`, ... per message, at most one `event: error`, and always a last `event: end` whose data is `{\"code\": N}` (the gRPC code the stream ended with); the objects are in `data:`. An SSE stream always answers 200: a failure before the first message is an `error` event, then `end`, so that a browser's EventSource can read it. EventSource reconnects after any close: a page closes it on `end`. `Last-Event-ID` resumes WatchTask and WatchPrepareProgress (the current snapshot at once, ids continuing from it) and is refused (400 `header.not_resumable`) on the other streams, which would run again.\n" +
 	"\n" +
 	"**Query parameters** not listed for an operation are refused (400), so a misspelt filter is never ignored.\n" +
 	"\n" +
