@@ -55,6 +55,12 @@ type options struct {
 	jobDuration time.Duration
 	pollWindow  time.Duration
 
+	fairWindow      time.Duration // fairness: how long the other caller is measured with the flood on (half that alone)
+	fairFlood       int           // fairness: the flood's read workers
+	fairWatches     int           // fairness: the flood's watches on made-up task ids
+	fairStreams     int           // fairness: at most this many watchers from the flood key
+	fairOpenStreams int           // fairness: this build's per-caller share of open streams
+
 	skip         map[string]bool
 	profileDir   string
 	profileDress bool   // -profile: the gateway in production dress
@@ -111,7 +117,12 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.IntVar(&o.tasks, "tasks", 100, "tasks the watchers spread over")
 	fs.DurationVar(&o.jobDuration, "job-duration", 0, "how long the watched tasks run; it must outlast opening the watchers and the poll window (0: 30s + 1.5ms per watcher + the poll window)")
 	fs.DurationVar(&o.pollWindow, "poll-window", 20*time.Second, "how long upstream polls are counted while the watchers idle")
-	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch, dress (the production dress and the shares, measured with the unary phase)")
+	fs.DurationVar(&o.fairWindow, "fair-window", 20*time.Second, "fairness: how long the other caller is measured with the flood on (and half that alone)")
+	fs.IntVar(&o.fairFlood, "fair-flood", 40, "fairness: the flood key's concurrent read workers")
+	fs.IntVar(&o.fairWatches, "fair-watches", 2000, "fairness: the flood key's watches on made-up task ids")
+	fs.IntVar(&o.fairStreams, "fair-streams", 9000, "fairness: the flood key opens watchers until refused, or this many")
+	fs.IntVar(&o.fairOpenStreams, "fair-open-streams", 2000, "fairness: this build's per-caller share of open streams (KOOPHONE_SHARE_OPEN_STREAMS; 2000 is its default)")
+	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch, dress (the production dress and the shares, measured with the unary phase), fairness (one API key flooding another's reads, watches and streams)")
 	fs.StringVar(&o.heapProfile, "watch-heap-profile", "", "save the gateway's heap profile and goroutine stacks while the watchers idle, to this path + N.pprof and N.goroutines.txt")
 	fs.StringVar(&o.ghz, "ghz", "", "ghz binary: with -bombardier, also load every path with ghz (gRPC) and bombardier (HTTP) at saturation")
 	fs.StringVar(&o.bombardier, "bombardier", "", "bombardier binary (see -ghz)")
@@ -139,6 +150,9 @@ func parse(args []string, out io.Writer) (*options, error) {
 		if s != "" {
 			o.skip[s] = true
 		}
+	}
+	if o.fairFlood < 1 || o.fairWatches < 1 || o.fairStreams < 1 || o.fairOpenStreams < 0 || o.fairWindow <= 0 {
+		return nil, errNoFairness
 	}
 	if o.tasks < 1 || o.tasks > 200 {
 		return nil, errors.New("-tasks must be 1 to 200 (one phone of the simulator's 200 each)")
@@ -221,6 +235,11 @@ func execute(ctx context.Context, o *options) (*report, error) {
 			if err := watchPhase(ctx, o, rep, n, callOpts); err != nil {
 				return nil, fmt.Errorf("%d watchers: %w", n, err)
 			}
+		}
+	}
+	if !o.skip["fairness"] {
+		if err := fairnessPhase(ctx, o, rep); err != nil {
+			return nil, err
 		}
 	}
 	return rep, nil
