@@ -8,7 +8,10 @@
 //   - slow upstream: 5,000 calls at once against a 200 ms upstream: peak RSS, goroutines, upstream connections
 //     opened and open at once (counted by the simulator);
 //   - idle watchers: 10,000 and 100,000 WatchTask streams over 100 tasks on real gRPC connections: RSS, heap and
-//     stack per watcher, upstream polls per second, and the delay from a task's end to its last watcher hearing it.
+//     stack per watcher, upstream polls per second, and the delay from a task's end to its last watcher hearing it;
+//   - fairness (fairness.go): one API key's read flood, watches on made-up task ids and watchers until refused,
+//     against another key's reads, with the KooPhone read quota on: the other caller's latency, the refusal and
+//     the gateway's RSS and goroutines, on this build and on -gateway-before's.
 //
 // The load comes from this program: one generator drives all four paths, so its own cost, connection policy and
 // latency accounting are the same on every path and cancel out of the ratios, the open-loop fixed rates count
