@@ -153,10 +153,10 @@ smoke: $(BIN)/grpcurl
 test-smoke: $(BIN)/grpcurl
 	scripts/smoke-run.sh
 
-## bench: every figure of docs/benchmarks.md in one run (~25 min): cmd/loadbench (direct, bare proxy, gateway gRPC
+## bench: every figure of docs/benchmarks.md in one run (~28 min): cmd/loadbench (direct, bare proxy, gateway gRPC
 ## and REST side by side, and in production dress against a bare TLS proxy, shares on and off; a slow upstream;
-## idle watchers), then the Go benchmarks with -benchmem; the tables go to
-## $(BENCH_OUT). The unary phase is cross-checked with ghz (gRPC) and bombardier (HTTP), pinned below and installed
+## idle watchers; fairness: one API key's flood against another's reads), then the Go benchmarks with -benchmem;
+## the tables go to $(BENCH_OUT). The unary phase is cross-checked with ghz (gRPC) and bombardier (HTTP), pinned below and installed
 ## into ./bin. BENCH_BEFORE=<git revision> also measures the gateway built from that revision, alongside, for
 ## before/after ratios; BENCH_FLAGS passes loadbench flags (e.g. -header "Authorization: Bearer x").
 BENCH_OUT ?= bench-results.md

@@ -138,8 +138,7 @@ func (d *dress) credentials() error {
 	var keys strings.Builder
 	keys.WriteString("keys:\n")
 	key := func(principal, secret string, groups ...string) {
-		sum := sha256.Sum256([]byte(secret))
-		fmt.Fprintf(&keys, "  - principal: %s\n    sha256: %s\n    groups: [%s]\n", principal, hex.EncodeToString(sum[:]), strings.Join(groups, ", "))
+		keys.WriteString(keyEntry(principal, secret, groups...))
 		d.keyCount++
 	}
 	// Other callers first, so the load's key is not the first entry looked at.
@@ -213,6 +212,12 @@ principals:
 `, benchPrincipal, sharesRate, d.clientIdentity)
 	d.sharesFile = d.path("shares.yaml")
 	return os.WriteFile(d.sharesFile, []byte(shares), 0o600)
+}
+
+// keyEntry is one API key's entry in a keys file: its SHA-256, never the key itself.
+func keyEntry(principal, secret string, groups ...string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return fmt.Sprintf("  - principal: %s\n    sha256: %s\n    groups: [%s]\n", principal, hex.EncodeToString(sum[:]), strings.Join(groups, ", "))
 }
 
 func randomBytes(n int) []byte {

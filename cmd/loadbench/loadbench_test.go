@@ -39,6 +39,7 @@ func TestSmoke(t *testing.T) {
 		"-slow-calls", "200", "-slow-latency", "50ms",
 		"-watchers", "200", "-tasks", "5", "-job-duration", "8s", "-poll-window", "1s", "-gateway-before", filepath.Join(dir, "server"),
 		"-gateway-env", "KOOPHONE_WATCH_FIRST_INTERVAL=100ms", "-gateway-env", "KOOPHONE_WATCH_MAX_INTERVAL=500ms",
+		"-skip", "fairness", // TestFairnessSmoke
 	}, &progress)
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +87,62 @@ func TestSmoke(t *testing.T) {
 	for _, want := range []string{"calls/s ÷ bare", "| gateway REST |", "| before: gateway REST |", "this build ÷ the earlier build",
 		"upstream connections opened", "RSS per watcher", "### Targets", "| " + pathBareTLS + " |", "| " + pathMTLSREST + " |",
 		"| " + pathDressShares + " |", "Unary in production dress"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// TestFairnessSmoke runs the fairness phase alone at a tiny scale (a 4-worker flood, 20 made-up watches, a share
+// of 50 open streams) on this build and, as the earlier build, the same binary: every part measured, the other
+// caller's calls all answered, and the flood's watchers refused at its share with the reason naming the limit.
+// Nothing here is timed: the figures are make bench's.
+func TestFairnessSmoke(t *testing.T) {
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/server", "./cmd/koophone-sim")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var progress strings.Builder
+	logOut = &progress
+	o, err := parse([]string{
+		"-gateway", filepath.Join(dir, "server"), "-sim", filepath.Join(dir, "koophone-sim"), "-logs", dir,
+		"-gateway-before", filepath.Join(dir, "server"), "-skip", "unary,slow,watch,dress",
+		"-fair-window", "1s", "-fair-flood", "4", "-fair-watches", "20", "-fair-streams", "300", "-fair-open-streams", "50",
+	}, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := execute(context.Background(), o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if len(rep.fair) != 2 || rep.unary != nil || rep.watch != nil {
+		t.Fatalf("%d fairness results, unary %v, watch %v", len(rep.fair), rep.unary != nil, rep.watch != nil)
+	}
+	for _, f := range rep.fair {
+		for name, s := range map[string]*sample{"reads alone": &f.aloneRead, "reads with the flood": &f.withRead,
+			"GetTask alone": &f.aloneGet, "GetTask with the watches": &f.watchGet} {
+			if s.calls == 0 || s.errs != 0 {
+				t.Errorf("%s, %s: %d of %d calls failed, first: %v", f.build, name, s.errs, s.calls, s.firstErr)
+			}
+		}
+		if f.flood.calls == 0 {
+			t.Errorf("%s: the flood made no calls", f.build)
+		}
+		if w := f.watches; w.open+w.notFound+w.failed != 20 || w.failed != 0 {
+			t.Errorf("%s: made-up watches %+v", f.build, w)
+		}
+		sf := f.streams
+		if sf.opened != 50 || sf.refused < 1 || sf.failed != 0 || sf.reason != "PRINCIPAL_STREAM_LIMITED" || sf.limit != "50" ||
+			sf.rss <= 0 || sf.goroutines <= sf.idleGoroutines || sf.otherWatch != "opened" {
+			t.Errorf("%s: watchers until refused: %+v", f.build, sf)
+		}
+	}
+	md := rep.markdown()
+	for _, want := range []string{"### Fairness", "| before | with the flood |", "| this build | with the watches |",
+		"PRINCIPAL_STREAM_LIMITED, 50"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}

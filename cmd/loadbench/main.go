@@ -8,7 +8,10 @@
 //   - slow upstream: 5,000 calls at once against a 200 ms upstream: peak RSS, goroutines, upstream connections
 //     opened and open at once (counted by the simulator);
 //   - idle watchers: 10,000 and 100,000 WatchTask streams over 100 tasks on real gRPC connections: RSS, heap and
-//     stack per watcher, upstream polls per second, and the delay from a task's end to its last watcher hearing it.
+//     stack per watcher, upstream polls per second, and the delay from a task's end to its last watcher hearing it;
+//   - fairness (fairness.go): one API key's read flood, watches on made-up task ids and watchers until refused,
+//     against another key's reads, with the KooPhone read quota on: the other caller's latency, the refusal and
+//     the gateway's RSS and goroutines, on this build and on -gateway-before's.
 //
 // The load comes from this program: one generator drives all four paths, so its own cost, connection policy and
 // latency accounting are the same on every path and cancel out of the ratios, the open-loop fixed rates count
@@ -54,6 +57,12 @@ type options struct {
 	tasks       int
 	jobDuration time.Duration
 	pollWindow  time.Duration
+
+	fairWindow      time.Duration // fairness: how long the other caller is measured with the flood on (half that alone)
+	fairFlood       int           // fairness: the flood's read workers
+	fairWatches     int           // fairness: the flood's watches on made-up task ids
+	fairStreams     int           // fairness: at most this many watchers from the flood key
+	fairOpenStreams int           // fairness: this build's per-caller share of open streams
 
 	skip         map[string]bool
 	profileDir   string
@@ -112,7 +121,12 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.IntVar(&o.tasks, "tasks", 100, "tasks the watchers spread over")
 	fs.DurationVar(&o.jobDuration, "job-duration", 0, "how long the watched tasks run; it must outlast opening the watchers and the poll window (0: 30s + 1.5ms per watcher + the poll window)")
 	fs.DurationVar(&o.pollWindow, "poll-window", 20*time.Second, "how long upstream polls are counted while the watchers idle")
-	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch, dress (the production dress and the shares, measured with the unary phase)")
+	fs.DurationVar(&o.fairWindow, "fair-window", 20*time.Second, "fairness: how long the other caller is measured with the flood on (and half that alone)")
+	fs.IntVar(&o.fairFlood, "fair-flood", 40, "fairness: the flood key's concurrent read workers")
+	fs.IntVar(&o.fairWatches, "fair-watches", 2000, "fairness: the flood key's watches on made-up task ids")
+	fs.IntVar(&o.fairStreams, "fair-streams", 9000, "fairness: the flood key opens watchers until refused, or this many")
+	fs.IntVar(&o.fairOpenStreams, "fair-open-streams", 2000, "fairness: this build's per-caller share of open streams (KOOPHONE_SHARE_OPEN_STREAMS; 2000 is its default)")
+	skip := fs.String("skip", "", "comma-separated phases to leave out: unary, slow, watch, dress (the production dress and the shares, measured with the unary phase), fairness (one API key flooding another's reads, watches and streams)")
 	fs.StringVar(&o.heapProfile, "watch-heap-profile", "", "save the gateway's heap profile and goroutine stacks while the watchers idle, to this path + N.pprof and N.goroutines.txt")
 	fs.StringVar(&o.ghz, "ghz", "", "ghz binary: with -bombardier, also load every path with ghz (gRPC) and bombardier (HTTP) at saturation")
 	fs.StringVar(&o.bombardier, "bombardier", "", "bombardier binary (see -ghz)")
@@ -140,6 +154,9 @@ func parse(args []string, out io.Writer) (*options, error) {
 		if s != "" {
 			o.skip[s] = true
 		}
+	}
+	if o.fairFlood < 1 || o.fairWatches < 1 || o.fairStreams < 1 || o.fairOpenStreams < 0 || o.fairWindow <= 0 {
+		return nil, errNoFairness
 	}
 	if o.tasks < 1 || o.tasks > 200 {
 		return nil, errors.New("-tasks must be 1 to 200 (one phone of the simulator's 200 each)")
@@ -224,6 +241,11 @@ func execute(ctx context.Context, o *options) (*report, error) {
 			if err := watchPhase(ctx, o, rep, n, callOpts); err != nil {
 				return nil, fmt.Errorf("%d watchers: %w", n, err)
 			}
+		}
+	}
+	if !o.skip["fairness"] {
+		if err := fairnessPhase(ctx, o, rep); err != nil {
+			return nil, err
 		}
 	}
 	return rep, nil

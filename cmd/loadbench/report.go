@@ -16,7 +16,8 @@ type report struct {
 	unary [][]measured // [load][path]
 	slow  []burstResult
 	watch []*watchResult
-	tools []toolRun // the cross-check with ghz and bombardier: direct, bare proxy, gateway gRPC, gateway REST
+	tools []toolRun     // the cross-check with ghz and bombardier: direct, bare proxy, gateway gRPC, gateway REST
+	fair  []*fairResult // this build's, then the earlier build's
 
 	dress                  *dress // the production dress's files, when it was measured
 	scrapes, scrapesFailed int64  // of the dressed gateways' /metrics
@@ -78,6 +79,9 @@ func (r *report) markdown() string {
 				w.openTime.Round(time.Millisecond))
 		}
 		b.WriteString("\n")
+	}
+	if r.fair != nil {
+		r.fairTables(&b)
 	}
 	return b.String()
 }
