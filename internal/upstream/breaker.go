@@ -104,15 +104,22 @@ func (b *breaker) allow() (done func(r *attemptResult, ctx context.Context), e *
 	return func(r *attemptResult, ctx context.Context) { d(breakerVerdict(ctx, r)) }, nil
 }
 
+// breakerMinHang is how long an attempt must have been in flight for its deadline passing to say KooPhone hangs.
+// An attempt sent with a few milliseconds left (a poll that waited out its deadline in the fair queue behind a
+// flood) times out whatever KooPhone does: five of those in a row opened the breaker for every caller.
+const breakerMinHang = 250 * time.Millisecond
+
 // breakerVerdict says what an attempt tells about KooPhone's health: no answer or a 5xx is a failure; an answer
-// of any other kind is a success (KooPhone is up, even if it refused the request); the caller giving up first
-// says nothing.
+// of any other kind is a success (KooPhone is up, even if it refused the request); the caller giving up first,
+// or a deadline that left the attempt no real time, says nothing.
 func breakerVerdict(ctx context.Context, r *attemptResult) error {
 	e := r.err
 	switch {
 	case e == nil:
 		return nil
 	case errors.Is(ctx.Err(), context.Canceled):
+		return errBreakerExcluded
+	case e.Kind == KindTransport && errors.Is(ctx.Err(), context.DeadlineExceeded) && r.inFlight < breakerMinHang:
 		return errBreakerExcluded
 	case e.Kind == KindTransport:
 		return errBreakerFailure // includes a deadline passing while KooPhone hangs

@@ -169,6 +169,7 @@ type attemptResult struct {
 	notSent      bool // provably never reached the upstream (no connection was made)
 	bodyFailed   bool // the connection failed while the answer was being read
 	authRejected bool // HTTP 401 or KOOPHONE.API.6001
+	inFlight     time.Duration // from sending to the answer or the failure
 	req          *http.Request
 }
 
@@ -365,7 +366,7 @@ func (c *Client) attempt(ctx context.Context, cl call, target, id string, body [
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		r := attemptResult{req: req, notSent: !gotConn.Load() || isDialError(err)}
+		r := attemptResult{req: req, notSent: !gotConn.Load() || isDialError(err), inFlight: time.Since(start)}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			r.err = &Error{Kind: KindTransport, Err: ctxErr}
 		} else {
@@ -377,8 +378,8 @@ func (c *Client) attempt(ctx context.Context, cl call, target, id string, body [
 	}
 	defer func() { _ = resp.Body.Close() }() // read below; a failed close changes nothing about the answer
 
-	r := attemptResult{req: req}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))
+	r := attemptResult{req: req, inFlight: time.Since(start)}
 	switch {
 	case err != nil && ctx.Err() != nil:
 		r.err = &Error{Kind: KindTransport, HTTPStatus: resp.StatusCode, Err: ctx.Err()}
