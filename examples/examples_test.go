@@ -1,7 +1,8 @@
 // Package examples runs the Node, Python, TypeScript and curl examples against a gateway started on the embedded
 // simulator and checks what they print. `make test` installs what they need (test-deps, npm-deps), generates
 // clients/, builds the Python wheel (test-client-python) and compiles the TypeScript examples against the installed
-// npm package (test-client-ts) first.
+// npm package (test-client-ts) first. The Go and TypeScript packages are also used from projects outside the
+// repository (goclient_test.go, tsproject_test.go).
 package examples
 
 import (
