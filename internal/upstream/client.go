@@ -166,9 +166,9 @@ type call struct {
 // attemptResult is the outcome of sending a call once.
 type attemptResult struct {
 	err          *Error
-	notSent      bool // provably never reached the upstream (no connection was made)
-	bodyFailed   bool // the connection failed while the answer was being read
-	authRejected bool // HTTP 401 or KOOPHONE.API.6001
+	notSent      bool          // provably never reached the upstream (no connection was made)
+	bodyFailed   bool          // the connection failed while the answer was being read
+	authRejected bool          // HTTP 401 or KOOPHONE.API.6001
 	inFlight     time.Duration // from sending to the answer or the failure
 	req          *http.Request
 }
