@@ -37,6 +37,8 @@ func (t *Telemetry) RegisterRedis(status func() coord.Status) error {
 		counter("probes_total", "Background probes of Redis.", nil, func(s coord.Status) float64 { return float64(s.Probes) }),
 		counter("lease_takeovers_total", "Leases taken over from a replica that does not own the key.", nil, func(s coord.Status) float64 { return float64(s.Takeovers) }),
 		counter("local_quota_total", "Upstream calls admitted by this replica's local share of the quota.", nil, func(s coord.Status) float64 { return float64(s.LocalQuota) }),
+		counter("local_share_total", "Callers' calls admitted by this replica's local part of their requests_per_second share (Redis down).", nil,
+			func(s coord.Status) float64 { return float64(s.LocalShare) }),
 	}
 	for i := range coord.NumOps {
 		op := prometheus.Labels{"op": coord.OpName(i)}
