@@ -139,7 +139,7 @@ func Open(cfg Config) (*Coord, error) {
 	// Down until a probe answers: the first one, here, is bounded by OpTimeout.
 	if c.probe() != nil {
 		c.stats.downs.Add(1)
-		c.log.Error("redis unreachable at start: running degraded (own pollers, local quota share, keyed writes refused); probing in the background")
+		c.log.Error("redis unreachable at start: running degraded (own pollers, local quota and caller rate shares, keyed writes refused); probing in the background")
 	}
 	c.wg.Add(2)
 	go c.renewLoop()

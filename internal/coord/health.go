@@ -109,7 +109,7 @@ func (c *Coord) markDown(op int, err error) {
 	}
 	c.since.Store(c.cfg.Clock.Now().UnixNano())
 	c.stats.downs.Add(1)
-	c.log.Error("redis unreachable: degraded to local limits (own pollers, local quota share, keyed writes refused); probing in the background",
+	c.log.Error("redis unreachable: degraded to local limits (own pollers, local quota and caller rate shares, keyed writes refused); probing in the background",
 		"op", opNames[op], "err", err)
 	c.suspect()
 }

@@ -26,7 +26,7 @@ func (t *Telemetry) RegisterRedis(status func() coord.Status) error {
 	cs := []prometheus.Collector{
 		gauge("up", "1 while Redis answers, 0 while it is found down (refused, timed out, hung).",
 			func(s coord.Status) float64 { return b(!s.Degraded) }),
-		gauge("degraded", "1 while the replica runs on local limits: own pollers, local quota share, keyed writes refused.",
+		gauge("degraded", "1 while the replica runs on local limits: own pollers, local quota and caller rate shares, keyed writes refused.",
 			func(s coord.Status) float64 { return b(s.Degraded) }),
 		gauge("leases", "Watched keys this replica polls for every replica.", func(s coord.Status) float64 { return float64(s.Leases) }),
 		gauge("replicas", "Live replicas in this replica's view (its own heartbeat included).", func(s coord.Status) float64 { return float64(s.Replicas) }),
