@@ -1,6 +1,6 @@
 // Package coord lets several gateway replicas share what must not be multiplied by their number: the poller of
-// each watched key (stream.Peer), the upstream rate limit (Limiter) and the idempotency keys of writes
-// (idempotency.Store). It talks to Redis through go-redis; without KOOPHONE_REDIS_URL it is not used at all.
+// each watched key (stream.Peer), the upstream rate limit (Quota), each caller's requests_per_second share
+// (ShareLimiter) and the idempotency keys of writes (idempotency.Store). It talks to Redis through go-redis; without KOOPHONE_REDIS_URL it is not used at all.
 //
 // Redis is a dependency that can fail. Once an operation finds it down (refused, timed out, hung), the replica
 // is degraded: every call takes its local branch at once, without asking Redis (it polls for itself, spends a
