@@ -25,10 +25,8 @@ type RateLimiter interface {
 
 // Local is a RateLimiter with one token bucket (x/time/rate) per key, in this process, timed on its clock.
 type Local struct {
-	clock clock.Clock
-
-	mu      sync.Mutex
-	buckets map[string]*rate.Limiter
+	clock   clock.Clock
+	buckets sync.Map // key -> *rate.Limiter; read on every call, written once per key: no lock shared by all callers
 }
 
 // NewLocal returns this replica's own buckets on clk (nil: the real clock).
@@ -36,22 +34,21 @@ func NewLocal(clk clock.Clock) *Local {
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	return &Local{clock: clk, buckets: map[string]*rate.Limiter{}}
+	return &Local{clock: clk}
 }
 
 // Allow implements RateLimiter.
 func (l *Local) Allow(_ context.Context, key string, perSec float64, burst int) (bool, time.Duration, error) {
 	now := l.clock.Now()
-	l.mu.Lock()
-	b, ok := l.buckets[key]
+	v, ok := l.buckets.Load(key)
 	if !ok {
-		b = rate.NewLimiter(rate.Limit(perSec), burst)
-		l.buckets[key] = b
-	} else if b.Limit() != rate.Limit(perSec) || b.Burst() != burst { // the caller's share changed (another group)
+		v, _ = l.buckets.LoadOrStore(key, rate.NewLimiter(rate.Limit(perSec), burst))
+	}
+	b := v.(*rate.Limiter) // only *rate.Limiter is stored
+	if b.Limit() != rate.Limit(perSec) || b.Burst() != burst { // the caller's share changed (another group)
 		b.SetLimitAt(now, rate.Limit(perSec))
 		b.SetBurstAt(now, burst)
 	}
-	l.mu.Unlock()
 	r := b.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
