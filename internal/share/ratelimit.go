@@ -44,8 +44,9 @@ func (l *Local) Allow(_ context.Context, key string, perSec float64, burst int) 
 	if !ok {
 		v, _ = l.buckets.LoadOrStore(key, rate.NewLimiter(rate.Limit(perSec), burst))
 	}
-	b := v.(*rate.Limiter)                                     // only *rate.Limiter is stored
-	if b.Limit() != rate.Limit(perSec) || b.Burst() != burst { // the caller's share changed (another group)
+	b := v.(*rate.Limiter) // only *rate.Limiter is stored
+	// The caller's share changed (its groups did): the bucket keeps its tokens and takes the new rate.
+	if b.Limit() != rate.Limit(perSec) || b.Burst() != burst {
 		b.SetLimitAt(now, rate.Limit(perSec))
 		b.SetBurstAt(now, burst)
 	}
