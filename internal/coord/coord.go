@@ -1,6 +1,6 @@
 // Package coord lets several gateway replicas share what must not be multiplied by their number: the poller of
-// each watched key (stream.Peer), the upstream rate limit (Limiter) and the idempotency keys of writes
-// (idempotency.Store). It talks to Redis through go-redis; without KOOPHONE_REDIS_URL it is not used at all.
+// each watched key (stream.Peer), the upstream rate limit (Quota), each caller's requests_per_second share
+// (ShareLimiter) and the idempotency keys of writes (idempotency.Store). It talks to Redis through go-redis; without KOOPHONE_REDIS_URL it is not used at all.
 //
 // Redis is a dependency that can fail. Once an operation finds it down (refused, timed out, hung), the replica
 // is degraded: every call takes its local branch at once, without asking Redis (it polls for itself, spends a
@@ -139,7 +139,7 @@ func Open(cfg Config) (*Coord, error) {
 	// Down until a probe answers: the first one, here, is bounded by OpTimeout.
 	if c.probe() != nil {
 		c.stats.downs.Add(1)
-		c.log.Error("redis unreachable at start: running degraded (own pollers, local quota share, keyed writes refused); probing in the background")
+		c.log.Error("redis unreachable at start: running degraded (own pollers, local quota and caller rate shares, keyed writes refused); probing in the background")
 	}
 	c.wg.Add(2)
 	go c.renewLoop()

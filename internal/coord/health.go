@@ -28,10 +28,11 @@ const (
 	OpSnapshot           // snapshots published, kept and followed
 	OpIdempotency        // idempotency keys of writes
 	OpProbe              // background probes and the configuration check
+	OpShare              // the callers' requests_per_second shares (ShareLimiter)
 	NumOps
 )
 
-var opNames = [NumOps]string{"quota", "lease", "snapshot", "idempotency", "probe"}
+var opNames = [NumOps]string{"quota", "lease", "snapshot", "idempotency", "probe", "share"}
 
 // OpName is the metric label of op class i.
 func OpName(i int) string { return opNames[i] }
@@ -108,7 +109,7 @@ func (c *Coord) markDown(op int, err error) {
 	}
 	c.since.Store(c.cfg.Clock.Now().UnixNano())
 	c.stats.downs.Add(1)
-	c.log.Error("redis unreachable: degraded to local limits (own pollers, local quota share, keyed writes refused); probing in the background",
+	c.log.Error("redis unreachable: degraded to local limits (own pollers, local quota and caller rate shares, keyed writes refused); probing in the background",
 		"op", opNames[op], "err", err)
 	c.suspect()
 }
@@ -219,6 +220,7 @@ type Stats struct {
 	Published    uint64 // snapshots published to the other replicas
 	Received     uint64 // snapshots received from the other replicas
 	LocalQuota   uint64 // upstream calls admitted by the local share
+	LocalShare   uint64 // callers' calls admitted by their local requests_per_second share (ShareLimiter)
 	Commands     uint64 // Redis commands sent (every attempt, probes included)
 	Probes       uint64 // background probes (and the one at Open)
 	Takeovers    uint64 // leases taken over from a replica that does not own the key
@@ -227,8 +229,8 @@ type Stats struct {
 }
 
 type counters struct {
-	downs, ups, published, received, localQuota, commands, probes, takeovers atomic.Uint64
-	errors, skipped                                                          [NumOps]atomic.Uint64
+	downs, ups, published, received, localQuota, localShare, commands, probes, takeovers atomic.Uint64
+	errors, skipped                                                                      [NumOps]atomic.Uint64
 }
 
 // Status reports the current mode and counters; it is cheap (no Redis call).
@@ -240,8 +242,8 @@ func (c *Coord) Status() Status {
 	s.Replicas = len(c.members.view(c.id))
 	s.Stats = Stats{
 		Degradations: c.stats.downs.Load(), Recoveries: c.stats.ups.Load(), Published: c.stats.published.Load(),
-		Received: c.stats.received.Load(), LocalQuota: c.stats.localQuota.Load(), Commands: c.stats.commands.Load(),
-		Probes: c.stats.probes.Load(), Takeovers: c.stats.takeovers.Load(),
+		Received: c.stats.received.Load(), LocalQuota: c.stats.localQuota.Load(), LocalShare: c.stats.localShare.Load(),
+		Commands: c.stats.commands.Load(), Probes: c.stats.probes.Load(), Takeovers: c.stats.takeovers.Load(),
 	}
 	for i := range NumOps {
 		s.ErrorsBy[i] = c.stats.errors[i].Load()
@@ -254,9 +256,9 @@ func (c *Coord) Status() Status {
 // Detail is a one-line description of the mode, for readiness details.
 func (s Status) Detail() string {
 	if s.Degraded {
-		return "redis unreachable: local pollers, local quota share, idempotent writes refused"
+		return "redis unreachable: local pollers, local quota share, local caller rate shares, idempotent writes refused"
 	}
-	return "redis: shared pollers, shared quota, shared idempotency keys"
+	return "redis: shared pollers, shared quota, shared caller rate shares, shared idempotency keys"
 }
 
 // countHook counts the commands the client sends, so tests and metrics can tell that calls took the local branch.

@@ -63,12 +63,18 @@ type env struct {
 // newEnv starts the gateway; flags adds to (or overrides) its test configuration.
 func newEnv(t *testing.T, flags ...string) *env {
 	t.Helper()
+	return newEnvVars(t, nil, flags...)
+}
+
+// newEnvVars is newEnv with KOOPHONE_* variables set (the settings that have no flag, such as KOOPHONE_REDIS_URL).
+func newEnvVars(t *testing.T, vars map[string]string, flags ...string) *env {
+	t.Helper()
 	// No rate limit toward the simulator (its pacing runs on the fake clock, which these tests move only on
 	// purpose), and no breaker (it runs on the wall clock while the tests race the fake one through faults); the
 	// fault suite (fault_test.go) tests both.
 	cfg, err := config.Load(append([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--sim-fleet=200",
 		"--upstream-read-rate=0", "--upstream-write-rate=0", "--breaker-failures=1000000", "--audit-log=off"}, flags...),
-		func(string) string { return "" }, io.Discard)
+		func(k string) string { return vars[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,11 +11,13 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
+	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
-// Scale-out wiring: with KOOPHONE_REDIS_URL the replicas share pollers, the upstream quota and idempotency keys
-// through internal/coord; without it the quota and the keys are this replica's own.
+// Scale-out wiring: with KOOPHONE_REDIS_URL the replicas share pollers, the upstream quota, the callers' rate
+// shares and idempotency keys through internal/coord; without it the quota, the shares and the keys are this
+// replica's own.
 
 // openCoord connects to Redis when configured and exports its series. It waits for one answer at most
 // --redis-timeout: a replica that starts while Redis is down runs degraded and joins the others when a background
@@ -51,6 +53,16 @@ func (s *Server) sharedQuota(c *upstream.Config) error {
 	}
 	c.Limiter = q
 	return nil
+}
+
+// shareLimiter makes each caller's requests_per_second share one for all replicas when they share Redis (GCRA
+// under share:<principal>); nil leaves the shares their default, this replica's own buckets. While Redis is down
+// each replica allows 1/--quota-replicas of every caller's rate. The concurrency shares stay per replica.
+func (s *Server) shareLimiter() share.RateLimiter {
+	if s.coord == nil {
+		return nil
+	}
+	return s.coord.NewShareLimiter(share.NewLocal(s.opts.clockOrReal()), s.cfg.QuotaReplicas)
 }
 
 // quotaRate turns calls per second (possibly fractional) into a GCRA rate per minute; zero or less is unlimited.

@@ -287,7 +287,9 @@ func (s *Server) serveGRPC(context.Context) error {
 	if err != nil {
 		return err
 	}
-	shares, err := share.New(shareConfig(cfg), s.opts.clockOrReal(), s.tel.Registry)
+	sc := shareConfig(cfg)
+	sc.Limiter = s.shareLimiter()
+	shares, err := share.New(sc, s.opts.clockOrReal(), s.tel.Registry)
 	if err != nil {
 		return err
 	}

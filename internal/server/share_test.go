@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth/authtest"
+	"github.com/koophone-gateway/koophone-gateway/internal/coord"
+	"github.com/koophone-gateway/koophone-gateway/internal/coord/redistest"
 	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
@@ -27,13 +30,19 @@ const (
 // newShareEnv is a gateway on the fake clock with two API-key callers, and flags added.
 func newShareEnv(t *testing.T, sharesFile string, flags ...string) *env {
 	t.Helper()
+	return newShareEnvVars(t, nil, sharesFile, flags...)
+}
+
+// newShareEnvVars is newShareEnv with KOOPHONE_* variables set.
+func newShareEnvVars(t *testing.T, vars map[string]string, sharesFile string, flags ...string) *env {
+	t.Helper()
 	dir := t.TempDir()
 	keys := authtest.WriteFile(t, dir, "keys.yaml", []byte(keysDoc(map[string]string{floodKey: "flood", otherKey: "other:ops"})))
 	flags = append([]string{"--auth-keys-file=" + keys}, flags...)
 	if sharesFile != "" {
 		flags = append(flags, "--share-file="+authtest.WriteFile(t, dir, "shares.yaml", []byte(sharesFile)))
 	}
-	return newEnv(t, flags...)
+	return newEnvVars(t, vars, flags...)
 }
 
 func as(ctx context.Context, key string) context.Context {
@@ -195,4 +204,63 @@ func TestFairQueueFloodAndUnknownWatch(t *testing.T) {
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testsupport.Eventually(t, 5*time.Second, what, cond)
+}
+
+// TestShareRateAcrossReplicas: two gateways on one Redis keep one requests_per_second share per caller. The rate
+// (one call per 1000 s, on Redis's clock) cannot refill during the test, so exactly the burst of 3 is admitted
+// over both replicas, the rest refused with RetryInfo (429 with Retry-After over REST). With Redis stopped each
+// replica admits its half of the burst at once (--quota-replicas=2) and asks Redis nothing per call.
+func TestShareRateAcrossReplicas(t *testing.T) {
+	rs := redistest.Start(t)
+	vars := map[string]string{"KOOPHONE_REDIS_URL": rs.URL()}
+	flags := []string{"--share-rate=0.001", "--share-burst=3", "--quota-replicas=2"}
+	gws := []*env{newShareEnvVars(t, vars, "", flags...), newShareEnvVars(t, vars, "", flags...)}
+	get := func(e *env, key string) error {
+		_, err := e.inst.GetTask(as(e.ctx(), key), &pb.GetTaskRequest{TaskId: "feedfacefeedface"})
+		return err
+	}
+	admitted := 0
+	for i := range 8 {
+		err := get(gws[i%2], floodKey)
+		if status.Code(err) == codes.NotFound { // reached KooPhone, which knows no such task
+			admitted++
+			continue
+		}
+		if d := shareRefusal(t, err, "PRINCIPAL_RATE_LIMITED", "requests_per_second"); d < 900*time.Second {
+			t.Fatalf("call %d: RetryInfo %v, want about 1000s", i, d)
+		}
+	}
+	if admitted != 3 {
+		t.Fatalf("%d of 8 calls admitted over two replicas, want 3 (one burst, shared)", admitted)
+	}
+	r := gws[1].rest(http.MethodGet, "/v1/instances/tasks/feedfacefeedface", "", "Authorization", "Bearer "+floodKey)
+	if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); r.status != http.StatusTooManyRequests || ra < 900 {
+		t.Fatalf("REST: HTTP %d, Retry-After %q: %s", r.status, r.header.Get("Retry-After"), r.raw)
+	}
+	if err := get(gws[0], otherKey); status.Code(err) != codes.NotFound { // another caller's share is its own
+		t.Fatalf("the other caller: %v", err)
+	}
+
+	rs.Stop()
+	e := gws[0]
+	if err := get(e, floodKey); status.Code(err) != codes.NotFound { // finds Redis down, takes the local half (burst 1)
+		t.Fatalf("first call with Redis stopped: %v", err)
+	}
+	before, _ := e.srv.CoordStatus()
+	if !before.Degraded {
+		t.Fatal("Redis stopped and the gateway is not degraded")
+	}
+	for range 10 {
+		if d := shareRefusal(t, get(e, floodKey), "PRINCIPAL_RATE_LIMITED", "requests_per_second"); d != 2000*time.Second {
+			t.Fatalf("local refusal: RetryInfo %v, want 2000s (the local half of 0.001/s)", d)
+		}
+	}
+	after, _ := e.srv.CoordStatus()
+	if n := after.Commands - before.Commands; n != 0 {
+		t.Errorf("%d Redis commands sent by 10 calls while Redis is down, want 0", n)
+	}
+	if after.LocalShare != 1 || after.Skipped[coord.OpShare]-before.Skipped[coord.OpShare] != 10 {
+		t.Errorf("local share admitted %d (want 1), share calls that skipped Redis %d (want 10)",
+			after.LocalShare, after.Skipped[coord.OpShare]-before.Skipped[coord.OpShare])
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -62,9 +61,9 @@ var fleetRuns = map[string]bool{
 
 // Shares holds every caller's share and what each is using. It is safe for concurrent use.
 type Shares struct {
-	t     *table
-	on    bool // someone has a limit; false: the interceptors only mark the fairness key
-	clock clock.Clock
+	t    *table
+	on   bool        // someone has a limit; false: the interceptors only mark the fairness key
+	rate RateLimiter // the requests_per_second buckets: this replica's, or shared through Redis
 
 	mu     sync.Mutex
 	states map[string]*state // by principal and groups
@@ -78,23 +77,23 @@ type state struct {
 	name   string
 	limits Limits
 	label  string // the metrics' principal label
-	rate   *rate.Limiter
 	calls  atomic.Int64
 	open   atomic.Int64
 	fleet  atomic.Int64
 	inUse  map[string]prometheus.Gauge // by limit: looked up once, not per call
 }
 
-// New reads cfg (the shares file once: restart to change it) and registers the metrics on reg (nil: none).
+// New reads cfg (the shares file once: restart to change it) and registers the metrics on reg (nil: none). clk
+// times the default Local limiter (nil: the real clock).
 func New(cfg Config, clk clock.Clock, reg prometheus.Registerer) (*Shares, error) {
 	t, err := load(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if clk == nil {
-		clk = clock.Real{}
+	if cfg.Limiter == nil {
+		cfg.Limiter = NewLocal(clk)
 	}
-	s := &Shares{t: t, on: t.anyLimits(), clock: clk, states: map[string]*state{},
+	s := &Shares{t: t, on: t.anyLimits(), rate: cfg.Limiter, states: map[string]*state{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "koophone", Subsystem: "share", Name: "refused_total",
 			Help: "Calls refused because their caller's share was used up, by principal (\"other\" unless the shares file names it) and limit."},
 			[]string{"principal", "limit"}),
@@ -137,9 +136,6 @@ func (s *Shares) stateFor(p auth.Principal) *state {
 	for _, l := range []string{LimitCalls, LimitStreams, LimitFleet} {
 		st.inUse[l] = s.inUse.WithLabelValues(st.label, l)
 	}
-	if st.limits.RequestsPerSecond > 0 {
-		st.rate = rate.NewLimiter(rate.Limit(st.limits.RequestsPerSecond), st.limits.Burst)
-	}
 	s.states[key] = st
 	return st
 }
@@ -156,7 +152,7 @@ func (s *Shares) Unary() grpc.UnaryServerInterceptor {
 			return h(ctx, req)
 		}
 		st := s.stateFor(p)
-		if err := s.admitRate(st); err != nil {
+		if err := s.admitRate(ctx, st); err != nil {
 			return nil, err
 		}
 		release, err := s.acquire(st, &st.calls, st.limits.ConcurrentCalls, LimitCalls, callRetry)
@@ -184,7 +180,7 @@ func (s *Shares) Stream() grpc.StreamServerInterceptor {
 			return h(srv, ss)
 		}
 		st := s.stateFor(p)
-		if err := s.admitRate(st); err != nil {
+		if err := s.admitRate(ctx, st); err != nil {
 			return err
 		}
 		count, limit, name := &st.open, st.limits.OpenStreams, LimitStreams
@@ -209,14 +205,17 @@ type keyedStream struct {
 
 func (k *keyedStream) Context() context.Context { return k.ctx }
 
-func (s *Shares) admitRate(st *state) error {
-	if st.rate == nil {
+// admitRate spends one call of the caller's requests_per_second share. The bucket is keyed by principal alone, so
+// it is the same one whatever groups the caller comes with (and, with Redis, on whichever replica).
+func (s *Shares) admitRate(ctx context.Context, st *state) error {
+	if st.limits.RequestsPerSecond <= 0 {
 		return nil
 	}
-	now := s.clock.Now()
-	r := st.rate.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
+	ok, d, err := s.rate.Allow(ctx, st.name, st.limits.RequestsPerSecond, st.limits.Burst)
+	if err != nil {
+		return status.FromContextError(err).Err()
+	}
+	if !ok {
 		s.refused.WithLabelValues(st.label, LimitRate).Inc()
 		return refusal(pb.ErrorReason_PRINCIPAL_RATE_LIMITED, st, LimitRate,
 			strconv.FormatFloat(st.limits.RequestsPerSecond, 'g', -1, 64), d,

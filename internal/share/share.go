@@ -36,6 +36,9 @@ func (l Limits) limited() bool { return l != Limits{} }
 type Config struct {
 	Defaults Limits // everyone's, from the config table
 	File     string // optional overrides per group and per principal (see parseFile); read once at start
+	// Limiter keeps the requests_per_second buckets, keyed by principal. Default: Local, this replica's own;
+	// internal/server plugs in the Redis one when the replicas share Redis.
+	Limiter RateLimiter
 }
 
 // override is one entry of the shares file: nil fields inherit.

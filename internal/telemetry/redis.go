@@ -26,7 +26,7 @@ func (t *Telemetry) RegisterRedis(status func() coord.Status) error {
 	cs := []prometheus.Collector{
 		gauge("up", "1 while Redis answers, 0 while it is found down (refused, timed out, hung).",
 			func(s coord.Status) float64 { return b(!s.Degraded) }),
-		gauge("degraded", "1 while the replica runs on local limits: own pollers, local quota share, keyed writes refused.",
+		gauge("degraded", "1 while the replica runs on local limits: own pollers, local quota and caller rate shares, keyed writes refused.",
 			func(s coord.Status) float64 { return b(s.Degraded) }),
 		gauge("leases", "Watched keys this replica polls for every replica.", func(s coord.Status) float64 { return float64(s.Leases) }),
 		gauge("replicas", "Live replicas in this replica's view (its own heartbeat included).", func(s coord.Status) float64 { return float64(s.Replicas) }),
@@ -37,6 +37,8 @@ func (t *Telemetry) RegisterRedis(status func() coord.Status) error {
 		counter("probes_total", "Background probes of Redis.", nil, func(s coord.Status) float64 { return float64(s.Probes) }),
 		counter("lease_takeovers_total", "Leases taken over from a replica that does not own the key.", nil, func(s coord.Status) float64 { return float64(s.Takeovers) }),
 		counter("local_quota_total", "Upstream calls admitted by this replica's local share of the quota.", nil, func(s coord.Status) float64 { return float64(s.LocalQuota) }),
+		counter("local_share_total", "Callers' calls admitted by this replica's local part of their requests_per_second share (Redis down).", nil,
+			func(s coord.Status) float64 { return float64(s.LocalShare) }),
 	}
 	for i := range coord.NumOps {
 		op := prometheus.Labels{"op": coord.OpName(i)}

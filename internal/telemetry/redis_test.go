@@ -16,9 +16,10 @@ func TestRedisSeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := coord.Status{Degraded: true, Leases: 7, Replicas: 3, Evictable: coord.EvictYes,
-		Stats: coord.Stats{Degradations: 2, Recoveries: 1, Probes: 9}}
+		Stats: coord.Stats{Degradations: 2, Recoveries: 1, Probes: 9, LocalShare: 5}}
 	st.ErrorsBy[coord.OpIdempotency] = 4
 	st.Skipped[coord.OpQuota] = 120
+	st.Skipped[coord.OpShare] = 6
 	if err := tel.RegisterRedis(func() coord.Status { return st }); err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +31,7 @@ func TestRedisSeries(t *testing.T) {
 		"koophone_redis_keys_evictable 1", `koophone_redis_transitions_total{to="down"} 2`, `koophone_redis_transitions_total{to="up"} 1`,
 		`koophone_redis_errors_total{op="idempotency"} 4`, `koophone_redis_skipped_total{op="quota"} 120`,
 		`koophone_redis_errors_total{op="probe"} 0`, "koophone_redis_probes_total 9",
+		"koophone_redis_local_share_total 5", `koophone_redis_skipped_total{op="share"} 6`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("no %q in /metrics", want)
