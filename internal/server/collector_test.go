@@ -96,7 +96,7 @@ service:
 
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", fmt.Sprintf("http://127.0.0.1:%d", grpcPort))
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-	e := newFaultEnv(t)
+	e := newFaultEnvIn(t, os.Getenv) // the gateway reads OTEL_* from the environment its configuration came from
 	const traceID = "6bf92f3577b34da6a3ce929d0e0e4731"
 	req, _ := http.NewRequest(http.MethodPost, "http://"+e.srv.HTTPAddr()+"/v1/instances/batch-query-status",
 		strings.NewReader(`{"instance_ids":["`+e.sim.InstanceIDs()[0]+`"]}`))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +85,7 @@ func attr(s *tracepb.Span, key string) string {
 // call's span under that.
 func TestRESTCallTraceHasTheGRPCHop(t *testing.T) {
 	exported := fakeCollector(t)
-	e := newFaultEnv(t)
+	e := newFaultEnvIn(t, os.Getenv) // the gateway reads OTEL_* from the environment its configuration came from
 	const traceID = "5bf92f3577b34da6a3ce929d0e0e4731"
 	req, _ := http.NewRequest(http.MethodPost, "http://"+e.srv.HTTPAddr()+"/v1/instances/batch-query-status",
 		strings.NewReader(`{"instance_ids":["`+e.sim.InstanceIDs()[0]+`"]}`))
@@ -144,7 +145,7 @@ func checkRESTTrace(t *testing.T, spans []*tracepb.Span, traceID string) {
 // are spans of their own, linked to both watches' traces. The REST watch's span carries its route template.
 func TestWatchPollsLinkTheWatchesTraces(t *testing.T) {
 	exported := fakeCollector(t)
-	e := newFaultEnv(t)
+	e := newFaultEnvIn(t, os.Getenv) // the gateway reads OTEL_* from the environment its configuration came from
 	const grpcTrace, restTrace = "5bf92f3577b34da6a3ce929d0e0e4732", "5bf92f3577b34da6a3ce929d0e0e4733"
 	task, err := e.inst.AsyncCommand(context.Background(), &pb.AsyncCommandRequest{Command: "ls", InstanceIds: []string{e.sim.InstanceIDs()[0]}})
 	if err != nil {
