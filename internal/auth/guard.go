@@ -123,10 +123,10 @@ func usable[T any](f *fileValue[T], refresh bool) bool {
 // unusable ones (by role, not by path: it is shown by readiness, which anyone may call).
 func (g *Guard) Check() error {
 	var bad []string
-	if g.keys != nil && g.keys.refresh() != nil {
+	if g.keys != nil && g.keys.refreshNow() != nil {
 		bad = append(bad, "API keys file")
 	}
-	if g.policy != nil && g.policy.refresh() != nil {
+	if g.policy != nil && g.policy.refreshNow() != nil {
 		bad = append(bad, "policy file")
 	}
 	if len(bad) > 0 {
