@@ -79,6 +79,10 @@ func (e *fileEnv) callCtx(key string) (context.Context, error) {
 
 func (e *fileEnv) path(name string) string { return filepath.Join(e.dir, name) }
 
+// edited lets the injected clock pass StatEvery after a test changed a file, so the next call looks at it (calls
+// stat a file at most once per StatEvery).
+func (e *fileEnv) edited() { e.clk.Advance(StatEvery) }
+
 func wantCode(t *testing.T, what string, err error, want codes.Code) {
 	t.Helper()
 	if got := status.Code(err); got != want {
@@ -92,12 +96,14 @@ func TestExplicitlyEmptyFilesTakeEffect(t *testing.T) {
 	e := newFileEnv(t, keyDoc(keyEntryDoc("alice", "k1", "")), allowAll)
 	wantCode(t, "before", e.call("k1"), codes.OK)
 	authtest.WriteFile(t, e.dir, "keys.yaml", []byte(`keys: []`))
+	e.edited()
 	wantCode(t, "keys: []", e.call("k1"), codes.Unauthenticated)
 	if err := e.g.Check(); err != nil {
 		t.Errorf("keys: [] made the guard unready: %v", err)
 	}
 	authtest.WriteFile(t, e.dir, "keys.yaml", []byte(keyDoc(keyEntryDoc("alice", "k1", ""))))
 	authtest.WriteFile(t, e.dir, "policy.yaml", []byte(`statements: []`))
+	e.edited()
 	wantCode(t, "statements: []", e.call("k1"), codes.PermissionDenied)
 	if !e.g.Ready() {
 		t.Error("statements: [] made the guard unready")
@@ -132,6 +138,7 @@ func TestBrokenFilesRefuseEveryCall(t *testing.T) {
 			e.g.OnFileChange(func() { changes++ })
 			good, _ := os.ReadFile(e.path(c.file))
 			c.breakIt(t, e.path(c.file))
+			e.edited()
 			for range 3 {
 				wantCode(t, "with the file broken", e.call("k1"), codes.Unavailable)
 			}
@@ -149,6 +156,7 @@ func TestBrokenFilesRefuseEveryCall(t *testing.T) {
 			}
 			_ = os.Remove(e.path(c.file))
 			authtest.WriteFile(t, e.dir, c.file, good)
+			e.edited()
 			wantCode(t, "with the file fixed", e.call("k1"), codes.OK)
 			if !e.g.Ready() || changes != 2 {
 				t.Errorf("ready %v after %d changes, want true after 2", e.g.Ready(), changes)
@@ -173,11 +181,13 @@ func TestHalfWrittenFileAcceptsNothingOld(t *testing.T) {
 	next := keyDoc(keyEntryDoc("alice", "k1", ""))
 	for _, partial := range []string{"", next[:7], next[:len(next)/2]} {
 		must(t, os.WriteFile(e.path("keys.yaml"), []byte(partial), 0o600))
+		e.edited()
 		if err := e.call("k2"); err == nil {
 			t.Errorf("k2 accepted while the file held %q", partial)
 		}
 	}
 	must(t, os.WriteFile(e.path("keys.yaml"), []byte(next), 0o600))
+	e.edited()
 	wantCode(t, "k2 after the rewrite", e.call("k2"), codes.Unauthenticated)
 	wantCode(t, "k1 after the rewrite", e.call("k1"), codes.OK)
 }
@@ -207,6 +217,24 @@ func TestUnchangedFileIsNotReparsed(t *testing.T) {
 	}
 	if n := e.g.keys.reloadsOK.Load() + e.g.keys.reloadsFailed.Load(); n != 0 || e.log.Len() != 0 {
 		t.Errorf("%d reloads, log %q", n, e.log)
+	}
+}
+
+// Calls stat a file at most once per StatEvery on the injected clock: a change is seen by the first call
+// StatEvery after the last look, not before; readiness's Check looks at once.
+func TestChangeIsSeenWithinStatEvery(t *testing.T) {
+	e := newFileEnv(t, keyDoc(keyEntryDoc("alice", "k1", "")), "")
+	wantCode(t, "before", e.call("k1"), codes.OK)
+	authtest.WriteFile(t, e.dir, "keys.yaml", []byte(keyDoc(keyEntryDoc("alice", "k2", ""))))
+	e.clk.Advance(StatEvery - time.Millisecond)
+	wantCode(t, "k1 within StatEvery of the last look", e.call("k1"), codes.OK)
+	e.clk.Advance(time.Millisecond)
+	wantCode(t, "k1 StatEvery after the last look", e.call("k1"), codes.Unauthenticated)
+	wantCode(t, "k2", e.call("k2"), codes.OK)
+
+	must(t, os.Remove(e.path("keys.yaml")))
+	if err := e.g.Check(); err == nil {
+		t.Error("Check right after the keys file was deleted: nil, want an error")
 	}
 }
 
@@ -296,7 +324,8 @@ func TestAuditLineIsBounded(t *testing.T) {
 	}
 }
 
-// The per-call cost of looking at the credential files (one stat each; a content check every HashCheckEvery).
+// The per-call cost of looking at the credential files (a stat each at most every StatEvery; a content check every
+// HashCheckEvery).
 func BenchmarkAuthenticateKey(b *testing.B) {
 	dir := b.TempDir()
 	g, err := New(Config{KeysFile: authtest.WriteFile(b, dir, "keys.yaml", []byte(keyDoc(keyEntryDoc("alice", "k1", "")))),
@@ -339,6 +368,7 @@ func TestConcurrentReload(t *testing.T) {
 			doc = `keys: []`
 		}
 		authtest.WriteFile(t, e.dir, "keys.yaml", []byte(doc))
+		e.edited()
 	}
 	wg.Wait()
 }

@@ -96,7 +96,7 @@ func (s *ServerTLS) certificate() (*tls.Certificate, error) {
 // Check looks at the client CA file now and returns nil while it is usable (or there is none); the error names
 // the file by role only (readiness shows it).
 func (s *ServerTLS) Check() error {
-	if s.clients == nil || s.clients.refresh() == nil {
+	if s.clients == nil || s.clients.refreshNow() == nil {
 		return nil
 	}
 	return errors.New("client CA file unusable (see the gateway's log): no client certificate is accepted")
@@ -130,7 +130,9 @@ func (s *ServerTLS) Config() *tls.Config {
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			c := base.Clone()
 			c.ClientAuth = tls.VerifyClientCertIfGiven
-			pool, err := s.clients.Get()
+			// A stat per handshake, not throttled like the keys and policy (StatEvery): it is little beside
+			// the handshake, and a removed CA stops the next handshake.
+			pool, err := s.clients.getNow()
 			if err != nil {
 				// Fail closed for certificates only: no certificate verifies against an empty pool, while API-key
 				// callers and health checks still connect. Readiness is NOT_SERVING meanwhile (Check).

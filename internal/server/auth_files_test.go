@@ -18,6 +18,7 @@ import (
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth/authtest"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 )
 
 // Finding 4: denied resets naming 95,000 phones (gRPC) and 60,000 (REST, under the body cap) each write one
@@ -73,6 +74,9 @@ func newFileCase(t *testing.T, o secureOpts) fileCase {
 	if o.policy == "" {
 		o.policy = readersPolicy
 	}
+	if o.clock == nil {
+		o.clock = clock.NewFake(time.Now())
+	}
 	return fileCase{newSecureEnv(t, o)}
 }
 
@@ -120,6 +124,7 @@ func TestCredentialFilesFailClosed(t *testing.T) {
 		c := newFileCase(t, secureOpts{})
 		c.wantList("before", "alice-key", codes.OK, http.StatusOK)
 		authtest.WriteFile(t, c.dir, "keys.yaml", []byte("keys: []\n"))
+		c.edited()
 		c.wantList("keys: []", "alice-key", codes.Unauthenticated, http.StatusUnauthorized)
 		if code, body := c.rest(c.httpClient(), http.MethodGet, "/readyz", "", ""); code != http.StatusOK {
 			t.Errorf("readyz with keys: []: %d %s", code, body)
@@ -128,6 +133,7 @@ func TestCredentialFilesFailClosed(t *testing.T) {
 	t.Run("empty policy denies all", func(t *testing.T) {
 		c := newFileCase(t, secureOpts{})
 		authtest.WriteFile(t, c.dir, "policy.yaml", []byte("statements: []\n"))
+		c.edited()
 		c.wantList("statements: []", "alice-key", codes.PermissionDenied, http.StatusForbidden)
 	})
 	t.Run("deleted keys file refuses every call until restored", func(t *testing.T) {
@@ -139,6 +145,7 @@ func TestCredentialFilesFailClosed(t *testing.T) {
 		if err := os.Remove(c.path("keys.yaml")); err != nil {
 			t.Fatal(err)
 		}
+		c.edited()
 		c.wantList("keys file deleted", "alice-key", codes.Unavailable, http.StatusServiceUnavailable)
 		if code, body := c.rest(c.httpClient(), http.MethodGet, "/readyz", "", ""); code != http.StatusServiceUnavailable ||
 			!strings.Contains(body, "API keys file unusable") || strings.Contains(body, c.dir) {
@@ -154,6 +161,7 @@ func TestCredentialFilesFailClosed(t *testing.T) {
 			t.Errorf("%d ERROR lines about the keys file, want 1", n)
 		}
 		authtest.WriteFile(t, c.dir, "keys.yaml", good)
+		c.edited()
 		c.wantList("keys file restored", "alice-key", codes.OK, http.StatusOK)
 		if st := c.health(); st != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("health %v after the fix, want SERVING", st)
@@ -179,6 +187,7 @@ func TestCredentialFilesFailClosed(t *testing.T) {
 		if err := os.Chmod(c.path("keys.yaml"), 0o666); err != nil {
 			t.Fatal(err)
 		}
+		c.edited()
 		c.wantList("keys file mode 0666", "alice-key", codes.Unavailable, http.StatusServiceUnavailable)
 		if !strings.Contains(c.log.String(), "writable by group or others") {
 			t.Error("no log line says why")
@@ -191,6 +200,7 @@ func TestCredentialFilesFailClosed(t *testing.T) {
 		if err := os.WriteFile(c.path("keys.yaml"), []byte(next[:len(next)-20]), 0o600); err != nil { // in place, cut short
 			t.Fatal(err)
 		}
+		c.edited()
 		if g, h := c.list("old-key"); g == codes.OK || h == http.StatusOK {
 			t.Errorf("the revoked key worked while the file was half written: %v %d", g, h)
 		}
@@ -208,6 +218,7 @@ func TestCredentialFilesFailClosed(t *testing.T) {
 		if err := os.Chtimes(c.path("keys.yaml"), fi.ModTime(), fi.ModTime()); err != nil {
 			t.Fatal(err)
 		}
+		c.edited()
 		c.wantList("the replaced key", "key-one", codes.Unauthenticated, http.StatusUnauthorized)
 		c.wantList("the new key", "key-two", codes.OK, http.StatusOK)
 	})
@@ -215,6 +226,7 @@ func TestCredentialFilesFailClosed(t *testing.T) {
 		c := newFileCase(t, secureOpts{})
 		authtest.WriteFile(t, c.dir, "keys.yaml", []byte(keysDoc(map[string]string{"alice-key": "alice"})+
 			"  - {principal: ci-bot, sha256: "+auth.HashKey("ci-key")+", expires: 2020-01-01T00:00:00Z}\n"))
+		c.edited()
 		msg := func(key string) (string, string) {
 			_, err := pb.NewInstanceServiceClient(c.dial()).ListInstances(c.bearer(key), &pb.ListInstancesRequest{PageNo: 1, PageSize: 10})
 			_, body := c.rest(c.httpClient(), http.MethodGet, listPath, "", key)

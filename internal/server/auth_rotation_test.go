@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -13,14 +14,15 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth/authtest"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 )
 
 const listPath = "/v1/instances/batch-query?page_no=1&page_size=10"
 
-// A rewritten keys file takes effect on the next call, without a restart: the old key stops working, the new one
+// A rewritten keys file takes effect on the next call StatEvery after the last look, without a restart: the old key stops working, the new one
 // starts, on both transports.
 func TestKeyRotationWithoutRestart(t *testing.T) {
-	e := newSecureEnv(t, secureOpts{keys: map[string]string{"old-key": "ci"}})
+	e := newSecureEnv(t, secureOpts{keys: map[string]string{"old-key": "ci"}, clock: clock.NewFake(time.Now())})
 	order := pb.NewOrderServiceClient(e.dial())
 	works := func(key string) (bool, bool) {
 		_, err := order.BatchShowSku(e.bearer(key), &pb.BatchShowSkuRequest{})
@@ -31,6 +33,7 @@ func TestKeyRotationWithoutRestart(t *testing.T) {
 		t.Fatalf("old key before rotation: grpc %v rest %v", g, r)
 	}
 	authtest.WriteFile(t, e.dir, "keys.yaml", []byte(keysDoc(map[string]string{"new-key": "ci"})))
+	e.edited()
 	if g, r := works("old-key"); g || r {
 		t.Errorf("old key after rotation: grpc %v rest %v", g, r)
 	}
@@ -130,9 +133,10 @@ func TestHeaderListCap(t *testing.T) {
 	}
 }
 
-// A rewritten policy, and a rewritten client CA file, take effect on the next call without a restart.
+// A rewritten policy (StatEvery after the last look), and a rewritten client CA file, take effect on the next call
+// without a restart.
 func TestPolicyAndClientCARotation(t *testing.T) {
-	e := newSecureEnv(t, secureOpts{mtls: true, keys: map[string]string{"k": "ci"}, policy: `statements:
+	e := newSecureEnv(t, secureOpts{mtls: true, keys: map[string]string{"k": "ci"}, clock: clock.NewFake(time.Now()), policy: `statements:
   - {effect: allow, principals: ["key:ci"], actions: ["koophone:cloudphoneResource:query*"]}
 `})
 	order := pb.NewOrderServiceClient(e.dial())
@@ -142,6 +146,7 @@ func TestPolicyAndClientCARotation(t *testing.T) {
 	authtest.WriteFile(t, e.dir, "policy.yaml", []byte(`statements:
   - {effect: deny, principals: ["key:ci", "cert:ci"], actions: ["koophone:cloudphoneResource:queryInstanceSku"]}
 `))
+	e.edited()
 	if _, err := order.BatchShowSku(e.bearer("k"), &pb.BatchShowSkuRequest{}); denial(err) == nil {
 		t.Errorf("after the policy changed: %v", err)
 	}

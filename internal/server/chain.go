@@ -58,7 +58,12 @@ import (
 // Streams take the same steps in the same order with three differences, each because a stream's goroutine holds
 // every frame of its chain for as long as the stream lasts (a watch: hours) or because the step does not apply:
 // request-id also records the call info (steps 1 and 4 in one frame); guard authenticates, audits and authorizes
-// (steps 7 to 9) in one interceptor; and there is no idempotency step (streams are never replayed).
+// (steps 7 to 9) in one interceptor; and there is no idempotency step (streams are never replayed). For the same
+// reason the stream steps keep their frames small: what guard, shares and call-log do before and after the
+// handler is in functions of their own, and guard matches the guarded services itself rather than through
+// go-grpc-middleware's selector. An idle watch's stack size is set by the deepest its goroutine ever went, which
+// is its first Send (proto marshalling under the whole chain): at 7.3 KB of 8 KiB it grew the stack to 16 KiB for
+// the watch's life in 1 of 10 watches (all of them a round earlier); the smaller frames leave ~0.7 KB to spare.
 
 // chain is what the interceptor steps are built from.
 type chain struct {

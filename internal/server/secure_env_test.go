@@ -21,6 +21,7 @@ import (
 
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth/authtest"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
@@ -34,6 +35,7 @@ type secureEnv struct {
 	sim      *sim.Server
 	dir      string
 	ca       *authtest.CA // nil without TLS
+	clock    *clock.Fake  // nil: the wall clock
 	log      *testsupport.SyncBuffer
 	grpcAddr string
 	base     string // REST base URL
@@ -47,6 +49,9 @@ type secureOpts struct {
 	tls    bool
 	mtls   bool
 	args   []string
+	// clock, when set, is the gateway's one clock (from time.Now()): tests that edit the keys or policy file
+	// call edited to let StatEvery pass on it, so the next call looks at the file.
+	clock *clock.Fake
 }
 
 func keysDoc(keys map[string]string) string {
@@ -86,7 +91,12 @@ func newSecureEnv(t *testing.T, o secureOpts) *secureEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Start(context.Background(), cfg, NewLogger(e.log, "text", slog.LevelDebug))
+	var opts []Option
+	if o.clock != nil {
+		e.clock = o.clock
+		opts = append(opts, WithClock(o.clock))
+	}
+	srv, err := Start(context.Background(), cfg, NewLogger(e.log, "text", slog.LevelDebug), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +117,16 @@ func newSecureEnv(t *testing.T, o secureOpts) *secureEnv {
 	})
 	e.waitServing()
 	return e
+}
+
+// edited lets auth.StatEvery pass on the gateway's clock after the test changed a keys or policy file: calls
+// stat those files at most once per StatEvery.
+func (e *secureEnv) edited() {
+	e.t.Helper()
+	if e.clock == nil {
+		e.t.Fatal("edited needs secureOpts.clock")
+	}
+	e.clock.Advance(auth.StatEvery)
 }
 
 func (e *secureEnv) audit() string {

@@ -303,7 +303,7 @@ func (s *Server) serveGRPC(context.Context) error {
 	s.grpc = grpc.NewServer(append(opts,
 		newMarkingCodec(), // malformed requests become INVALID_ARGUMENT in validation
 		grpc.ChainUnaryInterceptor(s.unary...),
-		grpc.ChainStreamInterceptor(c.stream()...),
+		grpc.ChainStreamInterceptor(c.stream()...), //nolint:contextcheck // stream steps take their context from the stream
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		// Reuse handler goroutines: a fresh goroutine per call starts with a 2 KiB stack and grows it through the

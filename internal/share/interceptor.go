@@ -165,35 +165,48 @@ func (s *Shares) Unary() grpc.UnaryServerInterceptor {
 }
 
 // Stream returns the stream step: the fairness key, then the rate (for opening it) and the streams or fleet runs
-// open.
-//
-//nolint:contextcheck // the call's context is ss.Context(), which contextcheck does not follow
+// open. The admission is a function of its own: a watch's goroutine holds this step's frame for as long as it
+// lasts, and the admission's locals would double it.
 func (s *Shares) Stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		ctx := ss.Context()
-		p, ok := auth.PrincipalFrom(ctx)
-		if !ok {
-			return h(srv, ss)
-		}
-		ss = &keyedStream{ServerStream: ss, ctx: upstream.WithFairnessKey(ctx, p.Name)}
-		if !s.on {
-			return h(srv, ss)
-		}
-		st := s.stateFor(p)
-		if err := s.admitRate(ctx, st); err != nil {
-			return err
-		}
-		count, limit, name := &st.open, st.limits.OpenStreams, LimitStreams
-		if fleetRuns[info.FullMethod] {
-			count, limit, name = &st.fleet, st.limits.ConcurrentFleetRuns, LimitFleet
-		}
-		release, err := s.acquire(st, count, limit, name, streamRetry)
+		ks, release, err := s.openStream(ss, info.FullMethod)
 		if err != nil {
 			return err
 		}
-		defer release()
-		return h(srv, ss)
+		if release != nil {
+			defer release()
+		}
+		return h(srv, ks)
 	}
+}
+
+// openStream admits a stream: the stream the handler gets (with the fairness key) and the release of its slot
+// (nil: nothing to release).
+//
+//nolint:contextcheck // the call's context is ss.Context(), which contextcheck does not follow
+func (s *Shares) openStream(ss grpc.ServerStream, method string) (grpc.ServerStream, func(), error) {
+	ctx := ss.Context()
+	p, ok := auth.PrincipalFrom(ctx)
+	if !ok {
+		return ss, nil, nil
+	}
+	ss = &keyedStream{ServerStream: ss, ctx: upstream.WithFairnessKey(ctx, p.Name)}
+	if !s.on {
+		return ss, nil, nil
+	}
+	st := s.stateFor(p)
+	if err := s.admitRate(ctx, st); err != nil {
+		return nil, nil, err
+	}
+	count, limit, name := &st.open, st.limits.OpenStreams, LimitStreams
+	if fleetRuns[method] {
+		count, limit, name = &st.fleet, st.limits.ConcurrentFleetRuns, LimitFleet
+	}
+	release, err := s.acquire(st, count, limit, name, streamRetry)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ss, release, nil
 }
 
 // keyedStream carries the stream's context with its fairness key. (One small wrapper rather than
