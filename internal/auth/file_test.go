@@ -21,6 +21,7 @@ import (
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth/authtest"
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
+	"github.com/koophone-gateway/koophone-gateway/internal/clock/clocktest"
 )
 
 // fileEnv is a guard on real keys and policy files in a temporary directory, on a fake clock.
@@ -47,7 +48,7 @@ func keyEntryDoc(principal, key, expires string) string {
 
 func newFileEnv(t *testing.T, keys, policy string) *fileEnv {
 	t.Helper()
-	e := &fileEnv{t: t, dir: t.TempDir(), clk: clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)),
+	e := &fileEnv{t: t, dir: t.TempDir(), clk: clocktest.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)),
 		log: &bytes.Buffer{}, audit: &bytes.Buffer{}}
 	cfg := Config{Clock: e.clk, Log: slog.New(slog.NewTextHandler(e.log, nil)), Audit: slog.New(slog.NewJSONHandler(e.audit, nil))}
 	cfg.KeysFile = authtest.WriteFile(t, e.dir, "keys.yaml", []byte(keys))
@@ -252,7 +253,7 @@ func TestWritableFileRefusedAtStart(t *testing.T) {
 // Finding 5: expiry is checked at each call against the injected clock (no file change needed), and the caller
 // gets one message for unknown and expired keys while the call log tells them apart.
 func TestExpiredAndUnknownKeysLookAlike(t *testing.T) {
-	e := newFileEnv(t, keyDoc(keyEntryDoc("ci-bot", "k1", "2030-01-01T01:00:00Z")), "")
+	e := newFileEnv(t, keyDoc(keyEntryDoc("ci-bot", "k1", clocktest.Start(time.Date(2030, 1, 1, 1, 0, 0, 0, time.UTC)).Format(time.RFC3339))), "")
 	wantCode(t, "before expiry", e.call("k1"), codes.OK)
 	e.clk.Advance(time.Hour)
 	ctxExpired, expired := e.callCtx("k1")
