@@ -64,7 +64,9 @@ func (v *Validator) Validate(msg proto.Message) error {
 		}
 	}
 	violations = append(violations, crossFieldRules(msg)...)
-	violations = unknownFields(msg.ProtoReflect(), "", violations)
+	if m := msg.ProtoReflect(); hasUnknown(m) {
+		violations = unknownFields(m, "", violations)
+	}
 	if len(violations) == 0 {
 		return nil
 	}
@@ -124,6 +126,45 @@ func parseQueryTime(s string) (time.Time, bool) {
 	}
 	t, err := time.Parse(queryTimeLayout, s)
 	return t, err == nil
+}
+
+// hasUnknown reports whether m carries a field number the contract does not know, at any depth. It walks the
+// descriptor's message fields without closures or strings, so the common case (none) allocates nothing; unknownFields
+// then names them.
+func hasUnknown(m protoreflect.Message) bool {
+	if len(m.GetUnknown()) > 0 {
+		return true
+	}
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() == nil || !m.Has(fd) {
+				continue
+			}
+			found := false
+			m.Get(fd).Map().Range(func(_ protoreflect.MapKey, v protoreflect.Value) bool {
+				found = hasUnknown(v.Message())
+				return !found
+			})
+			if found {
+				return true
+			}
+		case fd.Message() == nil || !m.Has(fd):
+		case fd.IsList():
+			for j, l := 0, m.Get(fd).List(); j < l.Len(); j++ {
+				if hasUnknown(l.Get(j).Message()) {
+					return true
+				}
+			}
+		default:
+			if hasUnknown(m.Get(fd).Message()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // unknownFields adds a violation for every field number a request carries that the contract does not know, at any
