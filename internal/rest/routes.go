@@ -143,7 +143,7 @@ func queryFieldsLeft(in protoreflect.MessageDescriptor, segs []string, body stri
 // query there, so a parameter would be silently ignored.
 func (t *routeTable) rejectQueryOnBodyRoutes(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
-		if r.URL.RawQuery != "" && t.takesNoQuery(r.Method, r.URL.Path) {
+		if rt := t.matched(r); r.URL.RawQuery != "" && rt != nil && rt.noQuery {
 			query := r.URL.Query()
 			params := make([]string, 0, len(query))
 			for k := range query {
@@ -155,7 +155,7 @@ func (t *routeTable) rejectQueryOnBodyRoutes(next runtime.HandlerFunc) runtime.H
 				name = r.URL.RawQuery
 			}
 			desc := "this operation takes no query parameters"
-			if t.wholeBody(r.Method, r.URL.Path) {
+			if rt.body == "*" {
 				desc += ": send every field in the JSON body"
 			}
 			err := queryError(name, "query.unknown_parameter", desc)
@@ -165,26 +165,6 @@ func (t *routeTable) rejectQueryOnBodyRoutes(next runtime.HandlerFunc) runtime.H
 		}
 		next(w, r, pathParams)
 	}
-}
-
-func (t *routeTable) takesNoQuery(method, path string) bool {
-	segs := strings.Split(strings.Trim(path, "/"), "/")
-	for _, r := range t.routes {
-		if r.method == method && r.noQuery && matches(r.segments, segs) {
-			return true
-		}
-	}
-	return false
-}
-
-func (t *routeTable) wholeBody(method, path string) bool {
-	segs := strings.Split(strings.Trim(path, "/"), "/")
-	for _, r := range t.routes {
-		if r.method == method && r.body == "*" && matches(r.segments, segs) {
-			return true
-		}
-	}
-	return false
 }
 
 func matches(template, segs []string) bool {
