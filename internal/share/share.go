@@ -168,43 +168,31 @@ func (o override) apply(l Limits) Limits {
 	return l
 }
 
+// moreGenerous is the more generous of two settings: nil is unset, and 0 (unlimited) beats any number.
+func moreGenerous[T int | float64](x, y *T) *T {
+	switch {
+	case x == nil:
+		return y
+	case y == nil:
+		return x
+	case *x == 0 || *y == 0:
+		var z T
+		return &z
+	case *y > *x:
+		return y
+	}
+	return x
+}
+
 // generous merges the group overrides a caller has: for each field, the most generous value set (0 is
 // unlimited, so it wins).
 func generous(a, b override) override {
-	pickF := func(x, y *float64) *float64 {
-		switch {
-		case x == nil:
-			return y
-		case y == nil:
-			return x
-		case *x == 0 || *y == 0:
-			z := 0.0
-			return &z
-		case *y > *x:
-			return y
-		}
-		return x
-	}
-	pickI := func(x, y *int) *int {
-		switch {
-		case x == nil:
-			return y
-		case y == nil:
-			return x
-		case *x == 0 || *y == 0:
-			z := 0
-			return &z
-		case *y > *x:
-			return y
-		}
-		return x
-	}
 	return override{
-		RequestsPerSecond:   pickF(a.RequestsPerSecond, b.RequestsPerSecond),
-		Burst:               pickI(a.Burst, b.Burst),
-		ConcurrentCalls:     pickI(a.ConcurrentCalls, b.ConcurrentCalls),
-		OpenStreams:         pickI(a.OpenStreams, b.OpenStreams),
-		ConcurrentFleetRuns: pickI(a.ConcurrentFleetRuns, b.ConcurrentFleetRuns),
+		RequestsPerSecond:   moreGenerous(a.RequestsPerSecond, b.RequestsPerSecond),
+		Burst:               moreGenerous(a.Burst, b.Burst),
+		ConcurrentCalls:     moreGenerous(a.ConcurrentCalls, b.ConcurrentCalls),
+		OpenStreams:         moreGenerous(a.OpenStreams, b.OpenStreams),
+		ConcurrentFleetRuns: moreGenerous(a.ConcurrentFleetRuns, b.ConcurrentFleetRuns),
 	}
 }
 
