@@ -34,7 +34,7 @@ func otelcolBin() string {
 func TestRealCollector(t *testing.T) {
 	bin := otelcolBin()
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no OpenTelemetry Collector at %s: run `make otelcol` to build one from the Go module proxy (a few minutes, so make test does not): %v", bin, err)
+		t.Skipf("no OpenTelemetry Collector at %s: run `make otelcol` (make test builds it in its tools stage): %v", bin, err)
 	}
 	receiverURL, received := fakeReceiver(t)
 	grpcPort, httpPort := freePort(t), freePort(t)
