@@ -58,17 +58,23 @@ func TestExamples(t *testing.T) {
 		`^gateway error: ALREADY_EXISTS reason=IDEMPOTENCY_KEY_REUSED domain=koophone-gateway outcome_unknown=false$`,
 		`^session: end OK$`,
 	}
+	// Each package says its version first: the repository's VERSION.
+	v := regexp.QuoteMeta(repoVersion(t))
 	cases := []struct {
 		name  string
 		cmd   []string
+		first string   // the line with its package's version, when the example prints one
 		extra []string // lines only this example prints, checked in order after the common ones' positions
 		only  []string // when set, the lines checked instead of common and extra (an example that does less)
 	}{
 		{name: "node", cmd: []string{"node", "node/example.js", srv.GRPCAddr()}, extra: []string{`^session: end OK$`}},
-		// The wheel installed into a fresh virtual environment (run.sh), and example.py run there.
-		{name: "python", cmd: []string{"bash", "python/run.sh", wheels[0], srv.GRPCAddr()}, extra: packaged},
+		// The wheel installed into a fresh virtual environment, example.py copied into a scratch project beside it
+		// and run there (run.sh).
+		{name: "python", cmd: []string{"bash", "python/run.sh", wheels[0], srv.GRPCAddr()}, extra: packaged,
+			first: `^package: koophone-gateway ` + v + `$`},
 		// The ESM TypeScript package over gRPC with a Connect transport.
-		{name: "typescript-node", cmd: []string{"node", "typescript/dist/node.js", srv.GRPCAddr()}, extra: packaged},
+		{name: "typescript-node", cmd: []string{"node", "typescript/dist/node.js", srv.GRPCAddr()}, extra: packaged,
+			first: `^package: koophone-gateway-client ` + v + `$`},
 		// The browser example's code (fetch on the REST mirror, the package's types and restErrorOf), under Node.
 		{name: "typescript-browser", cmd: []string{"node", "typescript/dist/browser-run.js", "http://" + srv.HTTPAddr()}, only: []string{
 			common[0], common[1], common[2], common[3],
@@ -94,6 +100,9 @@ func TestExamples(t *testing.T) {
 				t.Fatalf("%s: %v", strings.Join(c.cmd, " "), err)
 			}
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if c.first != "" {
+				expectInOrder(t, lines, []string{c.first})
+			}
 			if c.only != nil {
 				expectInOrder(t, lines, c.only)
 				return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/koophone-gateway/koophone-gateway/internal/server/servertest"
 )
@@ -208,4 +211,94 @@ func TestKoophonectlConfigFile(t *testing.T) {
 	if r := c.run(t, "__complete", "fleet", "run-fleet-command", "--mode", ""); !strings.Contains(r.stdout, "SYNC") {
 		t.Fatalf("enum completion: %+v", r)
 	}
+}
+
+// A fleet reboot with --progress left at auto: on a real terminal (a pseudo-terminal as stderr) the bar is drawn and
+// reaches the end while the per-phone lines go to stdout; with stderr a pipe, the same command draws no bar.
+func TestKoophonectlProgressOnATerminal(t *testing.T) {
+	srv := servertest.Start(t, servertest.Fast...)
+	c := cli{bin: buildCLI(t), home: t.TempDir(), env: []string{"KOOPHONE_ADDR=" + srv.GRPCAddr()}}
+	r := c.run(t, "-o", "json", "instance", "list-instances", "--page-no", "1", "--page-size", "20")
+	var page struct {
+		Result []struct {
+			InstanceID string `json:"instance_id"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &page); err != nil || len(page.Result) != 20 {
+		t.Fatalf("list: %v %+v", err, r)
+	}
+	var ids []string
+	for _, p := range page.Result {
+		ids = append(ids, p.InstanceID)
+	}
+	// Each half of the phones is rebooted once (a phone still rebooting would refuse a second reboot).
+	onTTY, onPipe := strings.Join(ids[:10], ","), strings.Join(ids[10:], ",")
+
+	stdout, stderr, code := c.runOnTerminal(t, "fleet", "reboot-fleet", "--ids", onTTY)
+	if code != 0 {
+		t.Fatalf("reboot-fleet on a terminal: exit %d\nstdout:\n%s\nterminal:\n%q", code, stdout, stderr)
+	}
+	if n := len(regexp.MustCompile(`(?m)^\w{8}\s+SUCCEEDED\b`).FindAllString(stdout, -1)); n != 10 ||
+		!strings.Contains(stdout, "done: 10 phones, 10 succeeded, 0 failed, 0 batches refused") {
+		t.Fatalf("want 10 per-phone lines and the summary on stdout, got:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, "phones") || !strings.Contains(stderr, "100%") || !strings.Contains(stderr, "(10/10)") {
+		t.Fatalf("no progress bar reaching 10/10 on the terminal: %q", stderr)
+	}
+
+	r = c.run(t, "fleet", "reboot-fleet", "--ids", onPipe)
+	if r.code != 0 || len(regexp.MustCompile(`(?m)^\w{8}\s+SUCCEEDED\b`).FindAllString(r.stdout, -1)) != 10 {
+		t.Fatalf("reboot-fleet into pipes: %+v", r)
+	}
+	if strings.Contains(r.stderr, "phones") || strings.Contains(r.stderr, "(10/10)") || strings.Contains(r.stderr, "\r") {
+		t.Fatalf("a progress bar drawn into a pipe: %q", r.stderr)
+	}
+}
+
+// runOnTerminal runs koophonectl with stderr on a pseudo-terminal (stdout a pipe, as when its lines are redirected
+// to a file) and returns stdout, what the terminal showed and the exit code.
+func (c cli) runOnTerminal(t *testing.T, args ...string) (stdout, terminal string, code int) {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal on this machine: %v", err)
+	}
+	defer func() { _ = ptmx.Close() }()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Env = append([]string{"HOME=" + c.home, "PATH=" + os.Getenv("PATH"), "TERM=xterm"}, c.env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_ = tty.Close() // the child holds its own copy; the master reads EOF (EIO) once the child's is closed
+	// The terminal is read while the command runs, so its buffer never fills and blocks the command.
+	var shown bytes.Buffer
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		_, _ = io.Copy(&shown, ptmx)
+	}()
+	err = cmd.Wait()
+	select {
+	case <-read:
+	case <-time.After(10 * time.Second):
+		_ = ptmx.Close()
+		<-read
+		t.Errorf("the terminal was still open 10 s after koophonectl exited")
+	}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("koophonectl %s: %v", strings.Join(args, " "), err)
+	}
+	t.Logf("koophonectl %s (stderr on a terminal) -> exit %d\nstdout:\n%s\nterminal:\n%q", strings.Join(args, " "), code, out.String(), shown.String())
+	return out.String(), shown.String(), code
 }

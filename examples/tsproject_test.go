@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -125,7 +126,7 @@ func TestTypeScriptFromAProjectOfItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	expectInOrder(t, lines, []string{`^package: koophone-gateway-client \S+$`})
+	expectInOrder(t, lines, []string{`^package: koophone-gateway-client ` + regexp.QuoteMeta(repoVersion(t)) + `$`})
 	expectInOrder(t, lines, common)
 	expectInOrder(t, lines, []string{
 		`^gateway error: ALREADY_EXISTS reason=IDEMPOTENCY_KEY_REUSED domain=koophone-gateway outcome_unknown=false$`,

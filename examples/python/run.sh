@@ -20,6 +20,10 @@ if [[ -z $venv ]]; then
 fi
 /usr/bin/python3 -m venv --system-site-packages "$venv"
 "$venv/bin/python" -m pip install --quiet --no-index --disable-pip-version-check "$wheel"
-# Run from the environment's directory, so nothing of this repository is importable but the installed package.
-cd "$venv"
-"$venv/bin/python" -I "$example" "$address"
+# A scratch project outside this repository: example.py copied into a directory of its own beside the environment,
+# and run from there isolated (-I), so nothing of this repository is importable but the installed package.
+project=$venv/project
+mkdir -p "$project"
+cp "$example" "$project/example.py"
+cd "$project"
+"$venv/bin/python" -I example.py "$address"

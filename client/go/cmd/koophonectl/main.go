@@ -14,8 +14,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"github.com/spf13/cobra"
+
+	"github.com/koophone-gateway/koophone-gateway/client/go/koophone"
 )
 
 func main() {
@@ -65,7 +68,10 @@ KOOPHONE_SERVER_NAME), then a config file (--config, KOOPHONE_CONFIG, default ~/
 ` + exitCodeHelp,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		// --version: the client module's version, which is the contract's (the repository's VERSION).
+		Version: koophone.Version,
 	}
+	root.SetVersionTemplate("koophonectl {{.Version}} (" + runtime.Version() + ")\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	a.global.register(root)
 	for _, svc := range services() {
