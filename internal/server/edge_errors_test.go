@@ -15,7 +15,8 @@ import (
 
 // Every answer the HTTP edge gives itself, before or instead of a gRPC call, has the mirror's one error shape
 // ({"error": google.rpc.Status}), a reason a program can branch on (ErrorInfo's koophone.v1.ErrorReason, or the
-// BadRequest rule of an unreadable body) and an X-Request-Id: the caller's when valid, else a new one.
+// BadRequest rule of an unreadable body), no empty ErrorInfo metadata value, and an X-Request-Id: the caller's when
+// valid, else a new one.
 func TestEdgeAnswersCarryErrorShapeAndRequestID(t *testing.T) {
 	e := newSecureEnv(t, secureOpts{args: []string{"--http-allowed-hosts=127.0.0.1", "--http-max-body-bytes=1000",
 		"--http-body-timeout=300ms"}})
@@ -96,6 +97,7 @@ func TestEdgeAnswersCarryErrorShapeAndRequestID(t *testing.T) {
 						Type            string `json:"@type"`
 						Reason          string
 						Domain          string
+						Metadata        map[string]string
 						FieldViolations []struct{ Reason string } `json:"field_violations"`
 					}
 				}
@@ -110,6 +112,11 @@ func TestEdgeAnswersCarryErrorShapeAndRequestID(t *testing.T) {
 				reason = d.FieldViolations[0].Reason
 			} else if d.Domain != "koophone-gateway" {
 				t.Errorf("%s: ErrorInfo domain %q", c.name, d.Domain)
+			}
+			for k, v := range d.Metadata { // see checkErrorInfos: "" would read as an answer KooPhone never gave
+				if v == "" {
+					t.Errorf("%s: ErrorInfo %s has an empty %q: %v", c.name, d.Reason, k, d.Metadata)
+				}
 			}
 			if a.status != c.wantStatus || reason != c.wantReason {
 				t.Errorf("%s: %d %s, want %d %s: %s", c.name, a.status, reason, c.wantStatus, c.wantReason, a.body)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	koophonegateway "github.com/koophone-gateway/koophone-gateway"
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 )
 
@@ -132,6 +133,12 @@ func checkRESTTrace(t *testing.T, spans []*tracepb.Span, traceID string) {
 	if string(grpcSpan.GetParentSpanId()) != string(rest.GetSpanId()) || string(up.GetParentSpanId()) != string(grpcSpan.GetSpanId()) {
 		t.Errorf("hops not nested: REST %x, gRPC %x (parent %x), KooPhone parent %x",
 			rest.GetSpanId(), grpcSpan.GetSpanId(), grpcSpan.GetParentSpanId(), up.GetParentSpanId())
+	}
+	// The resource says which release made the spans: VERSION, as --version and koophone_build_info say.
+	for _, s := range []*tracepb.Span{rest, grpcSpan, up} {
+		if got := attr(s, "service.version"); got != koophonegateway.Version {
+			t.Errorf("span %s: resource service.version %q, want VERSION %q", s.GetName(), got, koophonegateway.Version)
+		}
 	}
 	for k, want := range map[string]string{"rpc.system.name": "grpc", "rpc.service": "koophone.v1.InstanceService",
 		"rpc.method": "koophone.v1.InstanceService/BatchQueryStatus", "rpc.response.status_code": "OK"} {
