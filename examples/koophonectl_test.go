@@ -213,8 +213,9 @@ func TestKoophonectlConfigFile(t *testing.T) {
 	}
 }
 
-// A fleet reboot with --progress left at auto: on a real terminal (a pseudo-terminal as stderr) the bar is drawn and
-// reaches the end while the per-phone lines go to stdout; with stderr a pipe, the same command draws no bar.
+// With --progress left at auto, on a real terminal (a pseudo-terminal as stderr) a task watch, a session and a fleet
+// reboot draw their bars to the end while the per-phone lines go to stdout; with stderr a pipe, the same fleet
+// reboot draws no bar.
 func TestKoophonectlProgressOnATerminal(t *testing.T) {
 	srv := servertest.Start(t, servertest.Fast...)
 	c := cli{bin: buildCLI(t), home: t.TempDir(), env: []string{"KOOPHONE_ADDR=" + srv.GRPCAddr()}}
@@ -231,26 +232,45 @@ func TestKoophonectlProgressOnATerminal(t *testing.T) {
 	for _, p := range page.Result {
 		ids = append(ids, p.InstanceID)
 	}
-	// Each half of the phones is rebooted once (a phone still rebooting would refuse a second reboot).
-	onTTY, onPipe := strings.Join(ids[:10], ","), strings.Join(ids[10:], ",")
+	// A task watched and a session opened on the terminal: their bars reach the end too.
+	r = c.run(t, "-o", "json", "instance", "async-command", "--command", "ls", "--ids", ids[0])
+	var started struct {
+		TaskID string `json:"task_id"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &started); err != nil || started.TaskID == "" {
+		t.Fatalf("async-command: %v %+v", err, r)
+	}
+	stdout, shown, code := c.runOnTerminal(t, "instance", "watch-task", "--task-id", started.TaskID)
+	// One line for the phone (the command's output folded onto it), then the counts.
+	if code != 0 || !strings.Contains(stdout, "task "+started.TaskID+": 1 succeeded, 0 failed") || strings.Count(strings.TrimSpace(stdout), "\n") != 1 ||
+		!strings.Contains(shown, "(1/1)") {
+		t.Fatalf("watch-task on a terminal: exit %d\nstdout:\n%s\nterminal: %q", code, stdout, shown)
+	}
+	stdout, shown, code = c.runOnTerminal(t, "instance", "open-session", "--user-id", "tty-user", "--instance-id", ids[1], "--assign")
+	if code != 0 || !regexp.MustCompile(`(?m)^session: `).MatchString(stdout) || !regexp.MustCompile(`session\s+100% .*\((\d+)/\d+\)`).MatchString(shown) {
+		t.Fatalf("open-session on a terminal: exit %d\nstdout:\n%s\nterminal: %q", code, stdout, shown)
+	}
+
+	// Each half of the other phones is rebooted once (a phone still rebooting would refuse a second reboot).
+	onTTY, onPipe := strings.Join(ids[2:11], ","), strings.Join(ids[11:], ",")
 
 	stdout, stderr, code := c.runOnTerminal(t, "fleet", "reboot-fleet", "--ids", onTTY)
 	if code != 0 {
 		t.Fatalf("reboot-fleet on a terminal: exit %d\nstdout:\n%s\nterminal:\n%q", code, stdout, stderr)
 	}
-	if n := len(regexp.MustCompile(`(?m)^\w{8}\s+SUCCEEDED\b`).FindAllString(stdout, -1)); n != 10 ||
-		!strings.Contains(stdout, "done: 10 phones, 10 succeeded, 0 failed, 0 batches refused") {
-		t.Fatalf("want 10 per-phone lines and the summary on stdout, got:\n%s", stdout)
+	if n := len(regexp.MustCompile(`(?m)^\w{8}\s+SUCCEEDED\b`).FindAllString(stdout, -1)); n != 9 ||
+		!strings.Contains(stdout, "done: 9 phones, 9 succeeded, 0 failed, 0 batches refused") {
+		t.Fatalf("want 9 per-phone lines and the summary on stdout, got:\n%s", stdout)
 	}
-	if !strings.Contains(stderr, "phones") || !strings.Contains(stderr, "100%") || !strings.Contains(stderr, "(10/10)") {
-		t.Fatalf("no progress bar reaching 10/10 on the terminal: %q", stderr)
+	if !strings.Contains(stderr, "phones") || !strings.Contains(stderr, "100%") || !strings.Contains(stderr, "(9/9)") {
+		t.Fatalf("no progress bar reaching 9/9 on the terminal: %q", stderr)
 	}
 
 	r = c.run(t, "fleet", "reboot-fleet", "--ids", onPipe)
-	if r.code != 0 || len(regexp.MustCompile(`(?m)^\w{8}\s+SUCCEEDED\b`).FindAllString(r.stdout, -1)) != 10 {
+	if r.code != 0 || len(regexp.MustCompile(`(?m)^\w{8}\s+SUCCEEDED\b`).FindAllString(r.stdout, -1)) != 9 {
 		t.Fatalf("reboot-fleet into pipes: %+v", r)
 	}
-	if strings.Contains(r.stderr, "phones") || strings.Contains(r.stderr, "(10/10)") || strings.Contains(r.stderr, "\r") {
+	if strings.Contains(r.stderr, "phones") || strings.Contains(r.stderr, "(9/9)") || strings.Contains(r.stderr, "\r") {
 		t.Fatalf("a progress bar drawn into a pipe: %q", r.stderr)
 	}
 }

@@ -15,14 +15,16 @@ import (
 )
 
 // printer shows a call's answer. For streams: fleet operations and task watches get a progress bar on stderr and a
-// line per phone on stdout as each phone finishes; OpenSession a line per step; ListAllInstances a table at the
-// end; any other stream a line per message. With -o json every message is one JSON line instead.
+// line per phone on stdout as each phone finishes; OpenSession and WatchPrepareProgress a line per step and a bar
+// of the queue ahead of the phone; ListAllInstances a table at the end; any other stream a line per message. With
+// -o json every message is one JSON line instead.
 type printer struct {
-	a    *app
-	json bool
-	bar  *progressbar.ProgressBar
-	done map[string]bool // phones whose line was written
-	rows []protoreflect.Message
+	a     *app
+	json  bool
+	bar   *progressbar.ProgressBar
+	done  map[string]bool // phones whose line was written
+	rows  []protoreflect.Message
+	queue int // OpenSession, WatchPrepareProgress: the longest queue seen ahead of the phone, plus the phone itself
 }
 
 func newPrinter(a *app, _ protoreflect.MessageDescriptor) *printer {
@@ -67,10 +69,32 @@ func (p *printer) progress(desc string, done, total int) {
 
 // println writes a line to stdout, clearing the bar first so the two do not mix on one terminal.
 func (p *printer) println(format string, args ...any) {
+	p.clearBar()
+	_, _ = fmt.Fprintln(p.a.stdout, strings.TrimRight(fmt.Sprintf(format, args...), " "))
+}
+
+// oneLine keeps a phone's result on its line: a command's multi-line output with its line breaks shown as \n.
+func oneLine(s string) string {
+	s = strings.TrimRight(s, "\r\n")
+	return strings.NewReplacer("\r\n", `\n`, "\n", `\n`, "\r", `\r`).Replace(s)
+}
+
+func (p *printer) clearBar() {
 	if p.bar != nil {
 		_ = p.bar.Clear()
 	}
-	_, _ = fmt.Fprintln(p.a.stdout, strings.TrimRight(fmt.Sprintf(format, args...), " "))
+}
+
+// queued moves the bar of a phone waiting in KooPhone's prepare queue: its length is the longest queue seen ahead
+// of the phone plus the phone itself, and it fills as the queue shrinks, to the end once the phone is ready.
+func (p *printer) queued(desc string, waiting int32, ready bool) {
+	ahead := max(int(waiting), 0)
+	p.queue = max(p.queue, ahead+1)
+	done := p.queue - ahead - 1
+	if ready {
+		done = p.queue
+	}
+	p.progress(desc, done, p.queue)
 }
 
 func (p *printer) message(res proto.Message) error {
@@ -89,9 +113,24 @@ func (p *printer) message(res proto.Message) error {
 	case *pb.WatchTaskResponse, *pb.RunAsyncCommandResponse:
 		p.jobs(res.ProtoReflect())
 	case *pb.OpenSessionResponse:
+		if m.GetSession() != nil { // the last step: the bar ends full and stays, above the session's line
+			p.queued("session", 0, true)
+			p.finish()
+		}
 		if step := m.ProtoReflect().WhichOneof(m.ProtoReflect().Descriptor().Oneofs().ByName("step")); step != nil {
+			p.clearBar()
 			line(p.a.stdout, string(step.Name())+": ", m.ProtoReflect().Get(step).Message())
 		}
+		if m.GetProgress() != nil {
+			p.queued("session", m.GetProgress().GetWaitingCount(), m.GetProgress().GetStatus() == pb.ProgressStatus_PROGRESS_STATUS_READY)
+		}
+	case *pb.WatchPrepareProgressResponse:
+		p.queued("prepare", m.GetWaitingCount(), m.GetStatus() == pb.ProgressStatus_PROGRESS_STATUS_READY)
+		if m.GetTerminal() {
+			p.finish()
+		}
+		p.clearBar()
+		line(p.a.stdout, "", m.ProtoReflect())
 	case *pb.ListAllInstancesResponse:
 		p.rows = append(p.rows, m.GetInstance().ProtoReflect())
 	default:
@@ -130,7 +169,7 @@ func (p *printer) fleet(ev *pb.FleetEvent) {
 			detail += " " + r.GetErrorMsg()
 		}
 		if r.GetExecuteMsg() != "" {
-			detail += " " + r.GetExecuteMsg()
+			detail += " " + oneLine(r.GetExecuteMsg())
 		}
 		if app := r.GetApp(); app != nil {
 			detail += " " + app.GetAppPkg() + " " + app.GetAppVersion()
@@ -181,7 +220,7 @@ func (p *printer) jobs(m protoreflect.Message) {
 			detail += " " + j.GetErrorMsg()
 		}
 		if j.GetExecuteMsg() != "" {
-			detail += " " + j.GetExecuteMsg()
+			detail += " " + oneLine(j.GetExecuteMsg())
 		}
 		p.println("%-20s %-12s %s", who, shortEnum(j.GetStatus().Descriptor(), j.GetStatus().String()), detail)
 	}
