@@ -29,8 +29,9 @@ func otelcolBin() string {
 
 // TestRealCollector exports the gateway's spans to a real OpenTelemetry Collector (OTLP over gRPC), which passes
 // them on over OTLP/HTTP to a receiver of the test's: a REST call's three hops arrive nested in one trace, with
-// the resource's service.name. The collector is built from the Go module proxy by `make otelcol`, which takes
-// minutes, so `make test` does not build it: without bin/otelcol this test is skipped.
+// http.route and the resource's service.name and service.version, and the polls serving two watches link both
+// watches' traces. The collector is built from the Go module proxy by `make otelcol` (minutes cold, seconds once
+// cached; make test's tools stage builds it): without bin/otelcol this test is skipped, saying why.
 func TestRealCollector(t *testing.T) {
 	bin := otelcolBin()
 	if _, err := os.Stat(bin); err != nil {
@@ -108,10 +109,13 @@ service:
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
 	_ = res.Body.Close()
+	// Two watches of one task, whose polls link both watches' traces.
+	const grpcTrace, restTrace = "6bf92f3577b34da6a3ce929d0e0e4732", "6bf92f3577b34da6a3ce929d0e0e4733"
+	watchTwice(t, e, grpcTrace, restTrace)
 	if err := e.srv.Shutdown(context.Background()); err != nil { // flushes to the collector
 		t.Fatal(err)
 	}
-	// The collector passes them on in its own time: wait for the three hops.
+	// The collector passes them on in its own time: wait for the three hops and the polls' links.
 	var spans []*tracepb.Span
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		spans = received()
@@ -121,11 +125,12 @@ service:
 				n++
 			}
 		}
-		if n >= 3 {
+		if linked, _ := pollLinks(t, spans, restTrace); n >= 3 && linked[grpcTrace] && linked[restTrace] {
 			break
 		}
 	}
 	checkRESTTrace(t, spans, traceID)
+	checkPollLinks(t, spans, grpcTrace, restTrace)
 	for _, s := range spans {
 		if attr(s, "service.name") != "koophone-gateway" {
 			t.Errorf("span %s: service.name %q", s.GetName(), attr(s, "service.name"))

@@ -154,6 +154,17 @@ func TestWatchPollsLinkTheWatchesTraces(t *testing.T) {
 	exported := fakeCollector(t)
 	e := newFaultEnvIn(t, os.Getenv) // the gateway reads OTEL_* from the environment its configuration came from
 	const grpcTrace, restTrace = "5bf92f3577b34da6a3ce929d0e0e4732", "5bf92f3577b34da6a3ce929d0e0e4733"
+	watchTwice(t, e, grpcTrace, restTrace)
+	if err := e.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkPollLinks(t, exported(), grpcTrace, restTrace)
+}
+
+// watchTwice starts a task and watches it to its end twice at once: over gRPC in trace grpcTrace and over REST in
+// trace restTrace.
+func watchTwice(t *testing.T, e *faultEnv, grpcTrace, restTrace string) {
+	t.Helper()
 	task, err := e.inst.AsyncCommand(context.Background(), &pb.AsyncCommandRequest{Command: "ls", InstanceIds: []string{e.sim.InstanceIDs()[0]}})
 	if err != nil {
 		t.Fatal(err)
@@ -191,10 +202,10 @@ func TestWatchPollsLinkTheWatchesTraces(t *testing.T) {
 			}
 		}
 	}()
+	defer close(done)
 	for {
 		m, err := w.Recv()
 		if err != nil {
-			close(done)
 			t.Fatalf("gRPC watch: %v", err)
 		}
 		if m.GetTerminal() {
@@ -203,13 +214,12 @@ func TestWatchPollsLinkTheWatchesTraces(t *testing.T) {
 	}
 	for lines.Scan() {
 	}
-	close(done)
-	if err := e.srv.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	spans := exported()
-	var restRoute string
-	linked := map[string]bool{}
+}
+
+// pollLinks are the traces the exported "watch poll task" spans link to, and the REST watch's route in restTrace.
+func pollLinks(t *testing.T, spans []*tracepb.Span, restTrace string) (linked map[string]bool, restRoute string) {
+	t.Helper()
+	linked = map[string]bool{}
 	for _, s := range spans {
 		if hex.EncodeToString(s.GetTraceId()) == restTrace && strings.HasPrefix(s.GetName(), "REST ") {
 			restRoute = attr(s, "http.route")
@@ -224,6 +234,13 @@ func TestWatchPollsLinkTheWatchesTraces(t *testing.T) {
 			linked[hex.EncodeToString(l.GetTraceId())] = true
 		}
 	}
+	return linked, restRoute
+}
+
+// checkPollLinks: the poll spans link both watches' traces, and the REST watch's span has its route template.
+func checkPollLinks(t *testing.T, spans []*tracepb.Span, grpcTrace, restTrace string) {
+	t.Helper()
+	linked, restRoute := pollLinks(t, spans, restTrace)
 	if !linked[grpcTrace] || !linked[restTrace] {
 		t.Errorf("poll spans link traces %v, want %s and %s; exported: %v", linked, grpcTrace, restTrace, spanNames(spans))
 	}
