@@ -16,6 +16,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/server/servertest"
 )
 
@@ -321,4 +322,50 @@ func (c cli) runOnTerminal(t *testing.T, args ...string) (stdout, terminal strin
 	}
 	t.Logf("koophonectl %s (stderr on a terminal) -> exit %d\nstdout:\n%s\nterminal:\n%q", strings.Join(args, " "), code, out.String(), shown.String())
 	return out.String(), shown.String(), code
+}
+
+// Against a gateway that authenticates callers by API key: the key from the environment, a file named by a flag
+// or the config file is accepted; a wrong key and no key exit 26 (UNAUTHENTICATED) with the gateway's reason, and
+// the key never shows in what koophonectl prints.
+func TestKoophonectlCredentials(t *testing.T) {
+	const key, wrong = "kpk_cli_0123456789abcdef", "kpk_nope_0123456789abcdef"
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys.yaml")
+	keyFile := filepath.Join(dir, "key")
+	for name, body := range map[string]string{
+		keys:    "keys:\n  - principal: cli\n    sha256: " + auth.HashKey(key) + "\n",
+		keyFile: key + "\n",
+	} {
+		if err := os.WriteFile(name, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := servertest.Start(t, "--auth-keys-file="+keys)
+	c := cli{bin: buildCLI(t), home: t.TempDir()}
+	ok := func(r result, how string) {
+		t.Helper()
+		if r.code != 0 || strings.Contains(r.stdout+r.stderr, key) {
+			t.Fatalf("the key from %s: %+v", how, r)
+		}
+	}
+	c.env = []string{"KOOPHONE_ADDR=" + srv.GRPCAddr(), "KOOPHONE_API_KEY=" + key}
+	ok(c.run(t, "order", "batch-show-sku"), "KOOPHONE_API_KEY")
+	c.env = []string{"KOOPHONE_ADDR=" + srv.GRPCAddr()}
+	ok(c.run(t, "--api-key-file", keyFile, "order", "batch-show-sku"), "--api-key-file")
+	cfg := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(cfg, []byte(`{"addr": "`+srv.GRPCAddr()+`", "api_key_file": "`+keyFile+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.env = []string{"KOOPHONE_CONFIG=" + cfg}
+	ok(c.run(t, "order", "batch-show-sku"), "the config file")
+
+	c.env = []string{"KOOPHONE_ADDR=" + srv.GRPCAddr(), "KOOPHONE_API_KEY=" + wrong}
+	if r := c.run(t, "order", "batch-show-sku"); r.code != 26 || !strings.Contains(r.stderr, "UNAUTHENTICATED") ||
+		!strings.Contains(r.stderr, "reason: INVALID_CREDENTIALS (koophone-gateway)") || strings.Contains(r.stdout+r.stderr, wrong) {
+		t.Fatalf("a wrong key: %+v", r)
+	}
+	c.env = []string{"KOOPHONE_ADDR=" + srv.GRPCAddr()}
+	if r := c.run(t, "order", "batch-show-sku"); r.code != 26 || !strings.Contains(r.stderr, "reason: MISSING_CREDENTIALS (koophone-gateway)") {
+		t.Fatalf("no key: %+v", r)
+	}
 }
