@@ -515,6 +515,34 @@ func TestDockerfileRunsAsNonRoot(t *testing.T) {
 	}
 }
 
+// The build stage downloads the modules from the go.mod files alone, before it copies the sources: every module the
+// root go.mod replaces with a directory of the repository needs its go.mod there too, or `go mod download` fails.
+func TestDockerfileCopiesReplacedModules(t *testing.T) {
+	df, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	download := strings.Index(string(df), "RUN go mod download")
+	if download < 0 {
+		t.Fatal("no `RUN go mod download` in the Dockerfile")
+	}
+	before := string(df[:download])
+	dirs := regexp.MustCompile(`(?m)^replace \S+ => \./(\S+)$`).FindAllStringSubmatch(string(gomod), -1)
+	for _, m := range dirs {
+		if !regexp.MustCompile(`(?m)^COPY .*\b` + regexp.QuoteMeta(m[1]+"/go.mod") + `\b.* \./` + regexp.QuoteMeta(m[1]) + `/?\n`).MatchString(before) {
+			t.Errorf("go.mod replaces a module with ./%s: the Dockerfile must COPY %s/go.mod (and go.sum) into ./%s/ before `go mod download`",
+				m[1], m[1], m[1])
+		}
+	}
+	if len(dirs) == 0 {
+		t.Log("go.mod replaces no module with a directory")
+	}
+}
+
 func TestComposeSettings(t *testing.T) {
 	settings := serverSettings(t)
 	b, err := os.ReadFile("compose/compose.yaml")

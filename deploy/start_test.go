@@ -46,13 +46,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/mem"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -60,6 +56,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/koophone-gateway/koophone-gateway/client/go/koophone"
+	"github.com/koophone-gateway/koophone-gateway/client/go/koophonev1"
 	"github.com/koophone-gateway/koophone-gateway/deploy/image"
 )
 
@@ -561,58 +559,22 @@ func runProbe(p *corev1.Probe, c *container, mapped map[int32]string) error {
 	return errors.New("a probe of a kind the test does not run")
 }
 
-// rawCodec sends and receives protobuf bytes as they are: the deploy module does not import the contract's code.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-func (rawCodec) Name() string { return "proto" }
-
-// callGRPC calls InstanceService/ListInstances (page 1 of 5) with the key, and returns how many phones came back.
+// callGRPC calls ListInstances for the first page through the Go client module (client/go: stubs, TLS and the
+// API key as call credentials), as a team calling the gateway would; it returns how many phones came back.
 func callGRPC(t *testing.T, addr string, tlsConf *tls.Config, key string) (int, error) {
 	t.Helper()
-	creds := insecure.NewCredentials()
-	if tlsConf != nil {
-		creds = credentials.NewTLS(tlsConf)
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	c, err := koophone.New(addr, koophone.Config{TLSConfig: tlsConf, APIKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = c.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if key != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+key)
-	}
-	req := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 1) // page_no
-	req = protowire.AppendVarint(protowire.AppendTag(req, 2, protowire.VarintType), 5)  // page_size
-	var res []byte
-	if err := conn.Invoke(ctx, "/koophone.v1.InstanceService/ListInstances", &req, &res); err != nil {
+	res, err := c.Instances.ListInstances(ctx, &koophonev1.ListInstancesRequest{PageNo: 1, PageSize: 5})
+	if err != nil {
 		return 0, err
 	}
-	phones := 0
-	for len(res) > 0 {
-		num, typ, n := protowire.ConsumeTag(res)
-		if n < 0 {
-			t.Fatalf("ListInstances answer does not decode")
-		}
-		res = res[n:]
-		m := protowire.ConsumeFieldValue(num, typ, res)
-		if m < 0 {
-			t.Fatalf("ListInstances answer does not decode")
-		}
-		if num == 1 { // repeated Instance result = 1
-			phones++
-		}
-		res = res[m:]
-	}
-	return phones, nil
+	return len(res.GetResult()), nil
 }
 
 // callREST asks the REST mirror for the same page; it returns the status and how many phones came back.
