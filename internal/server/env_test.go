@@ -256,6 +256,9 @@ func (e *env) rest(method, path, body string, header ...string) restResult {
 	if err := json.Unmarshal(b, &out.body); err != nil {
 		e.t.Fatalf("%s %s: HTTP %d body is not a JSON object: %q", method, path, res.StatusCode, b)
 	}
+	// Every error answer: Retry-After where RetryInfo says to wait, no empty ErrorInfo metadata.
+	errStatus, _ := out.body["error"].(map[string]any)
+	checkRESTError(e.t, method+" "+path, restAnswer{status: res.StatusCode, header: res.Header, raw: out.raw, err: errStatus})
 	return out
 }
 
