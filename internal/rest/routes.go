@@ -60,20 +60,7 @@ func (t *routeTable) add(rule *annotations.HttpRule, rpc string, stream bool, in
 	if rule == nil {
 		return
 	}
-	method, path := "", ""
-	switch p := rule.GetPattern().(type) {
-	case *annotations.HttpRule_Get:
-		method, path = http.MethodGet, p.Get
-	case *annotations.HttpRule_Post:
-		method, path = http.MethodPost, p.Post
-	case *annotations.HttpRule_Put:
-		method, path = http.MethodPut, p.Put
-	case *annotations.HttpRule_Delete:
-		method, path = http.MethodDelete, p.Delete
-	case *annotations.HttpRule_Patch:
-		method, path = http.MethodPatch, p.Patch
-	}
-	if method != "" {
+	if method, path := Binding(rule); method != "" {
 		segs := strings.Split(strings.Trim(path, "/"), "/")
 		t.routes = append(t.routes, route{method: method, template: path, segments: segs, body: rule.GetBody(),
 			rpc: rpc, stream: stream, noQuery: rule.GetBody() == "*" || !queryFieldsLeft(in, segs, rule.GetBody())})
@@ -81,6 +68,23 @@ func (t *routeTable) add(rule *annotations.HttpRule, rpc string, stream bool, in
 	for _, extra := range rule.GetAdditionalBindings() {
 		t.add(extra, rpc, stream, in)
 	}
+}
+
+// Binding returns the HTTP verb and path template of a google.api.http rule ("" and "" for none or a custom verb).
+func Binding(rule *annotations.HttpRule) (method, path string) {
+	switch p := rule.GetPattern().(type) {
+	case *annotations.HttpRule_Get:
+		return http.MethodGet, p.Get
+	case *annotations.HttpRule_Post:
+		return http.MethodPost, p.Post
+	case *annotations.HttpRule_Put:
+		return http.MethodPut, p.Put
+	case *annotations.HttpRule_Delete:
+		return http.MethodDelete, p.Delete
+	case *annotations.HttpRule_Patch:
+		return http.MethodPatch, p.Patch
+	}
+	return "", ""
 }
 
 // captureRe matches a capture in grpc-gateway's rendering of a pattern: {task_id=*}.

@@ -24,8 +24,8 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
-	"github.com/koophone-gateway/koophone-gateway/internal/inproc"
 	"github.com/koophone-gateway/koophone-gateway/internal/pprofserver"
+	"github.com/koophone-gateway/koophone-gateway/internal/rest"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -57,7 +57,7 @@ type Server struct {
 	tel      *telemetry.Telemetry
 	grpc     *grpc.Server
 	health   *healthService
-	inproc   *inproc.Registrar // the services as the REST mirror's unary calls reach them, in process
+	inproc   *rest.InProcRegistrar // the services as the REST mirror's unary calls reach them, in process
 	unary    []grpc.UnaryServerInterceptor
 	http     *http.Server
 	active   atomic.Int64           // calls in progress, both transports, for the count of calls cut at shutdown
@@ -313,7 +313,7 @@ func (s *Server) serveGRPC(context.Context) error {
 	)...)
 	s.closers.push("gRPC server", s.stopGRPC)
 	// Registered through the in-process registrar too, so the REST mirror can run their unary calls directly.
-	s.inproc = inproc.NewRegistrar(s.grpc)
+	s.inproc = rest.NewInProcRegistrar(s.grpc)
 	if err := s.services.Register(s.inproc); err != nil {
 		return err
 	}
@@ -359,9 +359,9 @@ func (s *Server) serveREST(ctx context.Context) error {
 		return err
 	}
 	s.httpAddr = lis.Addr().String()
-	gwLis := inproc.Listen()
+	gwLis := rest.ListenInProcess()
 	s.serve("grpc-mirror", func() error { return s.grpc.Serve(gwLis) }) // stopped with the gRPC server
-	conns, err := inproc.Dial(gwLis, mirrorStreamConns,
+	conns, err := rest.DialInProcess(gwLis, mirrorStreamConns,
 		grpc.WithTransportCredentials(s.sec.mirrorCreds()), // TLS pinned to our own certificate when TLS is on
 		grpc.WithStatsHandler(s.tel.ClientHandler()),       // the REST call and its gRPC hop are one trace
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
@@ -370,9 +370,9 @@ func (s *Server) serveREST(ctx context.Context) error {
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
 	s.closers.push("REST stream connections", quiet(conns.Close))
-	gw, err := newGateway(ctx, inproc.NewChannel(s.inproc, s.unary, conns, inproc.WithTracerProvider(s.tel.Exporting())), s.services, s.sec.guard,
-		runtime.WithMiddlewares(telemetry.RouteMiddleware))
-	if err != nil {
+	gw := rest.NewMux(s.sec.guard, runtime.WithMiddlewares(telemetry.RouteMiddleware))
+	channel := rest.NewInProcChannel(s.inproc, s.unary, conns, rest.WithTracerProvider(s.tel.Exporting()))
+	if err := s.services.RegisterREST(ctx, gw, channel); err != nil {
 		_ = lis.Close()
 		return err
 	}
@@ -394,7 +394,7 @@ func (s *Server) serveREST(ctx context.Context) error {
 	return nil
 }
 
-// httpHandler routes the HTTP port: probes, metrics, the API docs, and the REST mirror behind its guard.
+// httpHandler routes the HTTP port: probes, metrics, the API docs, and the REST mirror behind the edge's checks.
 func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
@@ -403,7 +403,12 @@ func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
 	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
 	mux.Handle("/docs", docs)
 	mux.Handle("/docs/", docs)
-	api, err := restHandler(s.cfg, gw)
+	api, err := rest.Edge(rest.EdgeConfig{
+		CORSOrigins:  s.cfg.CORSOrigins,
+		Hosts:        s.cfg.HTTPAllowedHosts,
+		BodyTimeout:  s.cfg.HTTPBodyTimeout,
+		MaxBodyBytes: s.cfg.HTTPMaxBodyBytes,
+	}, gw)
 	if err != nil {
 		return nil, err
 	}

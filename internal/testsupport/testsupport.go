@@ -4,7 +4,6 @@ package testsupport
 
 import (
 	"bytes"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/rest"
 )
 
 // SyncBuffer is a bytes.Buffer that a logger may write to from any goroutine while the test reads it.
@@ -44,20 +45,9 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 }
 
-// HTTPBinding returns the verb and path template of an RPC's google.api.http binding ("" and "" without one).
+// HTTPBinding returns the verb and path template of an RPC's google.api.http binding ("" and "" without one), as the
+// REST mirror's route table reads it.
 func HTTPBinding(md protoreflect.MethodDescriptor) (method, path string) {
 	rule, _ := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
-	switch p := rule.GetPattern().(type) {
-	case *annotations.HttpRule_Get:
-		return http.MethodGet, p.Get
-	case *annotations.HttpRule_Post:
-		return http.MethodPost, p.Post
-	case *annotations.HttpRule_Put:
-		return http.MethodPut, p.Put
-	case *annotations.HttpRule_Delete:
-		return http.MethodDelete, p.Delete
-	case *annotations.HttpRule_Patch:
-		return http.MethodPatch, p.Patch
-	}
-	return "", ""
+	return rest.Binding(rule)
 }
