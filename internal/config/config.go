@@ -61,7 +61,7 @@ type Config struct {
 	WatchStepTimeout   time.Duration
 	WatchMaxPollers    int
 
-	// Operating it: metrics, the guard toward KooPhone, shutdown.
+	// Operating it: metrics, the limits toward KooPhone, shutdown.
 	MetricsAddr           string // optional second listener for /metrics
 	UpstreamReadRate      float64
 	UpstreamReadBurst     int
@@ -195,7 +195,7 @@ func (c *Config) watchSettings() []setting {
 	}
 }
 
-// operatingSettings are operating it: metrics, the guard toward KooPhone, shutdown, connection age.
+// operatingSettings are operating it: metrics, the limits toward KooPhone, shutdown, connection age.
 func (c *Config) operatingSettings() []setting {
 	return []setting{
 		{flag: "metrics-addr", env: "KOOPHONE_METRICS_ADDR", help: "optional extra listen address serving only /metrics (it is always on the HTTP port too)", set: str(&c.MetricsAddr)},

@@ -19,11 +19,11 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
-// Wiring of the operating concerns: the guard toward KooPhone, metrics, tracing of the REST mirror, the count of
+// Wiring of the operating concerns: the limits toward KooPhone, metrics, tracing of the REST mirror, the count of
 // calls in progress and the drain at shutdown. The logic lives in internal/telemetry and internal/upstream.
 
-// guard puts the configured limits, breaker and metrics hooks on the KooPhone client's configuration.
-func (s *Server) guard(c *upstream.Config) {
+// upstreamLimits puts the configured limits, breaker and metrics hooks on the KooPhone client's configuration.
+func (s *Server) upstreamLimits(c *upstream.Config) {
 	cfg := s.cfg
 	c.Observer = s.tel.Upstream
 	c.Rates = upstream.Rates{

@@ -177,7 +177,7 @@ func (s *Server) startUpstream(context.Context) error {
 		UserAgent: "koophone-gateway",
 		Clock:     s.opts.clockOrReal(),
 	}
-	s.guard(&upCfg)
+	s.upstreamLimits(&upCfg)
 	if err := s.sharedQuota(&upCfg); err != nil {
 		return err
 	}
@@ -242,7 +242,7 @@ func (s *Server) startSim() (string, sim.Credentials, error) {
 	return endpoint, s.sim.Credentials(), nil
 }
 
-// buildServices builds the handlers (with their watch hubs and fleet engine) and the security they are guarded by.
+// buildServices builds the handlers (with their watch hubs and fleet engine) and the security in front of them.
 func (s *Server) buildServices(context.Context) error {
 	cfg := s.cfg
 	watch := service.WatchOptions{

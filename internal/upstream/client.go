@@ -38,7 +38,7 @@ type Config struct {
 	// CPU on a cheap call, for spans nobody receives.
 	Traced bool
 
-	// The guard around every attempt, shared by all calls of this client.
+	// Admission: what every attempt passes before it is sent, shared by all calls of this client.
 	Limiter         Limiter       // nil: NewLocalLimiter(Rates, Clock); a fair queue stands in front of it (fair.go)
 	Rates           Rates         // the local limiter's rates; zero (and no Limiter): unlimited, no queue
 	PollShare       float64       // share of the quota's turns watch polls keep under contention; 0: DefaultPollShare
@@ -190,7 +190,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 	authRetried := false
 	for {
 		attempts++
-		r := c.guardedAttempt(ctx, cl, target, id, body, attempts, out)
+		r := c.admittedAttempt(ctx, cl, target, id, body, attempts, out)
 		if r.err == nil {
 			return nil
 		}
@@ -283,9 +283,9 @@ func CodeNumber(code string) string {
 	return ""
 }
 
-// guardedAttempt sends one attempt through the guard: the breaker (fail fast while open), the rate limiter and
-// the in-flight bound (both waiting inside the caller's deadline). Whatever the guard refuses was never sent.
-func (c *Client) guardedAttempt(ctx context.Context, cl call, target, id string, body []byte, n int, out any) attemptResult {
+// admittedAttempt sends one attempt once admission lets it: the breaker (fail fast while open), the rate limiter and
+// the in-flight bound (both waiting inside the caller's deadline). Whatever admission refuses was never sent.
+func (c *Client) admittedAttempt(ctx context.Context, cl call, target, id string, body []byte, n int, out any) attemptResult {
 	refused := func(e *Error) attemptResult {
 		c.obs.Attempt(cl.op, resultClass(e), 0, n, 0)
 		return attemptResult{err: e, notSent: true}
