@@ -44,15 +44,17 @@ type Config struct {
 	PollShare       float64       // share of the quota's turns watch polls keep under contention; 0: DefaultPollShare
 	Budget          RetryBudget   // retries of all calls together; default 20% of calls, at least 3/s
 	Breaker         BreakerConfig // default: opens after 5 failures in a row, for 10s
-	MaxInFlight     int           // attempts in flight at once; more wait inside their deadline; default 256
-	MaxConnsPerHost int           // connections to KooPhone (default transport only); default 64
+	MaxInFlight     int           // attempts in flight at once; more wait inside their deadline; default DefaultMaxInFlight
+	MaxConnsPerHost int           // connections to KooPhone (default transport only); default DefaultMaxConnsPerHost
 	Observer        Observer      // metrics hooks; default NopObserver
 }
 
+const defaultMaxResponseBytes = 8 << 20
+
+// Defaults of the client's bounds; the config table shows them (--upstream-max-in-flight, --upstream-max-conns).
 const (
-	defaultMaxResponseBytes = 8 << 20
-	defaultMaxInFlight      = 256
-	defaultMaxConnsPerHost  = 64
+	DefaultMaxInFlight     = 256
+	DefaultMaxConnsPerHost = 64
 )
 
 // Client calls KooPhone. It is safe for concurrent use.
@@ -90,10 +92,10 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	if cfg.MaxConnsPerHost <= 0 {
-		cfg.MaxConnsPerHost = defaultMaxConnsPerHost
+		cfg.MaxConnsPerHost = DefaultMaxConnsPerHost
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = defaultMaxInFlight
+		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = NopObserver{}
