@@ -283,38 +283,67 @@ const checkConfigHelp = "load and validate the configuration (settings, the file
 // ErrHelp is returned by Load when --help was asked for; the usage has been written.
 var ErrHelp = flag.ErrHelp
 
-// Load reads args (without the program name) and the environment through getenv; usage and errors go to out.
+// Load reads args (without the program name) and the environment through getenv; usage and errors go to out. Each
+// setting takes its flag, else its variable (for a secret, else its variable's file), else its default; then the
+// combinations are checked. Every bad setting is reported, not only the first.
 func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
 	c := &Config{Env: getenv}
 	ss := c.settings()
+	flags, err := parseFlags(args, ss, out)
+	if err != nil {
+		return nil, err
+	}
+	c.CheckOnly = flags.checkOnly
+	errs := applySettings(ss, flags, getenv)
+	if err := c.check(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// flagValues are what the command line said.
+type flagValues struct {
+	vals      map[string]*string // every setting's flag
+	explicit  map[string]bool    // the flags given, even as ""
+	checkOnly bool               // --check-config
+}
+
+// parseFlags parses args with one flag per setting that has one, and --check-config.
+func parseFlags(args []string, ss []setting, out io.Writer) (*flagValues, error) {
 	fs := flag.NewFlagSet("koophone-gateway", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(out, fs, ss) }
-	flagVals := map[string]*string{}
+	f := &flagValues{vals: map[string]*string{}, explicit: map[string]bool{}}
 	for _, s := range ss {
 		switch {
 		case s.boolean:
 			v := new(string)
 			fs.Var(boolFlag{v}, s.flag, s.help)
-			flagVals[s.flag] = v
+			f.vals[s.flag] = v
 		case s.flag != "":
-			flagVals[s.flag] = fs.String(s.flag, "", s.help)
+			f.vals[s.flag] = fs.String(s.flag, "", s.help)
 		}
 	}
 	checkOnly := fs.Bool("check-config", false, checkConfigHelp)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	c.CheckOnly = *checkOnly
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q (settings are flags or KOOPHONE_* variables)", fs.Args())
 	}
-	explicit := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	f.checkOnly = *checkOnly
+	fs.Visit(func(fl *flag.Flag) { f.explicit[fl.Name] = true })
+	return f, nil
+}
 
+// applySettings gives each setting its value (flag, variable, file or default) and returns every refusal.
+func applySettings(ss []setting, flags *flagValues, getenv func(string) string) []error {
 	var errs []error
 	for _, s := range ss {
-		v, from, err := lookup(s, explicit, flagVals, getenv)
+		v, from, err := lookup(s, flags, getenv)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -334,19 +363,13 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 			errs = append(errs, fmt.Errorf("%s %s: %w", from, shown, err))
 		}
 	}
-	if err := c.check(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return c, nil
+	return errs
 }
 
 // lookup finds a setting's value and says where it came from: the flag, the variable, or the variable's file.
-func lookup(s setting, explicit map[string]bool, flagVals map[string]*string, getenv func(string) string) (string, string, error) {
-	if s.flag != "" && explicit[s.flag] {
-		return *flagVals[s.flag], "--" + s.flag, nil
+func lookup(s setting, flags *flagValues, getenv func(string) string) (string, string, error) {
+	if s.flag != "" && flags.explicit[s.flag] {
+		return *flags.vals[s.flag], "--" + s.flag, nil
 	}
 	if v := getenv(s.env); v != "" {
 		return v, s.env, nil
