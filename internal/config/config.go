@@ -21,7 +21,6 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/fleet"
 	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
-	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/stream"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
@@ -194,7 +193,8 @@ func (c *Config) watchSettings() []setting {
 		{flag: "watch-max-interval", env: "KOOPHONE_WATCH_MAX_INTERVAL", def: durString(stream.DefaultMaxInterval), help: "streams: longest poll interval while nothing changes", set: posDur(&c.WatchMaxInterval)},
 		{flag: "watch-terminal-ttl", env: "KOOPHONE_WATCH_TERMINAL_TTL", def: durString(stream.DefaultTerminalTTL), help: "streams: how long a finished task's last state is served without polling", set: dur(&c.WatchTerminalTTL)},
 		{flag: "watch-poll-timeout", env: "KOOPHONE_WATCH_POLL_TIMEOUT", def: durString(stream.DefaultPollTimeout), help: "streams: deadline of one upstream poll (GetTask, ShowProgress)", set: posDur(&c.WatchPollTimeout)},
-		{flag: "watch-step-timeout", env: "KOOPHONE_WATCH_STEP_TIMEOUT", def: durString(service.DefaultStepTimeout), help: "streams: deadline of each other upstream call a stream makes (AsyncCommand, prepare, assign, device token)", set: posDur(&c.WatchStepTimeout)},
+		// service.DefaultStepTimeout, written out: config must not link the contract (config_test.go holds them equal).
+		{flag: "watch-step-timeout", env: "KOOPHONE_WATCH_STEP_TIMEOUT", def: "30s", help: "streams: deadline of each other upstream call a stream makes (AsyncCommand, prepare, assign, device token)", set: posDur(&c.WatchStepTimeout)},
 		{flag: "watch-max-pollers", env: "KOOPHONE_WATCH_MAX_POLLERS", def: "10000", help: "streams: distinct things polled at once per kind on this replica; beyond it a new watch gets RESOURCE_EXHAUSTED", set: positive(&c.WatchMaxPollers)},
 	}
 }

@@ -7,12 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/genproto/googleapis/api/annotations"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-
-	"github.com/koophone-gateway/koophone-gateway/internal/rest"
 )
 
 // SyncBuffer is a bytes.Buffer that a logger may write to from any goroutine while the test reads it.
@@ -43,11 +37,4 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 			t.Fatalf("gave up after %v waiting for %s", within, what)
 		}
 	}
-}
-
-// HTTPBinding returns the verb and path template of an RPC's google.api.http binding ("" and "" without one), as the
-// REST mirror's route table reads it.
-func HTTPBinding(md protoreflect.MethodDescriptor) (method, path string) {
-	rule, _ := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
-	return rest.Binding(rule)
 }
