@@ -346,12 +346,10 @@ func (s *Server) registerHealth() error {
 	return nil
 }
 
-// serveREST serves the REST mirror, /healthz, /readyz, /metrics and the API docs on the HTTP listener.
-//
-// The mirror calls the same handlers through the same interceptors as gRPC callers, in process: unary calls run
-// directly in the HTTP handler's goroutine (no transport, no serialisation: about half the CPU of a REST call went
-// to the gRPC hop), streams over in-memory connections of their own (no TCP hop; held REST watch streams cannot
-// take the slots unary REST callers need, since those need none).
+// serveREST serves the REST mirror (internal/rest), /healthz, /readyz, /metrics and the API docs on the HTTP
+// listener. The mirror calls the same handlers through the same interceptors as gRPC callers, in process: unary
+// calls in the HTTP handler's goroutine, streams over in-memory connections served by the gRPC server (why: the
+// rest package's inproc.go).
 func (s *Server) serveREST(ctx context.Context) error {
 	cfg := s.cfg
 	lis, err := s.listen("http-addr", cfg.HTTPAddr, "http")
