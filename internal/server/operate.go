@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
@@ -80,7 +79,7 @@ func (s *Server) startMetrics() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.tel.Handler())
 	s.metricsAddr = lis.Addr().String()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: sideReadHeaderTimeout}
 	s.serve("metrics", func() error { return srv.Serve(lis) })
 	s.closers.push("metrics listener", ignoreCtx(srv.Close))
 	return nil

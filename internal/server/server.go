@@ -38,6 +38,18 @@ import (
 // watches. Unary REST calls need none: they run in process.
 const mirrorStreamConns = 4
 
+// mirrorMaxRecvBytes is the largest answer the REST mirror's stream connections take from the gRPC server: far
+// above any message of the contract, so the mirror never refuses what the gRPC side sent.
+const mirrorMaxRecvBytes = 64 << 20
+
+// sideReadHeaderTimeout bounds request headers on the side listeners the gateway serves for itself (the embedded
+// simulator, --metrics-addr); the REST port has --http-read-header-timeout.
+const sideReadHeaderTimeout = 10 * time.Second
+
+// telemetryFlushTimeout is how long the last spans and metrics may take to leave at shutdown, whatever is left of
+// the grace period.
+const telemetryFlushTimeout = 5 * time.Second
+
 // streamWorkers is how many goroutines the gRPC server keeps to run handlers on; each idle one holds its stack
 // (8-16 KiB).
 const streamWorkers = 256
@@ -155,8 +167,8 @@ func (s *Server) startTelemetry(ctx context.Context) error {
 	}
 	s.tel = tel
 	s.closers.push("telemetry", func(stop context.Context) error {
-		// Its own time: the grace period may be spent by now, and the last spans are worth five seconds.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(stop), 5*time.Second)
+		// Its own time: the grace period may be spent by now.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(stop), telemetryFlushTimeout)
 		defer cancel()
 		return s.tel.Shutdown(ctx)
 	})
@@ -233,7 +245,7 @@ func (s *Server) startSim() (string, sim.Credentials, error) {
 	if err != nil {
 		return "", sim.Credentials{}, fmt.Errorf("listen for the embedded simulator: %w", err)
 	}
-	srv := &http.Server{Handler: s.sim, ReadHeaderTimeout: 10 * time.Second, ConnState: s.opts.simConn}
+	srv := &http.Server{Handler: s.sim, ReadHeaderTimeout: sideReadHeaderTimeout, ConnState: s.opts.simConn}
 	s.serve("sim", func() error { return srv.Serve(lis) })
 	s.closers.push("simulator", ignoreCtx(srv.Close))
 	endpoint := "http://" + lis.Addr().String()
@@ -362,7 +374,7 @@ func (s *Server) serveREST(ctx context.Context) error {
 	conns, err := rest.DialInProcess(gwLis, mirrorStreamConns,
 		grpc.WithTransportCredentials(s.sec.mirrorCreds()), // TLS pinned to our own certificate when TLS is on
 		grpc.WithStatsHandler(s.tel.ClientHandler()),       // the REST call and its gRPC hop are one trace
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(mirrorMaxRecvBytes)))
 	if err != nil {
 		_ = lis.Close()
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
