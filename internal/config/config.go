@@ -20,7 +20,10 @@ import (
 
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/fleet"
+	"github.com/koophone-gateway/koophone-gateway/internal/idempotency"
+	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/stream"
+	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
 // Config is every setting of the server.
@@ -61,7 +64,7 @@ type Config struct {
 	WatchStepTimeout   time.Duration
 	WatchMaxPollers    int
 
-	// Operating it: metrics, the guard toward KooPhone, shutdown.
+	// Operating it: metrics, the limits toward KooPhone, shutdown.
 	MetricsAddr           string // optional second listener for /metrics
 	UpstreamReadRate      float64
 	UpstreamReadBurst     int
@@ -177,9 +180,9 @@ func (c *Config) upstreamSettings() []setting {
 		{env: "KOOPHONE_AK", secret: true, help: "access key id for AK/SK signing", set: str(&c.AK)},
 		{env: "KOOPHONE_SK", secret: true, help: "secret access key for AK/SK signing", set: str(&c.SK)},
 		{flag: "project-id", env: "KOOPHONE_PROJECT_ID", help: "project id sent as X-Project-Id with AK/SK signing (optional)", set: str(&c.ProjectID)},
-		{flag: "sim-fleet", env: "KOOPHONE_SIM_FLEET", def: "20", help: "embedded simulator: number of phones", set: positive(&c.SimFleet)},
-		{flag: "sim-job-duration", env: "KOOPHONE_SIM_JOB_DURATION", def: "2s", help: "embedded simulator: how long async jobs run", set: dur(&c.SimJobDuration)},
-		{flag: "sim-prepare-step", env: "KOOPHONE_SIM_PREPARE_STEP", def: "1s", help: "embedded simulator: one step of the prepare queue", set: dur(&c.SimPrepareStep)},
+		{flag: "sim-fleet", env: "KOOPHONE_SIM_FLEET", def: strconv.Itoa(sim.DefaultFleetSize), help: "embedded simulator: number of phones", set: positive(&c.SimFleet)},
+		{flag: "sim-job-duration", env: "KOOPHONE_SIM_JOB_DURATION", def: durString(sim.DefaultJobDuration), help: "embedded simulator: how long async jobs run", set: dur(&c.SimJobDuration)},
+		{flag: "sim-prepare-step", env: "KOOPHONE_SIM_PREPARE_STEP", def: durString(sim.DefaultPrepareStep), help: "embedded simulator: one step of the prepare queue", set: dur(&c.SimPrepareStep)},
 	}
 }
 
@@ -190,12 +193,13 @@ func (c *Config) watchSettings() []setting {
 		{flag: "watch-max-interval", env: "KOOPHONE_WATCH_MAX_INTERVAL", def: durString(stream.DefaultMaxInterval), help: "streams: longest poll interval while nothing changes", set: posDur(&c.WatchMaxInterval)},
 		{flag: "watch-terminal-ttl", env: "KOOPHONE_WATCH_TERMINAL_TTL", def: durString(stream.DefaultTerminalTTL), help: "streams: how long a finished task's last state is served without polling", set: dur(&c.WatchTerminalTTL)},
 		{flag: "watch-poll-timeout", env: "KOOPHONE_WATCH_POLL_TIMEOUT", def: durString(stream.DefaultPollTimeout), help: "streams: deadline of one upstream poll (GetTask, ShowProgress)", set: posDur(&c.WatchPollTimeout)},
+		// service.DefaultStepTimeout, written out: config must not link the contract (config_test.go holds them equal).
 		{flag: "watch-step-timeout", env: "KOOPHONE_WATCH_STEP_TIMEOUT", def: "30s", help: "streams: deadline of each other upstream call a stream makes (AsyncCommand, prepare, assign, device token)", set: posDur(&c.WatchStepTimeout)},
 		{flag: "watch-max-pollers", env: "KOOPHONE_WATCH_MAX_POLLERS", def: "10000", help: "streams: distinct things polled at once per kind on this replica; beyond it a new watch gets RESOURCE_EXHAUSTED", set: positive(&c.WatchMaxPollers)},
 	}
 }
 
-// operatingSettings are operating it: metrics, the guard toward KooPhone, shutdown, connection age.
+// operatingSettings are operating it: metrics, the limits toward KooPhone, shutdown, connection age.
 func (c *Config) operatingSettings() []setting {
 	return []setting{
 		{flag: "metrics-addr", env: "KOOPHONE_METRICS_ADDR", help: "optional extra listen address serving only /metrics (it is always on the HTTP port too)", set: str(&c.MetricsAddr)},
@@ -203,12 +207,12 @@ func (c *Config) operatingSettings() []setting {
 		{flag: "upstream-read-burst", env: "KOOPHONE_UPSTREAM_READ_BURST", def: "100", help: "KooPhone reads sent at once above the rate", set: positive(&c.UpstreamReadBurst)},
 		{flag: "upstream-write-rate", env: "KOOPHONE_UPSTREAM_WRITE_RATE", def: "20", help: "KooPhone writes sent per second at most (0: unlimited)", set: float(&c.UpstreamWriteRate, 0, 1e6)},
 		{flag: "upstream-write-burst", env: "KOOPHONE_UPSTREAM_WRITE_BURST", def: "40", help: "KooPhone writes sent at once above the rate", set: positive(&c.UpstreamWriteBurst)},
-		{flag: "upstream-max-conns", env: "KOOPHONE_UPSTREAM_MAX_CONNS", def: "64", help: "connections to KooPhone at most (HTTP/2 multiplexes over fewer)", set: positive(&c.UpstreamMaxConns)},
-		{flag: "upstream-max-in-flight", env: "KOOPHONE_UPSTREAM_MAX_IN_FLIGHT", def: "256", help: "KooPhone requests in flight at most; more wait inside their deadline", set: positive(&c.UpstreamMaxInFlight)},
-		{flag: "upstream-retry-budget", env: "KOOPHONE_UPSTREAM_RETRY_BUDGET", def: "0.2", help: "retries of reads allowed per call, over all calls (0.2: at most 20% more requests)", set: float(&c.UpstreamRetryBudget, 0, 10)},
-		{flag: "upstream-retry-min", env: "KOOPHONE_UPSTREAM_RETRY_MIN", def: "3", help: "retries per second always allowed, whatever the budget", set: float(&c.UpstreamRetryMin, 0, 1e6)},
-		{flag: "breaker-failures", env: "KOOPHONE_BREAKER_FAILURES", def: "5", help: "consecutive KooPhone failures (no answer, 5xx) that open the circuit breaker", set: within(&c.BreakerFailures, 1, 1_000_000)},
-		{flag: "breaker-open-for", env: "KOOPHONE_BREAKER_OPEN_FOR", def: "10s", help: "how long the open breaker fails calls fast before probing KooPhone again", set: posDur(&c.BreakerOpenFor)},
+		{flag: "upstream-max-conns", env: "KOOPHONE_UPSTREAM_MAX_CONNS", def: strconv.Itoa(upstream.DefaultMaxConnsPerHost), help: "connections to KooPhone at most (HTTP/2 multiplexes over fewer)", set: positive(&c.UpstreamMaxConns)},
+		{flag: "upstream-max-in-flight", env: "KOOPHONE_UPSTREAM_MAX_IN_FLIGHT", def: strconv.Itoa(upstream.DefaultMaxInFlight), help: "KooPhone requests in flight at most; more wait inside their deadline", set: positive(&c.UpstreamMaxInFlight)},
+		{flag: "upstream-retry-budget", env: "KOOPHONE_UPSTREAM_RETRY_BUDGET", def: floatString(upstream.DefaultRetryRatio), help: "retries of reads allowed per call, over all calls (0.2: at most 20% more requests)", set: float(&c.UpstreamRetryBudget, 0, 10)},
+		{flag: "upstream-retry-min", env: "KOOPHONE_UPSTREAM_RETRY_MIN", def: floatString(upstream.DefaultRetryMinPerSec), help: "retries per second always allowed, whatever the budget", set: float(&c.UpstreamRetryMin, 0, 1e6)},
+		{flag: "breaker-failures", env: "KOOPHONE_BREAKER_FAILURES", def: strconv.Itoa(upstream.DefaultBreakerFailures), help: "consecutive KooPhone failures (no answer, 5xx) that open the circuit breaker", set: within(&c.BreakerFailures, 1, 1_000_000)},
+		{flag: "breaker-open-for", env: "KOOPHONE_BREAKER_OPEN_FOR", def: durString(upstream.DefaultBreakerOpenFor), help: "how long the open breaker fails calls fast before probing KooPhone again", set: posDur(&c.BreakerOpenFor)},
 		{flag: "shutdown-drain-delay", env: "KOOPHONE_SHUTDOWN_DRAIN_DELAY", def: "0s", help: "after SIGTERM, how long health says NOT_SERVING while calls are still taken, so load balancers notice (5s behind Kubernetes)", set: dur(&c.ShutdownDrainDelay)},
 		{flag: "max-connection-age", env: "KOOPHONE_MAX_CONNECTION_AGE", def: "30m", help: "gRPC connections are asked to reconnect after this long, so clients rebalance across replicas", set: posDur(&c.MaxConnectionAge)},
 		{flag: "max-connection-age-grace", env: "KOOPHONE_MAX_CONNECTION_AGE_GRACE", def: "1m", help: "how long calls on an aged connection may finish before it is closed (watch streams then reconnect)", set: posDur(&c.MaxConnectionAgeGrace)},
@@ -261,15 +265,15 @@ func (c *Config) scaleSettings() []setting {
 		{flag: "redis-lease-ttl", env: "KOOPHONE_REDIS_LEASE_TTL", def: durString(coord.DefaultLeaseTTL), help: "scale-out: how long a dead replica's pollers stay unclaimed (the failover time)", set: atLeast(&c.RedisLeaseTTL, 300*time.Millisecond)},
 		{flag: "redis-timeout", env: "KOOPHONE_REDIS_TIMEOUT", def: durString(coord.DefaultOpTimeout), help: "scale-out: most time one Redis operation may take before Redis counts as down (later calls skip it until a background probe answers)", set: durWithin(&c.RedisTimeout, 10*time.Millisecond, 30*time.Second)},
 		{flag: "quota-replicas", env: "KOOPHONE_QUOTA_REPLICAS", def: "1", help: "replicas sharing the --upstream-*-rate budget and the callers' rate shares through Redis; while Redis is down each spends its 1/N share", set: positive(&c.QuotaReplicas)},
-		{flag: "idempotency-ttl", env: "KOOPHONE_IDEMPOTENCY_TTL", def: "24h", help: "how long a write's request_id (Idempotency-Key) is remembered", set: dur(&c.IdempotencyTTL)},
+		{flag: "idempotency-ttl", env: "KOOPHONE_IDEMPOTENCY_TTL", def: durString(idempotency.DefaultTTL), help: "how long a write's request_id (Idempotency-Key) is remembered", set: dur(&c.IdempotencyTTL)},
 		{flag: "share-rate", env: "KOOPHONE_SHARE_RATE", def: "0", help: "per caller (principal): calls started per second (unary calls and stream opens), for all replicas together with Redis; 0: unlimited", set: float(&c.ShareRate, 0, 1e6)},
 		{flag: "share-burst", env: "KOOPHONE_SHARE_BURST", def: "0", help: "per caller: calls started at once above --share-rate; 0: the rate rounded up", set: num(&c.ShareBurst)},
 		{flag: "share-concurrent-calls", env: "KOOPHONE_SHARE_CONCURRENT_CALLS", def: "256", help: "per caller and replica: unary calls in flight at once; 0: unlimited", set: num(&c.ShareConcurrentCalls)},
 		{flag: "share-open-streams", env: "KOOPHONE_SHARE_OPEN_STREAMS", def: "2000", help: "per caller and replica: streams open at once (watches, sessions, ListAllInstances); 0: unlimited", set: num(&c.ShareOpenStreams)},
 		{flag: "share-concurrent-fleet-runs", env: "KOOPHONE_SHARE_CONCURRENT_FLEET_RUNS", def: "4", help: "per caller and replica: fleet runs (RunFleetCommand, ResetFleet…) in flight at once; 0: unlimited", set: num(&c.ShareConcurrentFleetRuns)},
 		{flag: "share-file", env: "KOOPHONE_SHARE_FILE", help: "YAML file of per-group and per-principal shares overriding the --share-* defaults (see docs/shares.md); read at start", set: str(&c.ShareFile)},
-		{flag: "upstream-poll-share", env: "KOOPHONE_UPSTREAM_POLL_SHARE", def: "0.2", help: "share of the KooPhone quota's turns kept for watch polls while callers contend for it (the rest goes round-robin over the callers)", set: float(&c.UpstreamPollShare, 0.01, 0.99)},
-		{flag: "idempotency-max-keys", env: "KOOPHONE_IDEMPOTENCY_MAX_KEYS", def: "100000", help: "without Redis: most request_ids kept in memory (oldest dropped first)", set: num(&c.IdempotencyMaxKeys)},
+		{flag: "upstream-poll-share", env: "KOOPHONE_UPSTREAM_POLL_SHARE", def: floatString(upstream.DefaultPollShare), help: "share of the KooPhone quota's turns kept for watch polls while callers contend for it (the rest goes round-robin over the callers)", set: float(&c.UpstreamPollShare, 0.01, 0.99)},
+		{flag: "idempotency-max-keys", env: "KOOPHONE_IDEMPOTENCY_MAX_KEYS", def: strconv.Itoa(idempotency.DefaultMaxKeys), help: "without Redis: most request_ids kept in memory (oldest dropped first)", set: num(&c.IdempotencyMaxKeys)},
 	}
 }
 
@@ -279,38 +283,67 @@ const checkConfigHelp = "load and validate the configuration (settings, the file
 // ErrHelp is returned by Load when --help was asked for; the usage has been written.
 var ErrHelp = flag.ErrHelp
 
-// Load reads args (without the program name) and the environment through getenv; usage and errors go to out.
+// Load reads args (without the program name) and the environment through getenv; usage and errors go to out. Each
+// setting takes its flag, else its variable (for a secret, else its variable's file), else its default; then the
+// combinations are checked. Every bad setting is reported, not only the first.
 func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
 	c := &Config{Env: getenv}
 	ss := c.settings()
+	flags, err := parseFlags(args, ss, out)
+	if err != nil {
+		return nil, err
+	}
+	c.CheckOnly = flags.checkOnly
+	errs := applySettings(ss, flags, getenv)
+	if err := c.check(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// flagValues are what the command line said.
+type flagValues struct {
+	vals      map[string]*string // every setting's flag
+	explicit  map[string]bool    // the flags given, even as ""
+	checkOnly bool               // --check-config
+}
+
+// parseFlags parses args with one flag per setting that has one, and --check-config.
+func parseFlags(args []string, ss []setting, out io.Writer) (*flagValues, error) {
 	fs := flag.NewFlagSet("koophone-gateway", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() { usage(out, fs, ss) }
-	flagVals := map[string]*string{}
+	f := &flagValues{vals: map[string]*string{}, explicit: map[string]bool{}}
 	for _, s := range ss {
 		switch {
 		case s.boolean:
 			v := new(string)
 			fs.Var(boolFlag{v}, s.flag, s.help)
-			flagVals[s.flag] = v
+			f.vals[s.flag] = v
 		case s.flag != "":
-			flagVals[s.flag] = fs.String(s.flag, "", s.help)
+			f.vals[s.flag] = fs.String(s.flag, "", s.help)
 		}
 	}
 	checkOnly := fs.Bool("check-config", false, checkConfigHelp)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	c.CheckOnly = *checkOnly
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q (settings are flags or KOOPHONE_* variables)", fs.Args())
 	}
-	explicit := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	f.checkOnly = *checkOnly
+	fs.Visit(func(fl *flag.Flag) { f.explicit[fl.Name] = true })
+	return f, nil
+}
 
+// applySettings gives each setting its value (flag, variable, file or default) and returns every refusal.
+func applySettings(ss []setting, flags *flagValues, getenv func(string) string) []error {
 	var errs []error
 	for _, s := range ss {
-		v, from, err := lookup(s, explicit, flagVals, getenv)
+		v, from, err := lookup(s, flags, getenv)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -330,19 +363,13 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 			errs = append(errs, fmt.Errorf("%s %s: %w", from, shown, err))
 		}
 	}
-	if err := c.check(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return c, nil
+	return errs
 }
 
 // lookup finds a setting's value and says where it came from: the flag, the variable, or the variable's file.
-func lookup(s setting, explicit map[string]bool, flagVals map[string]*string, getenv func(string) string) (string, string, error) {
-	if s.flag != "" && explicit[s.flag] {
-		return *flagVals[s.flag], "--" + s.flag, nil
+func lookup(s setting, flags *flagValues, getenv func(string) string) (string, string, error) {
+	if s.flag != "" && flags.explicit[s.flag] {
+		return *flags.vals[s.flag], "--" + s.flag, nil
 	}
 	if v := getenv(s.env); v != "" {
 		return v, s.env, nil

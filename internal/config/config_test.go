@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/koophone-gateway/koophone-gateway/internal/service"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -21,6 +23,19 @@ func TestDefaults(t *testing.T) {
 	if c.GRPCAddr != "127.0.0.1:9090" || c.HTTPAddr != "127.0.0.1:8080" || !c.Simulated() ||
 		c.ShutdownGrace != 10*time.Second || c.SimFleet != 20 || c.WatchFirstInterval != 500*time.Millisecond {
 		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+// The one default the table cannot take from its package: internal/service carries the contract, which config must
+// not link (cmd/loadbench links config beside the public client's own copy of koophone/v1; two copies panic at
+// start). This test keeps the two from drifting.
+func TestDefaultsTheTableCannotImport(t *testing.T) {
+	c, err := Load(nil, env(nil), &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WatchStepTimeout != service.DefaultStepTimeout {
+		t.Errorf("--watch-step-timeout defaults to %v, internal/service to %v", c.WatchStepTimeout, service.DefaultStepTimeout)
 	}
 }
 

@@ -155,6 +155,9 @@ func float(p *float64, lo, hi float64) setter {
 	}
 }
 
+// floatString writes a default number the way people write it: "0.2", "3".
+func floatString(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
 // durString writes a default duration the way people write it: "1m", not "1m0s".
 func durString(d time.Duration) string {
 	s := d.String()

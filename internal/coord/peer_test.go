@@ -50,7 +50,6 @@ func (u *watched) source(replica int) stream.Source[string] {
 var hubCfg = stream.Config{FirstInterval: 20 * time.Millisecond, MaxInterval: 20 * time.Millisecond, Jitter: -1}
 
 // eventually polls cond until it holds, failing after a generous bound (a bound on hanging, not a timing assertion).
-// eventually waits for cond with this package's deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testsupport.Eventually(t, 20*time.Second, what, cond)

@@ -30,7 +30,7 @@ var MetadataKeys = []struct{ Key, Meaning string }{
 	{KeyOperation, "KooPhone's name for the operation the gateway called, e.g. `SyncCommand`"},
 	{KeyUpstreamCode, "KooPhone's error code, e.g. `KOOPHONE.API.4001` (absent when KooPhone sent none)"},
 	{KeyUpstreamMessage, "KooPhone's message, untranslated (often Chinese)"},
-	{KeyHTTPStatus, "the HTTP status KooPhone answered (absent when no answer came: unreachable, or refused by the gateway's own guard before sending)"},
+	{KeyHTTPStatus, "the HTTP status KooPhone answered (absent when no answer came: unreachable, or refused by the gateway's own limits before sending)"},
 	{KeyRequestID, "the request id the gateway sent KooPhone: quote it when asking Huawei about the call"},
 }
 

@@ -39,10 +39,13 @@ const (
 	errorDomain    = "koophone-gateway"
 )
 
+// DefaultTTL is how long a key is remembered by default (--idempotency-ttl).
+const DefaultTTL = 24 * time.Hour
+
 // Options is the interceptor's policy. Zero fields take the defaults.
 type Options struct {
 	Store      Store         // required
-	TTL        time.Duration // how long a key is remembered; default 24h
+	TTL        time.Duration // how long a key is remembered; default DefaultTTL
 	MaxPending time.Duration // how long a first call may run before repeats call its outcome unknown; default 10m
 	PollEvery  time.Duration // how often a repeat checks on a call in flight; default 100ms
 	Clock      clock.Clock   // default clock.Real{}
@@ -55,7 +58,7 @@ type Options struct {
 // Idempotency-Key), and passes the others through untouched.
 func UnaryServerInterceptor(o Options) grpc.UnaryServerInterceptor {
 	if o.TTL <= 0 {
-		o.TTL = 24 * time.Hour
+		o.TTL = DefaultTTL
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = 10 * time.Minute

@@ -62,13 +62,16 @@ type memItem struct {
 	expires time.Time
 }
 
-// NewMemory keeps at most maxKeys keys (default 100,000); clk nil is the real clock.
+// DefaultMaxKeys is how many keys a Memory store keeps by default (--idempotency-max-keys).
+const DefaultMaxKeys = 100_000
+
+// NewMemory keeps at most maxKeys keys (default DefaultMaxKeys); clk nil is the real clock.
 func NewMemory(clk clock.Clock, maxKeys int) *Memory {
 	if clk == nil {
 		clk = clock.Real{}
 	}
 	if maxKeys <= 0 {
-		maxKeys = 100_000
+		maxKeys = DefaultMaxKeys
 	}
 	return &Memory{clk: clk, max: maxKeys, items: map[string]*list.Element{}}
 }

@@ -96,7 +96,7 @@ func (d *bodyDecoder) Decode(v any) error {
 		}
 		var netErr net.Error
 		if errors.As(err, &netErr) && netErr.Timeout() {
-			// The guard's body deadline (--http-body-timeout) cut the body off: say so, not "ended early".
+			// The edge's body deadline (--http-body-timeout) cut the body off: say so, not "ended early".
 			return bodyError("", "body.timeout", "the body did not arrive within the time allowed (--http-body-timeout)")
 		}
 		var syntax *json.SyntaxError

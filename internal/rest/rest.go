@@ -1,7 +1,17 @@
-// Package rest shapes the REST/JSON mirror's wire behaviour through grpc-gateway's own hooks: streams as
-// newline-delimited JSON (or Server-Sent Events on request), one error body everywhere ({"error": google.rpc.Status}
-// with details and X-Request-Id), request-body and query-parameter errors as google.rpc.BadRequest without Go
-// internals, unknown query parameters refused, and 405 with Allow for a wrong verb.
+// Package rest is the REST edge: everything between a REST caller and the gRPC interceptor chain, in the order a
+// request meets it.
+//
+//   - Edge (edge.go): the checks that keep the mirror from being a side door (JSON bodies only, body size and read
+//     deadline, Host allow-list, CORS and cross-origin refusal), answered in the mirror's one error shape.
+//   - NewMux (mux.go) and Options (this file): grpc-gateway's ServeMux with the mirror's wire behaviour installed
+//     through grpc-gateway's own hooks: streams as newline-delimited JSON (or Server-Sent Events on request), one
+//     error body everywhere ({"error": google.rpc.Status} with details and X-Request-Id), request-body and
+//     query-parameter errors as google.rpc.BadRequest without Go internals, unknown query parameters refused, and
+//     405 with Allow for a wrong verb.
+//   - InProcChannel and InProcConns (inproc*.go): the mux's way into the gRPC services in the same process, through
+//     the server's own interceptor chain: unary calls run the handler directly, streams over in-memory connections.
+//
+// It never imports the services: internal/server registers them on the mux with an InProcChannel.
 package rest
 
 import (

@@ -25,7 +25,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
-	"github.com/koophone-gateway/koophone-gateway/internal/httpguard"
 	"github.com/koophone-gateway/koophone-gateway/internal/rest"
 )
 
@@ -74,11 +73,12 @@ func (fakeInstances) WatchTask(req *pb.WatchTaskRequest, srv grpc.ServerStreamin
 // startMirror serves fakeInstances over gRPC on loopback and a grpc-gateway mux with rest.Options in front of it.
 func startMirror(t *testing.T) string {
 	t.Helper()
-	return startGuardedMirror(t, nil)
+	return startCheckedMirror(t, nil)
 }
 
-// startGuardedMirror is startMirror with the mux behind httpguard when guard is not nil, as the server wires it.
-func startGuardedMirror(t *testing.T, guard *httpguard.Config) string {
+// startCheckedMirror is startMirror with the mux behind the edge's checks when edge is not nil, as the server wires
+// it.
+func startCheckedMirror(t *testing.T, edge *rest.EdgeConfig) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,8 +102,8 @@ func startGuardedMirror(t *testing.T, guard *httpguard.Config) string {
 		t.Fatal(err)
 	}
 	var h http.Handler = mux
-	if guard != nil {
-		if h, err = httpguard.Wrap(*guard, mux); err != nil {
+	if edge != nil {
+		if h, err = rest.Edge(*edge, mux); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -221,10 +221,10 @@ func TestBadInputIsABadRequestWithARequestID(t *testing.T) {
 	}
 }
 
-// A body cut off by the guard's deadline is answered as what it is (not "the body ended early"), in the one error
+// A body cut off by the edge's deadline is answered as what it is (not "the body ended early"), in the one error
 // shape and with the caller's request id.
 func TestBodyTimeoutIsNamed(t *testing.T) {
-	url := startGuardedMirror(t, &httpguard.Config{BodyTimeout: 200 * time.Millisecond})
+	url := startCheckedMirror(t, &rest.EdgeConfig{BodyTimeout: 200 * time.Millisecond})
 	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)

@@ -11,12 +11,12 @@ import (
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
+	"github.com/koophone-gateway/koophone-gateway/internal/httprule"
 )
 
 // route is one google.api.http binding: a path template split into segments ("{x}" matches any one segment).
@@ -47,8 +47,7 @@ func newRouteTable() *routeTable {
 			methods := fd.Services().Get(i).Methods()
 			for j := 0; j < methods.Len(); j++ {
 				m := methods.Get(j)
-				rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
-				t.add(rule, "/"+string(fd.Services().Get(i).FullName())+"/"+string(m.Name()), m.IsStreamingServer(), m.Input())
+				t.add(httprule.Rule(m), "/"+string(fd.Services().Get(i).FullName())+"/"+string(m.Name()), m.IsStreamingServer(), m.Input())
 			}
 		}
 		return true
@@ -60,20 +59,7 @@ func (t *routeTable) add(rule *annotations.HttpRule, rpc string, stream bool, in
 	if rule == nil {
 		return
 	}
-	method, path := "", ""
-	switch p := rule.GetPattern().(type) {
-	case *annotations.HttpRule_Get:
-		method, path = http.MethodGet, p.Get
-	case *annotations.HttpRule_Post:
-		method, path = http.MethodPost, p.Post
-	case *annotations.HttpRule_Put:
-		method, path = http.MethodPut, p.Put
-	case *annotations.HttpRule_Delete:
-		method, path = http.MethodDelete, p.Delete
-	case *annotations.HttpRule_Patch:
-		method, path = http.MethodPatch, p.Patch
-	}
-	if method != "" {
+	if method, path := httprule.Binding(rule); method != "" {
 		segs := strings.Split(strings.Trim(path, "/"), "/")
 		t.routes = append(t.routes, route{method: method, template: path, segments: segs, body: rule.GetBody(),
 			rpc: rpc, stream: stream, noQuery: rule.GetBody() == "*" || !queryFieldsLeft(in, segs, rule.GetBody())})

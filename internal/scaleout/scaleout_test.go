@@ -163,7 +163,6 @@ func scrape(t *testing.T, g *gateway, series string) float64 {
 }
 
 // eventually waits for cond; the bound only keeps a broken build from hanging, it asserts no timing.
-// eventually waits for cond with this package's deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testsupport.Eventually(t, 60*time.Second, what, cond)

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,8 +22,8 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
+	"github.com/koophone-gateway/koophone-gateway/internal/httprule"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
-	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
 )
 
 // contractRPCs is every RPC of the koophone.v1 contract.
@@ -79,9 +78,8 @@ var pathParam = regexp.MustCompile(`\{[^}]+\}`)
 
 // restCall is an RPC's REST binding with its path parameters filled in and an empty JSON body where it has one.
 func restCall(md protoreflect.MethodDescriptor) (method, path, body string) {
-	rule := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
-	method, path = testsupport.HTTPBinding(md)
-	if rule.GetBody() != "" {
+	method, path = httprule.Of(md)
+	if httprule.Rule(md).GetBody() != "" {
 		body = "{}"
 	}
 	return method, pathParam.ReplaceAllString(path, "abc1"), body

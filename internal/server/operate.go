@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
@@ -19,11 +18,11 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
-// Wiring of the operating concerns: the guard toward KooPhone, metrics, tracing of the REST mirror, the count of
+// Wiring of the operating concerns: the limits toward KooPhone, metrics, tracing of the REST mirror, the count of
 // calls in progress and the drain at shutdown. The logic lives in internal/telemetry and internal/upstream.
 
-// guard puts the configured limits, breaker and metrics hooks on the KooPhone client's configuration.
-func (s *Server) guard(c *upstream.Config) {
+// upstreamLimits puts the configured limits, breaker and metrics hooks on the KooPhone client's configuration.
+func (s *Server) upstreamLimits(c *upstream.Config) {
 	cfg := s.cfg
 	c.Observer = s.tel.Upstream
 	c.Rates = upstream.Rates{
@@ -80,7 +79,7 @@ func (s *Server) startMetrics() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.tel.Handler())
 	s.metricsAddr = lis.Addr().String()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: sideReadHeaderTimeout}
 	s.serve("metrics", func() error { return srv.Serve(lis) })
 	s.closers.push("metrics listener", ignoreCtx(srv.Close))
 	return nil

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 
@@ -22,7 +21,6 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/connlimit"
-	"github.com/koophone-gateway/koophone-gateway/internal/httpguard"
 )
 
 // security is what Start builds to decide who may call: TLS for both listeners, the auth guard, the audit log.
@@ -191,17 +189,6 @@ func (sec *security) reflection(cfg *config.Config) bool {
 		return false
 	}
 	return !sec.guard.Enabled()
-}
-
-// restHandler puts the mirror behind the REST guard (JSON bodies, body size, cross-origin refusal, CORS, hosts,
-// body deadline).
-func restHandler(cfg *config.Config, h http.Handler) (http.Handler, error) {
-	return httpguard.Wrap(httpguard.Config{
-		CORSOrigins:  cfg.CORSOrigins,
-		Hosts:        cfg.HTTPAllowedHosts,
-		BodyTimeout:  cfg.HTTPBodyTimeout,
-		MaxBodyBytes: cfg.HTTPMaxBodyBytes,
-	}, h)
 }
 
 // listen opens a listener that holds at most cfg.MaxConnections connections at once (beyond that, new ones wait

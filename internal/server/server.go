@@ -24,8 +24,8 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
-	"github.com/koophone-gateway/koophone-gateway/internal/inproc"
 	"github.com/koophone-gateway/koophone-gateway/internal/pprofserver"
+	"github.com/koophone-gateway/koophone-gateway/internal/rest"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -37,6 +37,18 @@ import (
 // serialises its streams through one reader and one writer); each admits --max-concurrent-streams held REST
 // watches. Unary REST calls need none: they run in process.
 const mirrorStreamConns = 4
+
+// mirrorMaxRecvBytes is the largest answer the REST mirror's stream connections take from the gRPC server: far
+// above any message of the contract, so the mirror never refuses what the gRPC side sent.
+const mirrorMaxRecvBytes = 64 << 20
+
+// sideReadHeaderTimeout bounds request headers on the side listeners the gateway serves for itself (the embedded
+// simulator, --metrics-addr); the REST port has --http-read-header-timeout.
+const sideReadHeaderTimeout = 10 * time.Second
+
+// telemetryFlushTimeout is how long the last spans and metrics may take to leave at shutdown, whatever is left of
+// the grace period.
+const telemetryFlushTimeout = 5 * time.Second
 
 // streamWorkers is how many goroutines the gRPC server keeps to run handlers on; each idle one holds its stack
 // (8-16 KiB).
@@ -57,7 +69,7 @@ type Server struct {
 	tel      *telemetry.Telemetry
 	grpc     *grpc.Server
 	health   *healthService
-	inproc   *inproc.Registrar // the services as the REST mirror's unary calls reach them, in process
+	inproc   *rest.InProcRegistrar // the services as the REST mirror's unary calls reach them, in process
 	unary    []grpc.UnaryServerInterceptor
 	http     *http.Server
 	active   atomic.Int64           // calls in progress, both transports, for the count of calls cut at shutdown
@@ -155,8 +167,8 @@ func (s *Server) startTelemetry(ctx context.Context) error {
 	}
 	s.tel = tel
 	s.closers.push("telemetry", func(stop context.Context) error {
-		// Its own time: the grace period may be spent by now, and the last spans are worth five seconds.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(stop), 5*time.Second)
+		// Its own time: the grace period may be spent by now.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(stop), telemetryFlushTimeout)
 		defer cancel()
 		return s.tel.Shutdown(ctx)
 	})
@@ -177,7 +189,7 @@ func (s *Server) startUpstream(context.Context) error {
 		UserAgent: "koophone-gateway",
 		Clock:     s.opts.clockOrReal(),
 	}
-	s.guard(&upCfg)
+	s.upstreamLimits(&upCfg)
 	if err := s.sharedQuota(&upCfg); err != nil {
 		return err
 	}
@@ -233,7 +245,7 @@ func (s *Server) startSim() (string, sim.Credentials, error) {
 	if err != nil {
 		return "", sim.Credentials{}, fmt.Errorf("listen for the embedded simulator: %w", err)
 	}
-	srv := &http.Server{Handler: s.sim, ReadHeaderTimeout: 10 * time.Second, ConnState: s.opts.simConn}
+	srv := &http.Server{Handler: s.sim, ReadHeaderTimeout: sideReadHeaderTimeout, ConnState: s.opts.simConn}
 	s.serve("sim", func() error { return srv.Serve(lis) })
 	s.closers.push("simulator", ignoreCtx(srv.Close))
 	endpoint := "http://" + lis.Addr().String()
@@ -242,7 +254,7 @@ func (s *Server) startSim() (string, sim.Credentials, error) {
 	return endpoint, s.sim.Credentials(), nil
 }
 
-// buildServices builds the handlers (with their watch hubs and fleet engine) and the security they are guarded by.
+// buildServices builds the handlers (with their watch hubs and fleet engine) and the security in front of them.
 func (s *Server) buildServices(context.Context) error {
 	cfg := s.cfg
 	watch := service.WatchOptions{
@@ -313,7 +325,7 @@ func (s *Server) serveGRPC(context.Context) error {
 	)...)
 	s.closers.push("gRPC server", s.stopGRPC)
 	// Registered through the in-process registrar too, so the REST mirror can run their unary calls directly.
-	s.inproc = inproc.NewRegistrar(s.grpc)
+	s.inproc = rest.NewInProcRegistrar(s.grpc)
 	if err := s.services.Register(s.inproc); err != nil {
 		return err
 	}
@@ -346,12 +358,10 @@ func (s *Server) registerHealth() error {
 	return nil
 }
 
-// serveREST serves the REST mirror, /healthz, /readyz, /metrics and the API docs on the HTTP listener.
-//
-// The mirror calls the same handlers through the same interceptors as gRPC callers, in process: unary calls run
-// directly in the HTTP handler's goroutine (no transport, no serialisation: about half the CPU of a REST call went
-// to the gRPC hop), streams over in-memory connections of their own (no TCP hop; held REST watch streams cannot
-// take the slots unary REST callers need, since those need none).
+// serveREST serves the REST mirror (internal/rest), /healthz, /readyz, /metrics and the API docs on the HTTP
+// listener. The mirror calls the same handlers through the same interceptors as gRPC callers, in process: unary
+// calls in the HTTP handler's goroutine, streams over in-memory connections served by the gRPC server (why: the
+// rest package's inproc.go).
 func (s *Server) serveREST(ctx context.Context) error {
 	cfg := s.cfg
 	lis, err := s.listen("http-addr", cfg.HTTPAddr, "http")
@@ -359,20 +369,20 @@ func (s *Server) serveREST(ctx context.Context) error {
 		return err
 	}
 	s.httpAddr = lis.Addr().String()
-	gwLis := inproc.Listen()
+	gwLis := rest.ListenInProcess()
 	s.serve("grpc-mirror", func() error { return s.grpc.Serve(gwLis) }) // stopped with the gRPC server
-	conns, err := inproc.Dial(gwLis, mirrorStreamConns,
+	conns, err := rest.DialInProcess(gwLis, mirrorStreamConns,
 		grpc.WithTransportCredentials(s.sec.mirrorCreds()), // TLS pinned to our own certificate when TLS is on
 		grpc.WithStatsHandler(s.tel.ClientHandler()),       // the REST call and its gRPC hop are one trace
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(mirrorMaxRecvBytes)))
 	if err != nil {
 		_ = lis.Close()
 		return fmt.Errorf("connect the REST mirror to gRPC: %w", err)
 	}
 	s.closers.push("REST stream connections", quiet(conns.Close))
-	gw, err := newGateway(ctx, inproc.NewChannel(s.inproc, s.unary, conns, inproc.WithTracerProvider(s.tel.Exporting())), s.services, s.sec.guard,
-		runtime.WithMiddlewares(telemetry.RouteMiddleware))
-	if err != nil {
+	gw := rest.NewMux(s.sec.guard, runtime.WithMiddlewares(telemetry.RouteMiddleware))
+	channel := rest.NewInProcChannel(s.inproc, s.unary, conns, rest.WithTracerProvider(s.tel.Exporting()))
+	if err := s.services.RegisterREST(ctx, gw, channel); err != nil {
 		_ = lis.Close()
 		return err
 	}
@@ -394,7 +404,7 @@ func (s *Server) serveREST(ctx context.Context) error {
 	return nil
 }
 
-// httpHandler routes the HTTP port: probes, metrics, the API docs, and the REST mirror behind its guard.
+// httpHandler routes the HTTP port: probes, metrics, the API docs, and the REST mirror behind the edge's checks.
 func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
@@ -403,7 +413,12 @@ func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
 	docs := apidocs.Handler() // Swagger UI on the OpenAPI, all embedded
 	mux.Handle("/docs", docs)
 	mux.Handle("/docs/", docs)
-	api, err := restHandler(s.cfg, gw)
+	api, err := rest.Edge(rest.EdgeConfig{
+		CORSOrigins:  s.cfg.CORSOrigins,
+		Hosts:        s.cfg.HTTPAllowedHosts,
+		BodyTimeout:  s.cfg.HTTPBodyTimeout,
+		MaxBodyBytes: s.cfg.HTTPMaxBodyBytes,
+	}, gw)
 	if err != nil {
 		return nil, err
 	}

@@ -221,7 +221,7 @@ func gatewayCredentialRefused(ue *upstream.Error) bool {
 }
 
 // classify picks the gRPC code, the status message and the ErrorInfo reason of an upstream error. The gateway's
-// own troubles come first: a refused credential, an unknown outcome, the guard's refusals.
+// own troubles come first: a refused credential, an unknown outcome, the refusals of the client's own limits.
 func classify(ue *upstream.Error) (codes.Code, string, string) {
 	switch {
 	case upstream.CredentialRefused(ue) || gatewayCredentialRefused(ue):

@@ -18,7 +18,7 @@ import (
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
-	"github.com/koophone-gateway/koophone-gateway/internal/testsupport"
+	"github.com/koophone-gateway/koophone-gateway/internal/httprule"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
 )
 
@@ -208,7 +208,7 @@ func streamMark(m protoreflect.MethodDescriptor) string {
 }
 
 func restBinding(m protoreflect.MethodDescriptor) string {
-	if method, path := testsupport.HTTPBinding(m); method != "" {
+	if method, path := httprule.Of(m); method != "" {
 		return "`" + method + " " + path + "`"
 	}
 	return ""

@@ -40,13 +40,16 @@ var (
 	ReasonPrepareFailed = errcat.Reason(pb.ErrorReason_PREPARE_FAILED)
 )
 
+// DefaultStepTimeout bounds each upstream call a stream makes besides its polls (--watch-step-timeout).
+const DefaultStepTimeout = 30 * time.Second
+
 // WatchOptions is the polling policy of the streams; zero fields take the stream package's defaults.
 type WatchOptions struct {
 	FirstInterval time.Duration
 	MaxInterval   time.Duration
 	TerminalTTL   time.Duration
 	PollTimeout   time.Duration  // one GetTask/ShowProgress call; it runs on Clock
-	StepTimeout   time.Duration  // each other upstream call a stream makes (AsyncCommand, prepare, assign, token); default 30s
+	StepTimeout   time.Duration  // each other upstream call a stream makes (AsyncCommand, prepare, assign, token); default DefaultStepTimeout
 	MaxPollers    int            // things polled at once per hub on this replica; 0: no cap
 	Clock         clock.Clock    // tests drive polling with a fake clock
 	Rand          func() float64 // tests make jitter deterministic
@@ -83,7 +86,7 @@ func newWatchers(up Upstream, o WatchOptions) *watchers {
 	progressCfg.TerminalTTL, progressCfg.ErrorTTL = -1, -1
 	stepTime := o.StepTimeout
 	if stepTime <= 0 {
-		stepTime = 30 * time.Second
+		stepTime = DefaultStepTimeout
 	}
 	return &watchers{
 		up:       up,

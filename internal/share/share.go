@@ -2,7 +2,7 @@
 // from the others: requests per second, unary calls in flight, streams open and fleet runs in flight, each
 // configurable for everyone (the config table's defaults), per group and per principal (a small YAML file).
 //
-// The interceptors go right after the guard (internal/auth), which names the principal: a refusal is
+// The interceptors go right after auth.Guard, which names the principal: a refusal is
 // RESOURCE_EXHAUSTED with RetryInfo and an ErrorInfo reason naming the limit (PRINCIPAL_RATE_LIMITED,
 // PRINCIPAL_CONCURRENCY_LIMITED, PRINCIPAL_STREAM_LIMITED). They also mark every call with its principal as the
 // fairness key of the upstream quota's fair queue (internal/upstream), which shares what KooPhone allows among the

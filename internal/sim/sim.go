@@ -22,17 +22,25 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/clock"
 )
 
+// Defaults of the settings the gateway's config table shows for its embedded simulator (--sim-fleet,
+// --sim-job-duration, --sim-prepare-step).
+const (
+	DefaultFleetSize   = 20
+	DefaultJobDuration = 2 * time.Second
+	DefaultPrepareStep = time.Second
+)
+
 // Config sets up a simulator. Zero fields take the defaults of DefaultConfig; where zero is a meaningful value
 // (an empty fleet, an empty prepare queue) use a negative number.
 type Config struct {
 	Clock clock.Clock // default: the wall clock
-	// FleetSize is how many on-demand phones the tenant owns at start (default 20; negative: none).
+	// FleetSize is how many on-demand phones the tenant owns at start (default DefaultFleetSize; negative: none).
 	FleetSize int
 	// Seed makes instance ids, task ids, tokens and fault rates reproducible.
 	Seed int64
-	// JobDuration is how long every asynchronous job runs before it succeeds or fails (default 2s).
+	// JobDuration is how long every asynchronous job runs before it succeeds or fails (default DefaultJobDuration).
 	JobDuration time.Duration
-	// PrepareStep is one tick of the prepare queue: waitingCount drops by one per step (default 1s).
+	// PrepareStep is one tick of the prepare queue: waitingCount drops by one per step (default DefaultPrepareStep).
 	PrepareStep time.Duration
 	// PrepareQueue is the waitingCount a preparation starts with (default 3; negative: no queue).
 	PrepareQueue int
@@ -131,10 +139,10 @@ var (
 func DefaultConfig() Config {
 	return Config{
 		Clock:              clock.Real{},
-		FleetSize:          20,
+		FleetSize:          DefaultFleetSize,
 		Seed:               1,
-		JobDuration:        2 * time.Second,
-		PrepareStep:        time.Second,
+		JobDuration:        DefaultJobDuration,
+		PrepareStep:        DefaultPrepareStep,
 		PrepareQueue:       3,
 		RestoreDuration:    2 * time.Second,
 		RebootDuration:     2 * time.Second,

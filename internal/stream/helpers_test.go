@@ -21,8 +21,9 @@ var t0 = clocktest.Start(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 // testPollTimeout is long and odd so its timers (the per-poll watchdog) are told apart from the poller's waits.
 const testPollTimeout = 7 * time.Hour
 
-// guard bounds how long a test waits for the code under test before failing: it catches hangs, it asserts no speed.
-const guard = 20 * time.Second
+// waitBound bounds how long a test waits for the code under test before failing: it catches hangs, it asserts no
+// speed.
+const waitBound = 20 * time.Second
 
 // recClock is a fake clock that also reports every timer it arms, in order, so a test can wait until the poller
 // armed its next wait (and learn its length) before advancing: no sleeps, no races.
@@ -48,7 +49,7 @@ func (c *recClock) nextArm(t *testing.T) time.Duration {
 	select {
 	case d := <-c.arms:
 		return d
-	case <-time.After(guard):
+	case <-time.After(waitBound):
 		t.Fatal("no timer armed")
 		return 0
 	}
@@ -144,7 +145,7 @@ func next(t *testing.T, sub Subscription[val]) Snapshot[val] {
 }
 
 func nextErr(sub Subscription[val]) (Snapshot[val], error) {
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
 	return sub.Next(ctx)
 }
@@ -157,8 +158,7 @@ func pending(sub Subscription[val]) bool {
 }
 
 // eventually waits for cond, for effects that happen on another goroutine by design (a ctx's AfterFunc).
-// eventually waits for cond with this package's deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	testsupport.Eventually(t, guard, what, cond)
+	testsupport.Eventually(t, waitBound, what, cond)
 }

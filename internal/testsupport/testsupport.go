@@ -4,14 +4,9 @@ package testsupport
 
 import (
 	"bytes"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/genproto/googleapis/api/annotations"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // SyncBuffer is a bytes.Buffer that a logger may write to from any goroutine while the test reads it.
@@ -42,22 +37,4 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 			t.Fatalf("gave up after %v waiting for %s", within, what)
 		}
 	}
-}
-
-// HTTPBinding returns the verb and path template of an RPC's google.api.http binding ("" and "" without one).
-func HTTPBinding(md protoreflect.MethodDescriptor) (method, path string) {
-	rule, _ := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
-	switch p := rule.GetPattern().(type) {
-	case *annotations.HttpRule_Get:
-		return http.MethodGet, p.Get
-	case *annotations.HttpRule_Post:
-		return http.MethodPost, p.Post
-	case *annotations.HttpRule_Put:
-		return http.MethodPut, p.Put
-	case *annotations.HttpRule_Delete:
-		return http.MethodDelete, p.Delete
-	case *annotations.HttpRule_Patch:
-		return http.MethodPatch, p.Patch
-	}
-	return "", ""
 }

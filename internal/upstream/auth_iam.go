@@ -82,7 +82,7 @@ type iamAuth struct {
 // calls need it), and refreshed once more when KooPhone says it is no longer valid.
 func NewIAMPassword(cfg IAMConfig) Authenticator {
 	cfg.Endpoint = strings.TrimRight(cfg.Endpoint, "/")
-	a := &iamAuth{cfg: cfg, hc: httpClient(cfg.HTTPClient, defaultMaxConnsPerHost, true), clock: cfg.Clock}
+	a := &iamAuth{cfg: cfg, hc: httpClient(cfg.HTTPClient, DefaultMaxConnsPerHost, true), clock: cfg.Clock}
 	if a.clock == nil {
 		a.clock = clock.Real{}
 	}

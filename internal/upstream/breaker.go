@@ -14,18 +14,24 @@ import (
 // through, and their success closes the breaker again. gobreaker measures OpenFor on the wall clock (it has no
 // clock hook).
 type BreakerConfig struct {
-	Failures uint32        // consecutive failures that open it; default 5
-	OpenFor  time.Duration // how long it stays open before probing; default 10s
+	Failures uint32        // consecutive failures that open it; default DefaultBreakerFailures
+	OpenFor  time.Duration // how long it stays open before probing; default DefaultBreakerOpenFor
 	Probes   uint32        // calls let through while half-open; default 1
 	Disabled bool          // no breaker at all
 }
 
+// Defaults of the breaker; the config table shows them (--breaker-failures, --breaker-open-for).
+const (
+	DefaultBreakerFailures = 5
+	DefaultBreakerOpenFor  = 10 * time.Second
+)
+
 func (b BreakerConfig) withDefaults() BreakerConfig {
 	if b.Failures == 0 {
-		b.Failures = 5
+		b.Failures = DefaultBreakerFailures
 	}
 	if b.OpenFor <= 0 {
-		b.OpenFor = 10 * time.Second
+		b.OpenFor = DefaultBreakerOpenFor
 	}
 	if b.Probes == 0 {
 		b.Probes = 1

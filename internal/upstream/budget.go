@@ -12,20 +12,26 @@ import (
 // retry, a retry spends one, and MinPerSec retries a second are allowed whatever the budget, so a quiet gateway
 // can still retry a lost packet. Without it, an upstream outage is multiplied by the attempts per call.
 type RetryBudget struct {
-	Ratio     float64 // retries per call; default 0.2; negative: no budget (every retry the policy allows)
-	MinPerSec float64 // retries a second always allowed; default 3
+	Ratio     float64 // retries per call; default DefaultRetryRatio; negative: no budget (every retry the policy allows)
+	MinPerSec float64 // retries a second always allowed; default DefaultRetryMinPerSec
 }
 
 // budgetCap is how many retries a quiet period may save up: a few, so a burst of failures after calm is not
 // retried wholesale.
 const budgetCap = 10
 
+// Defaults of the retry budget; the config table shows them (--upstream-retry-budget, --upstream-retry-min).
+const (
+	DefaultRetryRatio     = 0.2
+	DefaultRetryMinPerSec = 3
+)
+
 func (b RetryBudget) withDefaults() RetryBudget {
 	if b.Ratio == 0 {
-		b.Ratio = 0.2
+		b.Ratio = DefaultRetryRatio
 	}
 	if b.MinPerSec <= 0 {
-		b.MinPerSec = 3
+		b.MinPerSec = DefaultRetryMinPerSec
 	}
 	return b
 }

@@ -38,21 +38,23 @@ type Config struct {
 	// CPU on a cheap call, for spans nobody receives.
 	Traced bool
 
-	// The guard around every attempt, shared by all calls of this client.
+	// Admission: what every attempt passes before it is sent, shared by all calls of this client.
 	Limiter         Limiter       // nil: NewLocalLimiter(Rates, Clock); a fair queue stands in front of it (fair.go)
 	Rates           Rates         // the local limiter's rates; zero (and no Limiter): unlimited, no queue
 	PollShare       float64       // share of the quota's turns watch polls keep under contention; 0: DefaultPollShare
 	Budget          RetryBudget   // retries of all calls together; default 20% of calls, at least 3/s
 	Breaker         BreakerConfig // default: opens after 5 failures in a row, for 10s
-	MaxInFlight     int           // attempts in flight at once; more wait inside their deadline; default 256
-	MaxConnsPerHost int           // connections to KooPhone (default transport only); default 64
+	MaxInFlight     int           // attempts in flight at once; more wait inside their deadline; default DefaultMaxInFlight
+	MaxConnsPerHost int           // connections to KooPhone (default transport only); default DefaultMaxConnsPerHost
 	Observer        Observer      // metrics hooks; default NopObserver
 }
 
+const defaultMaxResponseBytes = 8 << 20
+
+// Defaults of the client's bounds; the config table shows them (--upstream-max-in-flight, --upstream-max-conns).
 const (
-	defaultMaxResponseBytes = 8 << 20
-	defaultMaxInFlight      = 256
-	defaultMaxConnsPerHost  = 64
+	DefaultMaxInFlight     = 256
+	DefaultMaxConnsPerHost = 64
 )
 
 // Client calls KooPhone. It is safe for concurrent use.
@@ -90,10 +92,10 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	if cfg.MaxConnsPerHost <= 0 {
-		cfg.MaxConnsPerHost = defaultMaxConnsPerHost
+		cfg.MaxConnsPerHost = DefaultMaxConnsPerHost
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = defaultMaxInFlight
+		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = NopObserver{}
@@ -190,7 +192,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 	authRetried := false
 	for {
 		attempts++
-		r := c.guardedAttempt(ctx, cl, target, id, body, attempts, out)
+		r := c.admittedAttempt(ctx, cl, target, id, body, attempts, out)
 		if r.err == nil {
 			return nil
 		}
@@ -283,9 +285,9 @@ func CodeNumber(code string) string {
 	return ""
 }
 
-// guardedAttempt sends one attempt through the guard: the breaker (fail fast while open), the rate limiter and
-// the in-flight bound (both waiting inside the caller's deadline). Whatever the guard refuses was never sent.
-func (c *Client) guardedAttempt(ctx context.Context, cl call, target, id string, body []byte, n int, out any) attemptResult {
+// admittedAttempt sends one attempt once admission lets it: the breaker (fail fast while open), the rate limiter and
+// the in-flight bound (both waiting inside the caller's deadline). Whatever admission refuses was never sent.
+func (c *Client) admittedAttempt(ctx context.Context, cl call, target, id string, body []byte, n int, out any) attemptResult {
 	refused := func(e *Error) attemptResult {
 		c.obs.Attempt(cl.op, resultClass(e), 0, n, 0)
 		return attemptResult{err: e, notSent: true}

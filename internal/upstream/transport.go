@@ -21,7 +21,7 @@ func NewTransport() *http.Transport {
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
-		MaxConnsPerHost:       defaultMaxConnsPerHost, // beyond it requests queue: 1,000 callers must not open 1,000 connections
+		MaxConnsPerHost:       DefaultMaxConnsPerHost, // beyond it requests queue: 1,000 callers must not open 1,000 connections
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,

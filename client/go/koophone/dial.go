@@ -175,7 +175,7 @@ type apiKey struct {
 
 func (k apiKey) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
 	if !k.allowPlaintext {
-		// A second guard behind DialOptions' check: never hand the key to a connection that is not private.
+		// A second check behind DialOptions': never hand the key to a connection that is not private.
 		ri, _ := credentials.RequestInfoFromContext(ctx)
 		if err := credentials.CheckSecurityLevel(ri.AuthInfo, credentials.PrivacyAndIntegrity); err != nil {
 			return nil, fmt.Errorf("koophone: not sending the API key: %w", err)

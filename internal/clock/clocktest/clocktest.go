@@ -19,7 +19,7 @@ import (
 const ShiftVariable = "KOOPHONE_TEST_CLOCK_SHIFT"
 
 // Start is base moved by KOOPHONE_TEST_CLOCK_SHIFT (unset: base itself). A malformed value panics: it is a test
-// run's own setting, and silently ignoring it would make the date guard pass without testing anything.
+// run's own setting, and silently ignoring it would make the shifted-dates run pass without testing anything.
 func Start(base time.Time) time.Time {
 	v := os.Getenv(ShiftVariable)
 	if v == "" {

@@ -1,4 +1,4 @@
-package inproc
+package rest
 
 import (
 	"context"
@@ -20,9 +20,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Registrar registers services on a *grpc.Server and also keeps their unary handlers, so a Channel can call them
-// without any transport. Register the services the mirror reaches through it instead of through the server.
-type Registrar struct {
+// InProcRegistrar registers services on a *grpc.Server and also keeps their unary handlers, so an InProcChannel can
+// call them without any transport. Register the services the mirror reaches through it instead of through the server.
+type InProcRegistrar struct {
 	srv     *grpc.Server
 	methods map[string]unaryMethod
 }
@@ -32,24 +32,24 @@ type unaryMethod struct {
 	handler grpc.MethodHandler
 }
 
-var _ grpc.ServiceRegistrar = (*Registrar)(nil)
+var _ grpc.ServiceRegistrar = (*InProcRegistrar)(nil)
 
-// NewRegistrar returns a Registrar in front of srv.
-func NewRegistrar(srv *grpc.Server) *Registrar {
-	return &Registrar{srv: srv, methods: map[string]unaryMethod{}}
+// NewInProcRegistrar returns an InProcRegistrar in front of srv.
+func NewInProcRegistrar(srv *grpc.Server) *InProcRegistrar {
+	return &InProcRegistrar{srv: srv, methods: map[string]unaryMethod{}}
 }
 
 // RegisterService registers the service on the server and keeps its unary methods.
-func (r *Registrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
+func (r *InProcRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	r.srv.RegisterService(desc, impl)
 	for _, m := range desc.Methods {
 		r.methods["/"+desc.ServiceName+"/"+m.MethodName] = unaryMethod{impl: impl, handler: m.Handler}
 	}
 }
 
-// Channel is a grpc.ClientConnInterface whose unary calls run the registered handler in the caller's goroutine,
-// through the same interceptor chain the server runs, with no HTTP/2 framing, no serialisation and no connection
-// to share: the request and the answer are copied with proto.Merge. Streams go over the in-memory connections
+// InProcChannel is a grpc.ClientConnInterface whose unary calls run the registered handler in the caller's
+// goroutine, through the same interceptor chain the server runs, with no HTTP/2 framing, no serialisation and no
+// connection to share: the request and the answer are copied with proto.Merge. Streams go over the in-memory connections
 // (streams need their flow control, and their per-message cost is not per call).
 //
 // What a call sees matches a call over the server: the outgoing metadata arrives as incoming metadata, grpc.Method
@@ -57,7 +57,7 @@ func (r *Registrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // in-process address, and a handler's non-status error becomes a status the way grpc-go makes it one. What it
 // skips is the server's transport-level machinery: stats handlers (WithTracerProvider makes the span otelgrpc's
 // would), MaxRecvMsgSize and MaxConcurrentStreams (the HTTP server bounds its callers).
-type Channel struct {
+type InProcChannel struct {
 	methods map[string]unaryMethod
 	chain   grpc.UnaryServerInterceptor
 	streams grpc.ClientConnInterface
@@ -65,26 +65,26 @@ type Channel struct {
 	tracer  trace.Tracer // nil: no spans
 }
 
-var _ grpc.ClientConnInterface = (*Channel)(nil)
+var _ grpc.ClientConnInterface = (*InProcChannel)(nil)
 
-// ChannelOption adjusts a Channel.
-type ChannelOption func(*Channel)
+// InProcChannelOption adjusts an InProcChannel.
+type InProcChannelOption func(*InProcChannel)
 
 // WithTracerProvider makes each unary call a server span of tp's, like the one otelgrpc's server stats handler
 // makes for a call over a connection: without it a REST call's trace would jump from the REST span to KooPhone,
 // skipping the gRPC handler. Nil tp: no spans (what a gateway exporting no traces wants).
-func WithTracerProvider(tp trace.TracerProvider) ChannelOption {
-	return func(c *Channel) {
+func WithTracerProvider(tp trace.TracerProvider) InProcChannelOption {
+	return func(c *InProcChannel) {
 		if tp != nil {
-			c.tracer = tp.Tracer("github.com/koophone-gateway/koophone-gateway/internal/inproc")
+			c.tracer = tp.Tracer("github.com/koophone-gateway/koophone-gateway/internal/rest")
 		}
 	}
 }
 
-// NewChannel returns a Channel for r's unary methods, running interceptors (outermost first, as in
+// NewInProcChannel returns an InProcChannel for r's unary methods, running interceptors (outermost first, as in
 // grpc.ChainUnaryInterceptor), and opening streams on streams.
-func NewChannel(r *Registrar, interceptors []grpc.UnaryServerInterceptor, streams grpc.ClientConnInterface, opts ...ChannelOption) *Channel {
-	c := &Channel{
+func NewInProcChannel(r *InProcRegistrar, interceptors []grpc.UnaryServerInterceptor, streams grpc.ClientConnInterface, opts ...InProcChannelOption) *InProcChannel {
+	c := &InProcChannel{
 		methods: r.methods,
 		chain:   chainUnary(interceptors),
 		streams: streams,
@@ -97,7 +97,7 @@ func NewChannel(r *Registrar, interceptors []grpc.UnaryServerInterceptor, stream
 }
 
 // Invoke runs a unary call in process.
-func (c *Channel) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) (err error) {
+func (c *InProcChannel) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) (err error) {
 	if c.tracer != nil {
 		var span trace.Span
 		ctx, span = c.startSpan(ctx, method)
@@ -109,11 +109,11 @@ func (c *Channel) Invoke(ctx context.Context, method string, args, reply any, op
 	}
 	in, ok := args.(proto.Message)
 	if !ok {
-		return status.Errorf(codes.Internal, "inproc: request %T is not a proto message", args)
+		return status.Errorf(codes.Internal, "in-process call: request %T is not a proto message", args)
 	}
 	out, ok := reply.(proto.Message)
 	if !ok {
-		return status.Errorf(codes.Internal, "inproc: reply %T is not a proto message", reply)
+		return status.Errorf(codes.Internal, "in-process call: reply %T is not a proto message", reply)
 	}
 	md, _ := metadata.FromOutgoingContext(ctx)
 	ctx = metadata.NewOutgoingContext(ctx, nil) // the caller's outgoing metadata is not the handler's
@@ -125,7 +125,7 @@ func (c *Channel) Invoke(ctx context.Context, method string, args, reply any, op
 	dec := func(v any) error {
 		dst, ok := v.(proto.Message)
 		if !ok {
-			return status.Errorf(codes.Internal, "inproc: handler request %T is not a proto message", v)
+			return status.Errorf(codes.Internal, "in-process call: handler request %T is not a proto message", v)
 		}
 		proto.Merge(dst, in)
 		return nil
@@ -137,21 +137,21 @@ func (c *Channel) Invoke(ctx context.Context, method string, args, reply any, op
 	}
 	msg, ok := resp.(proto.Message)
 	if !ok || msg == nil {
-		return status.Errorf(codes.Internal, "inproc: handler answered %T", resp)
+		return status.Errorf(codes.Internal, "in-process call: handler answered %T", resp)
 	}
 	proto.Merge(out, msg)
 	return nil
 }
 
 // NewStream opens a stream over the stream connections.
-func (c *Channel) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+func (c *InProcChannel) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	return c.streams.NewStream(ctx, desc, method, opts...)
 }
 
 // startSpan starts the server span of a call as otelgrpc names it (package.Service/Method) with its attributes:
 // rpc.system.name and rpc.method (the full name) of the semantic conventions otelgrpc follows, and rpc.system and
 // rpc.service of the older ones, which many backends still group by.
-func (c *Channel) startSpan(ctx context.Context, method string) (context.Context, trace.Span) {
+func (c *InProcChannel) startSpan(ctx context.Context, method string) (context.Context, trace.Span) {
 	name := strings.TrimPrefix(method, "/")
 	service, _, _ := strings.Cut(name, "/")
 	return c.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
@@ -206,16 +206,16 @@ func chainUnary(interceptors []grpc.UnaryServerInterceptor) grpc.UnaryServerInte
 		return interceptors[0]
 	}
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		return interceptors[0](ctx, req, info, next(interceptors, 1, info, handler))
+		return interceptors[0](ctx, req, info, chainNext(interceptors, 1, info, handler))
 	}
 }
 
-func next(interceptors []grpc.UnaryServerInterceptor, i int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler {
+func chainNext(interceptors []grpc.UnaryServerInterceptor, i int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler {
 	if i == len(interceptors) {
 		return final
 	}
 	return func(ctx context.Context, req any) (any, error) {
-		return interceptors[i](ctx, req, info, next(interceptors, i+1, info, final))
+		return interceptors[i](ctx, req, info, chainNext(interceptors, i+1, info, final))
 	}
 }
 

@@ -1,4 +1,4 @@
-package inproc
+package rest
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,8 +21,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // probe is a health service whose Check shows what a handler sees, and answers as its request's service name asks.
 type probe struct {
@@ -57,12 +54,12 @@ func (p probe) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*he
 }
 
 type env struct {
-	ch    *Channel
+	ch    *InProcChannel
 	calls []string            // what the interceptors saw, in order
 	spans []trace.SpanContext // the span each interceptor ran in
 }
 
-func start(t *testing.T, streams uint32, opts ...ChannelOption) *env {
+func start(t *testing.T, streams uint32, opts ...InProcChannelOption) *env {
 	t.Helper()
 	e := &env{}
 	mark := func(name string) grpc.UnaryServerInterceptor {
@@ -73,12 +70,12 @@ func start(t *testing.T, streams uint32, opts ...ChannelOption) *env {
 		}
 	}
 	srv := grpc.NewServer(grpc.MaxConcurrentStreams(streams))
-	reg := NewRegistrar(srv)
+	reg := NewInProcRegistrar(srv)
 	healthpb.RegisterHealthServer(reg, probe{health.NewServer()})
-	lis := Listen()
+	lis := ListenInProcess()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lis) }()
-	conns, err := Dial(lis, 1)
+	conns, err := DialInProcess(lis, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +86,7 @@ func start(t *testing.T, streams uint32, opts ...ChannelOption) *env {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	e.ch = NewChannel(reg, []grpc.UnaryServerInterceptor{mark("outer"), mark("inner")}, conns, opts...)
+	e.ch = NewInProcChannel(reg, []grpc.UnaryServerInterceptor{mark("outer"), mark("inner")}, conns, opts...)
 	return e
 }
 
@@ -178,7 +175,7 @@ func TestHeldStreamsDoNotStopUnaryCalls(t *testing.T) {
 }
 
 func TestDialNeedsAConnection(t *testing.T) {
-	if _, err := Dial(Listen(), 0); err == nil {
+	if _, err := DialInProcess(ListenInProcess(), 0); err == nil {
 		t.Fatal("no connection accepted")
 	}
 }

@@ -1,9 +1,11 @@
-// Package httpguard keeps the REST mirror from being a side door: request bodies only as application/json and
-// no larger than a limit, cross-origin browser writes refused (with an optional CORS allow-list), an optional
-// allow-list of Host names, and a deadline for reading each request body. It knows nothing of gRPC calls; what it
-// refuses it answers itself in the mirror's one error shape ({"error": google.rpc.Status} with an ErrorInfo whose
-// reason is a koophone.v1.ErrorReason) and with an X-Request-Id, like every other answer of the mirror.
-package httpguard
+package rest
+
+// The edge's checks keep the REST mirror from being a side door: request bodies only as application/json and no
+// larger than a limit, cross-origin browser writes refused (with an optional CORS allow-list), an optional
+// allow-list of Host names, and a deadline for reading each request body. They run before grpc-gateway sees the
+// request and know nothing of gRPC calls; what they refuse they answer themselves in the mirror's one error shape
+// ({"error": google.rpc.Status} with an ErrorInfo whose reason is a koophone.v1.ErrorReason) and with an
+// X-Request-Id, like every other answer of the mirror.
 
 import (
 	"encoding/json"
@@ -28,8 +30,8 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
 )
 
-// Config is what the guard enforces. The zero value checks content types and cross-origin writes only.
-type Config struct {
+// EdgeConfig is what the edge's checks enforce. The zero value checks content types and cross-origin writes only.
+type EdgeConfig struct {
 	// CORSOrigins are the browser origins (scheme://host[:port]) allowed to call the API; empty: no CORS headers,
 	// and cross-origin writes are refused.
 	CORSOrigins []string
@@ -51,10 +53,10 @@ const (
 	codePermissionDenied = 7
 )
 
-// Wrap returns next behind the guard. Order, outermost first: Host check (a rebinding attack's request is refused
+// Edge returns next behind the edge's checks. Order, outermost first: Host check (a rebinding attack's request is refused
 // before anything else), CORS (answers preflights), cross-origin write refusal, content type, body size, body
 // deadline.
-func Wrap(cfg Config, next http.Handler) (http.Handler, error) {
+func Edge(cfg EdgeConfig, next http.Handler) (http.Handler, error) {
 	h := bodyDeadline(cfg.BodyTimeout, next)
 	h = limitBody(cfg.MaxBodyBytes, h)
 	h = jsonBodies(h)
@@ -70,7 +72,7 @@ func Wrap(cfg Config, next http.Handler) (http.Handler, error) {
 		if origin != "" {
 			md = map[string]string{"origin": origin}
 		}
-		writeError(w, r, http.StatusForbidden, codePermissionDenied, pb.ErrorReason_CROSS_ORIGIN_REFUSED, md,
+		writeRefusal(w, r, http.StatusForbidden, codePermissionDenied, pb.ErrorReason_CROSS_ORIGIN_REFUSED, md,
 			"cross-origin request refused: the origin is not in the gateway's CORS allow-list (--cors-origins)")
 	}))
 	h = cop.Handler(h)
@@ -102,7 +104,7 @@ func jsonBodies(next http.Handler) http.Handler {
 				if sent == "" {
 					sent = "none"
 				}
-				writeError(w, r, http.StatusUnsupportedMediaType, codeInvalidArgument, pb.ErrorReason_HTTP_UNSUPPORTED_MEDIA_TYPE,
+				writeRefusal(w, r, http.StatusUnsupportedMediaType, codeInvalidArgument, pb.ErrorReason_HTTP_UNSUPPORTED_MEDIA_TYPE,
 					map[string]string{"content_type": sent},
 					fmt.Sprintf("request bodies must be JSON sent as application/json, not %q: send %s (curl -d alone sends a form)", sent, FixContentType))
 				return
@@ -121,7 +123,7 @@ func hosts(allowed []string, next http.Handler) http.Handler {
 			host = h
 		}
 		if !slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, host) }) {
-			writeError(w, r, http.StatusMisdirectedRequest, codePermissionDenied, pb.ErrorReason_HTTP_HOST_NOT_SERVED,
+			writeRefusal(w, r, http.StatusMisdirectedRequest, codePermissionDenied, pb.ErrorReason_HTTP_HOST_NOT_SERVED,
 				map[string]string{"host": host}, fmt.Sprintf("host %q is not served here (--http-allowed-hosts)", host))
 			return
 		}
@@ -137,7 +139,7 @@ func limitBody(limit int64, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > limit {
-			writeError(w, r, http.StatusRequestEntityTooLarge, codeInvalidArgument, pb.ErrorReason_HTTP_BODY_TOO_LARGE,
+			writeRefusal(w, r, http.StatusRequestEntityTooLarge, codeInvalidArgument, pb.ErrorReason_HTTP_BODY_TOO_LARGE,
 				map[string]string{"max_body_bytes": strconv.FormatInt(limit, 10)},
 				fmt.Sprintf("request body larger than %d bytes (--http-max-body-bytes)", limit))
 			return
@@ -181,13 +183,14 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// errorJSON marshals like the mirror's JSON (proto field names), so an answer of the guard reads as one of the mirror.
+// errorJSON marshals like the mirror's JSON (proto field names), so a refusal of the edge reads as an answer of the
+// mirror.
 var errorJSON = protojson.MarshalOptions{UseProtoNames: true}
 
-// writeError answers in the mirror's one error shape (see internal/rest): {"error": google.rpc.Status} whose
+// writeRefusal answers in the mirror's one error shape (errors.go): {"error": google.rpc.Status} whose
 // details hold the gateway's ErrorInfo, and the X-Request-Id header (the caller's, when valid, else a new one),
 // since no gRPC call will give this request one.
-func writeError(w http.ResponseWriter, r *http.Request, httpStatus int, code int32, reason pb.ErrorReason, md map[string]string, msg string) {
+func writeRefusal(w http.ResponseWriter, r *http.Request, httpStatus int, code int32, reason pb.ErrorReason, md map[string]string, msg string) {
 	st := &status.Status{Code: code, Message: msg}
 	if info, err := anypb.New(errcat.Info(reason, md)); err == nil {
 		st.Details = []*anypb.Any{info}
@@ -201,6 +204,3 @@ func writeError(w http.ResponseWriter, r *http.Request, httpStatus int, code int
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write(append(append([]byte(`{"error":`), b...), "}\n"...))
 }
-
-// requestIDHeader carries the call's id on every answer of the mirror.
-const requestIDHeader = "X-Request-Id"

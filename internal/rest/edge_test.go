@@ -1,4 +1,4 @@
-package httpguard
+package rest
 
 import (
 	"bufio"
@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -27,12 +26,10 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// serve starts a real HTTP server with the guard in front of h.
-func serve(t *testing.T, cfg Config, h http.Handler) *httptest.Server {
+// serve starts a real HTTP server with the edge's checks in front of h.
+func serve(t *testing.T, cfg EdgeConfig, h http.Handler) *httptest.Server {
 	t.Helper()
-	g, err := Wrap(cfg, h)
+	g, err := Edge(cfg, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +40,7 @@ func serve(t *testing.T, cfg Config, h http.Handler) *httptest.Server {
 
 func TestContentTypes(t *testing.T) {
 	var reached atomic.Int32
-	srv := serve(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serve(t, EdgeConfig{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached.Add(1)
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
@@ -86,7 +83,7 @@ func TestContentTypes(t *testing.T) {
 }
 
 func TestBadCORSOrigin(t *testing.T) {
-	if _, err := Wrap(Config{CORSOrigins: []string{"not a url"}}, http.NotFoundHandler()); err == nil {
+	if _, err := Edge(EdgeConfig{CORSOrigins: []string{"not a url"}}, http.NotFoundHandler()); err == nil {
 		t.Error("a malformed CORS origin was accepted")
 	}
 }
@@ -95,7 +92,7 @@ func TestBadCORSOrigin(t *testing.T) {
 // body was read goes on to its end.
 func TestBodyDeadlineSparesStreams(t *testing.T) {
 	const deadline = 100 * time.Millisecond
-	srv := serve(t, Config{BodyTimeout: deadline}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serve(t, EdgeConfig{BodyTimeout: deadline}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadAll(r.Body); err != nil {
 			http.Error(w, err.Error(), 400)
 			return
@@ -122,7 +119,7 @@ func TestBodyDeadlineSparesStreams(t *testing.T) {
 // A body that stalls is cut off: the handler's read fails and the connection closes.
 func TestBodyDeadlineCutsStalledBody(t *testing.T) {
 	readErr := make(chan error, 1)
-	srv := serve(t, Config{BodyTimeout: 100 * time.Millisecond}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serve(t, EdgeConfig{BodyTimeout: 100 * time.Millisecond}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, err := io.ReadAll(r.Body)
 		readErr <- err
 	}))
@@ -144,11 +141,11 @@ func TestBodyDeadlineCutsStalledBody(t *testing.T) {
 	}
 }
 
-// Headers are untrusted: no Content-Type, Origin or Host value makes the guard panic or let a non-JSON body by.
-func FuzzGuardHeaders(f *testing.F) {
+// Headers are untrusted: no Content-Type, Origin or Host value makes the edge panic or let a non-JSON body by.
+func FuzzEdgeHeaders(f *testing.F) {
 	f.Add("text/plain", "http://evil.example", "x")
 	f.Add("application/json; charset=utf-8", "", "gateway.internal")
-	g, err := Wrap(Config{Hosts: []string{"gateway.internal"}, CORSOrigins: []string{"https://console.example"}},
+	g, err := Edge(EdgeConfig{Hosts: []string{"gateway.internal"}, CORSOrigins: []string{"https://console.example"}},
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			mt := strings.ToLower(strings.TrimSpace(strings.SplitN(r.Header.Get("Content-Type"), ";", 2)[0]))
 			if r.ContentLength != 0 && mt != "application/json" {
@@ -167,7 +164,7 @@ func FuzzGuardHeaders(f *testing.F) {
 	})
 }
 
-// refusal is an answer of the guard as the caller sees it over HTTP.
+// refusal is an answer of the edge as the caller sees it over HTTP.
 type refusal struct {
 	status    int
 	requestID string
@@ -214,11 +211,11 @@ func readRefusal(t *testing.T, res *http.Response) refusal {
 
 var uuidRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// Every refusal of the guard carries the one error shape, a reason and the request id: the caller's when it is a
+// Every refusal of the edge carries the one error shape, a reason and the request id: the caller's when it is a
 // valid id, a new UUID otherwise. A refused body's message names the header to send.
 func TestRefusalsCarryErrorShapeAndRequestID(t *testing.T) {
 	var reached atomic.Int32
-	srv := serve(t, Config{Hosts: []string{"127.0.0.1"}, MaxBodyBytes: 64},
+	srv := serve(t, EdgeConfig{Hosts: []string{"127.0.0.1"}, MaxBodyBytes: 64},
 		http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached.Add(1) }))
 	for _, c := range []struct {
 		name       string
@@ -288,7 +285,7 @@ func TestRefusalsCarryErrorShapeAndRequestID(t *testing.T) {
 // A body that turns out longer than its declared (or undeclared, chunked) length is cut at the limit.
 func TestBodyLimitCutsUndeclaredLength(t *testing.T) {
 	readErr := make(chan error, 1)
-	srv := serve(t, Config{MaxBodyBytes: 8}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := serve(t, EdgeConfig{MaxBodyBytes: 8}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, err := io.ReadAll(r.Body)
 		readErr <- err
 	}))
