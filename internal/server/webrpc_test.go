@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
+	"github.com/koophone-gateway/koophone-gateway/internal/config"
 )
 
 // connectCall makes one Connect (or, with opts, gRPC-web) unary call on the REST port, with key as bearer.
@@ -124,5 +127,57 @@ func TestWebRPCStreamsAndSwitch(t *testing.T) {
 	_, err = connectCall[pb.ListInstancesRequest, pb.ListInstancesResponse](t, http.DefaultClient, off.base, "ListInstances", &pb.ListInstancesRequest{PageNo: 1, PageSize: 5}, "")
 	if err == nil {
 		t.Fatal("--web-rpc=false still serves Connect")
+	}
+}
+
+// On shutdown a Connect watch ends like a gRPC one, before the REST port drains: UNAVAILABLE with the reason
+// SERVER_SHUTTING_DOWN, so the page reconnects elsewhere; the drain then waits for nothing.
+func TestWebRPCStreamEndsOnShutdown(t *testing.T) {
+	cfg, err := config.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--audit-log=off", "--sim-fleet=20",
+		"--sim-job-duration=1h"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, srv)
+	base := "http://" + srv.HTTPAddr()
+	started, err := connectCall[pb.AsyncCommandRequest, pb.AsyncCommandResponse](t, http.DefaultClient, base, "AsyncCommand",
+		&pb.AsyncCommandRequest{Command: "getprop", InstanceIds: srv.Sim().InstanceIDs()[:1]}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := connect.NewClient[pb.WatchTaskRequest, pb.WatchTaskResponse](http.DefaultClient, base+"/koophone.v1.InstanceService/WatchTask").
+		CallServerStream(ctx, connect.NewRequest(&pb.WatchTaskRequest{TaskId: started.GetTaskId()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stream.Close() }()
+	if !stream.Receive() {
+		t.Fatalf("no first watch message: %v", stream.Err())
+	}
+
+	stopped := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- srv.Shutdown(sctx)
+	}()
+	for stream.Receive() {
+	}
+	if err := stream.Err(); connect.CodeOf(err) != connect.CodeUnavailable || connectReason(err) != "SERVER_SHUTTING_DOWN" {
+		t.Fatalf("the watch ended with %v (%s), want UNAVAILABLE SERVER_SHUTTING_DOWN", err, connectReason(err))
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("shutdown never ended")
 	}
 }
