@@ -43,6 +43,9 @@ import (
 // gRPC port's, for probes and tools, not for pages).
 const Prefix = "koophone.v1."
 
+// maxMessageBytes bounds a message vanguard buffers: the REST mirror's cap on an answer it reads from gRPC.
+const maxMessageBytes = 64 << 20
+
 // Config is what the handler enforces besides the gRPC chain; the REST mirror's settings.
 type Config struct {
 	// CORSOrigins are the browser origins allowed to call; empty: no CORS headers, cross-origin writes refused.
@@ -86,7 +89,10 @@ func New(cfg Config, srv *grpc.Server) (http.Handler, []string, error) {
 		services = append(services, vanguard.NewService(name, srv,
 			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC),
 			vanguard.WithTargetCodecs(vanguard.CodecProto),
-			vanguard.WithNoTargetCompression()))
+			vanguard.WithNoTargetCompression(),
+			// A message vanguard holds whole (a unary answer it reframes) is bounded as the REST mirror's answers
+			// are, not by its 4 GiB default.
+			vanguard.WithMaxMessageBufferBytes(maxMessageBytes)))
 	}
 	tc, err := vanguard.NewTranscoder(services)
 	if err != nil {
@@ -143,6 +149,13 @@ func protocols(next http.Handler) http.Handler {
 				"plain gRPC is served on the gateway's gRPC port (--grpc-addr), not on the REST port; here: Connect and gRPC-web")
 			return
 		case errorWriter.IsSupported(r):
+			if enc := requestEncoding(r.Header); enc != "" {
+				// The body cap counts compressed bytes: a small gzip body could inflate to gigabytes before
+				// any limit saw it. Browsers' Connect clients send requests uncompressed.
+				refuse(w, r, connect.CodeUnimplemented, pb.ErrorReason_HTTP_UNSUPPORTED_MEDIA_TYPE, map[string]string{"content_encoding": enc},
+					fmt.Sprintf("compressed requests (%s) are not accepted here: send the request uncompressed (answers may still be compressed)", enc))
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -155,6 +168,17 @@ func protocols(next http.Handler) http.Handler {
 				"(application/proto or application/json with Connect-Protocol-Version: 1; application/connect+proto or +json for streams) "+
 				"and gRPC-web (application/grpc-web+proto); the REST mirror is under /v1/", sent, r.Method))
 	})
+}
+
+// requestEncoding is the compression a request body says it uses ("" for none or identity): Content-Encoding
+// (Connect unary), Connect-Content-Encoding (Connect streams) or Grpc-Encoding (gRPC-web).
+func requestEncoding(h http.Header) string {
+	for _, k := range []string{"Content-Encoding", "Connect-Content-Encoding", "Grpc-Encoding"} {
+		if v := strings.ToLower(strings.TrimSpace(h.Get(k))); v != "" && v != "identity" {
+			return v
+		}
+	}
+	return ""
 }
 
 // withStatus sends its own status instead of the one the Connect error would map to (400 for invalid_argument).

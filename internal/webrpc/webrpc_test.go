@@ -338,6 +338,14 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("body over the cap: %v", err)
 	}
 
+	for _, opts := range [][]connect.ClientOption{{connect.WithSendGzip()}, {connect.WithSendGzip(), connect.WithGRPCWeb()}} {
+		req := connect.NewRequest(&pb.ListInstancesRequest{InstanceName: "a"})
+		_, err = list(e, http.DefaultClient, append(opts, connect.WithCompressMinBytes(0))...).CallUnary(ctx(t), req)
+		if info, _ := details(t, err); connect.CodeOf(err) != connect.CodeUnimplemented || info.GetMetadata()["content_encoding"] != "gzip" {
+			t.Errorf("a gzip request: %v (%v)", err, info)
+		}
+	}
+
 	code, _, body := raw(t, http.MethodPost, path, "{}", "Host", "rebind.test", "Content-Type", "application/json", "Connect-Protocol-Version", "1")
 	if code != http.StatusForbidden || reason(body) != "HTTP_HOST_NOT_SERVED" {
 		t.Errorf("unlisted host: %d %s", code, body)
