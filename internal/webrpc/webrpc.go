@@ -21,6 +21,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,7 +32,9 @@ import (
 	connectcors "connectrpc.com/cors"
 	"connectrpc.com/vanguard"
 	"github.com/rs/cors"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
@@ -94,7 +97,7 @@ func New(cfg Config, srv *grpc.Server) (http.Handler, []string, error) {
 			// are, not by its 4 GiB default.
 			vanguard.WithMaxMessageBufferBytes(maxMessageBytes)))
 	}
-	tc, err := vanguard.NewTranscoder(services)
+	tc, err := vanguard.NewTranscoder(services, vanguard.WithCodec(newStrictJSON))
 	if err != nil {
 		return nil, nil, fmt.Errorf("webrpc: %w", err)
 	}
@@ -130,6 +133,35 @@ func New(cfg Config, srv *grpc.Server) (http.Handler, []string, error) {
 		h = hosts(cfg.Hosts, h)
 	}
 	return h, names, nil
+}
+
+// strictJSON is vanguard's JSON codec for Connect's JSON requests, as strict as the REST mirror: an unknown field is
+// an error (a misspelt field is not a silently ignored setting), and an unreadable body is the caller's fault
+// (INVALID_ARGUMENT with a BadRequest naming the rule), not the UNKNOWN vanguard would answer.
+type strictJSON struct{ *vanguard.JSONCodec }
+
+func newStrictJSON(res vanguard.TypeResolver) vanguard.Codec {
+	c := vanguard.NewJSONCodec(res)
+	c.UnmarshalOptions.DiscardUnknown = false
+	return strictJSON{c}
+}
+
+var unknownFieldRe = regexp.MustCompile(`unknown field "([^"]+)"`)
+
+func (c strictJSON) Unmarshal(data []byte, msg proto.Message) error {
+	err := c.JSONCodec.Unmarshal(data, msg)
+	if err == nil {
+		return nil
+	}
+	v := &errdetails.BadRequest_FieldViolation{Reason: "body.invalid", Description: strings.TrimPrefix(err.Error(), "proto: ")}
+	if m := unknownFieldRe.FindStringSubmatch(err.Error()); m != nil {
+		v = &errdetails.BadRequest_FieldViolation{Field: m[1], Reason: "body.unknown_field", Description: "no such field in this request"}
+	}
+	ce := connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("request body: %s", v.GetDescription()))
+	if d, derr := connect.NewErrorDetail(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{v}}); derr == nil {
+		ce.AddDetail(d)
+	}
+	return ce
 }
 
 // errorWriter writes an error in the request's protocol: Connect (unary JSON or an end-of-stream message),

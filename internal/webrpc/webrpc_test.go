@@ -107,7 +107,7 @@ type env struct {
 
 // start serves a gRPC server (with an interceptor marking the calls it sees, health registered beside the
 // contract) through Mount on a real loopback listener; tlsCfg, when set, is the listener's TLS.
-func start(t *testing.T, cfg Config, tlsCfg *tls.Config) *env {
+func start(t testing.TB, cfg Config, tlsCfg *tls.Config) *env {
 	t.Helper()
 	s := &seen{}
 	g := grpc.NewServer(grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -343,6 +343,14 @@ func TestRefusals(t *testing.T) {
 		_, err = list(e, http.DefaultClient, append(opts, connect.WithCompressMinBytes(0))...).CallUnary(ctx(t), req)
 		if info, _ := details(t, err); connect.CodeOf(err) != connect.CodeUnimplemented || info.GetMetadata()["content_encoding"] != "gzip" {
 			t.Errorf("a gzip request: %v (%v)", err, info)
+		}
+	}
+
+	// JSON as strict as the REST mirror's: an unknown field or an unreadable body is the caller's error, named.
+	for body, want := range map[string]string{`{"pageNo":1,"pageSise":5}`: `"field":"pageSise"`, `{"pageNo":`: `"reason":"body.invalid"`, `[]`: `"reason":"body.invalid"`} {
+		code, _, got := raw(t, http.MethodPost, path, body, "Content-Type", "application/json", "Connect-Protocol-Version", "1")
+		if code != http.StatusBadRequest || !strings.Contains(got, `"code":"invalid_argument"`) || !strings.Contains(got, want) {
+			t.Errorf("body %s: %d %s", body, code, got)
 		}
 	}
 
