@@ -123,6 +123,21 @@ func TestWebRPCStreamsAndSwitch(t *testing.T) {
 	}
 	_ = stream.Close()
 
+	// The caller's X-Request-Id is the call's, and comes back, as on the REST mirror.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/koophone.v1.InstanceService/ListInstances",
+		strings.NewReader(`{"pageNo":1,"pageSize":1}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Connect-Protocol-Version", "1")
+	req.Header.Set("X-Request-Id", "web-demo-1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("X-Request-Id") != "web-demo-1" {
+		t.Errorf("request id: HTTP %d, X-Request-Id %q", res.StatusCode, res.Header.Get("X-Request-Id"))
+	}
+
 	off := newSecureEnv(t, secureOpts{args: []string{"--web-rpc=false"}})
 	_, err = connectCall[pb.ListInstancesRequest, pb.ListInstancesResponse](t, http.DefaultClient, off.base, "ListInstances", &pb.ListInstancesRequest{PageNo: 1, PageSize: 5}, "")
 	if err == nil {
