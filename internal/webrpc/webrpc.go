@@ -16,6 +16,7 @@
 package webrpc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -101,7 +101,7 @@ func New(cfg Config, srv *grpc.Server) (http.Handler, []string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("webrpc: %w", err)
 	}
-	h := bodyDeadline(cfg.BodyTimeout, limitBody(cfg.MaxBodyBytes, noMirrorHeaders(tc)))
+	h := readBody(cfg.MaxBodyBytes, cfg.BodyTimeout, noMirrorHeaders(tc))
 	h = protocols(h)
 	cop := http.NewCrossOriginProtection()
 	for _, o := range cfg.CORSOrigins {
@@ -265,53 +265,62 @@ func hosts(allowed []string, next http.Handler) http.Handler {
 	})
 }
 
-// limitBody caps request bodies: a declared length over limit is refused at once, and a body that turns out
-// longer is cut off by http.MaxBytesReader (the call then fails reading it).
-func limitBody(limit int64, next http.Handler) http.Handler {
-	if limit <= 0 {
-		return next
-	}
+// readBody reads the whole request body before the call (the contract has no client streams: every request is
+// one message) under a cap and a deadline, so a body too large or too slow gets its reason, as on the REST mirror,
+// instead of a cancelled call: a declared length over limit is refused at once, a longer body is cut off there; the
+// connection's read deadline lasts while the body is read, and not while a server stream answers.
+func readBody(limit int64, timeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > limit {
+		tooLarge := func() {
 			refuse(w, r, connect.CodeInvalidArgument, pb.ErrorReason_HTTP_BODY_TOO_LARGE,
 				map[string]string{"max_body_bytes": strconv.FormatInt(limit, 10)},
 				fmt.Sprintf("request body larger than %d bytes (--http-max-body-bytes)", limit))
+		}
+		if limit > 0 && r.ContentLength > limit {
+			tooLarge()
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		next.ServeHTTP(w, r)
-	})
-}
-
-// bodyDeadline gives the connection a read deadline while the request body is read and lifts it once the body
-// is read, so a stalled body is cut off while a long server stream (which reads nothing more) is not.
-func bodyDeadline(d time.Duration, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if d <= 0 || r.Body == nil || r.Body == http.NoBody {
+		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
+		}
+		body := r.Body
+		if limit > 0 {
+			body = http.MaxBytesReader(w, body, limit)
 		}
 		rc := http.NewResponseController(w)
 		// A socket deadline is wall-clock time by nature; there is no clock to inject here.
-		if err := rc.SetReadDeadline(time.Now().Add(d)); err != nil {
-			next.ServeHTTP(w, r)
+		deadline := timeout > 0 && rc.SetReadDeadline(time.Now().Add(timeout)) == nil
+		b, err := io.ReadAll(body)
+		if deadline && err == nil {
+			// Lifted only once the body is in: after a failed read it stays, or net/http, finishing the
+			// request, would wait without end for the rest of a stalled body before answering.
+			_ = rc.SetReadDeadline(time.Time{})
+		}
+		var tooBig *http.MaxBytesError
+		var netErr net.Error
+		switch {
+		case errors.As(err, &tooBig):
+			tooLarge()
+			return
+		case errors.As(err, &netErr) && netErr.Timeout():
+			refuseBody(w, r, "body.timeout", "the body did not arrive within the time allowed (--http-body-timeout)")
+			return
+		case err != nil:
+			refuseBody(w, r, "body.unreadable", "the body could not be read: "+err.Error())
 			return
 		}
-		r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
 		next.ServeHTTP(w, r)
 	})
 }
 
-type deadlineBody struct {
-	io.ReadCloser
-	once sync.Once
-	lift func()
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		b.once.Do(b.lift)
+// refuseBody answers INVALID_ARGUMENT with a BadRequest naming the body's rule, as the REST mirror does.
+func refuseBody(w http.ResponseWriter, r *http.Request, rule, msg string) {
+	e := connect.NewError(connect.CodeInvalidArgument, errors.New("request body: "+msg))
+	if d, err := connect.NewErrorDetail(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Reason: rule, Description: msg}}}); err == nil {
+		e.AddDetail(d)
 	}
-	return n, err
+	w.Header().Set(requestIDHeader, requestid.Caller(r.Header.Get(requestIDHeader)))
+	_ = errorWriter.Write(w, r, e)
 }

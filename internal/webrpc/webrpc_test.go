@@ -1,10 +1,12 @@
 package webrpc
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -85,6 +87,9 @@ func (f *fake) ListInstances(ctx context.Context, req *pb.ListInstancesRequest) 
 func (f *fake) WatchTask(req *pb.WatchTaskRequest, ss grpc.ServerStreamingServer[pb.WatchTaskResponse]) error {
 	f.record(ss.Context())
 	for i := int32(0); i < 3; i++ {
+		if req.GetTaskId() == "slow" && i > 0 {
+			time.Sleep(300 * time.Millisecond) // a stream that outlasts a short body deadline
+		}
 		if err := ss.Send(&pb.WatchTaskResponse{TaskId: req.GetTaskId(), RunningCount: 2 - i, SucceededCount: i, Terminal: i == 2}); err != nil {
 			return err
 		}
@@ -364,4 +369,56 @@ func TestRefusals(t *testing.T) {
 	if code != http.StatusTeapot {
 		t.Errorf("health over Connect: %d, want the mux's other handler", code)
 	}
+}
+
+// A body that stalls is cut off at BodyTimeout with its reason, and one longer than its declared (chunked) length
+// allows at the cap, both as the REST mirror answers them; a server stream is not held to the body's deadline.
+func TestBodyLimits(t *testing.T) {
+	e := start(t, Config{BodyTimeout: 300 * time.Millisecond, MaxBodyBytes: 64}, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	_, _ = io.WriteString(conn, "POST /koophone.v1.InstanceService/ListInstances HTTP/1.1\r\nHost: 127.0.0.1\r\n"+
+		"Content-Type: application/json\r\nConnect-Protocol-Version: 1\r\nContent-Length: 40\r\n\r\n{\"pageNo\":")
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // the test's own bound; the gateway's is 300 ms
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("a stalled body: %v", err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "body.timeout") {
+		t.Errorf("a stalled body: %d %s", res.StatusCode, b)
+	}
+
+	// Chunked: no declared length, so the cap cuts it while it is read.
+	body := io.MultiReader(strings.NewReader(`{"instanceName":"`), strings.NewReader(strings.Repeat("x", 100)), strings.NewReader(`"}`))
+	req, _ := http.NewRequestWithContext(ctx(t), http.MethodPost, e.url+"/koophone.v1.InstanceService/ListInstances", body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Connect-Protocol-Version", "1")
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "HTTP_BODY_TOO_LARGE") {
+		t.Errorf("a chunked body over the cap: %d %s", res.StatusCode, b)
+	}
+
+	// A stream whose answer outlasts the body's deadline (600 ms against 300) is not cut.
+	stream, err := connect.NewClient[pb.WatchTaskRequest, pb.WatchTaskResponse](http.DefaultClient, e.url+"/koophone.v1.InstanceService/WatchTask").
+		CallServerStream(ctx(t), connect.NewRequest(&pb.WatchTaskRequest{TaskId: "slow"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for stream.Receive() {
+		n++
+	}
+	if err := stream.Err(); err != nil || n != 3 {
+		t.Errorf("stream: %d messages, %v", n, err)
+	}
+	_ = stream.Close()
 }
