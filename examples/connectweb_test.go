@@ -8,10 +8,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/server/servertest"
 )
 
@@ -25,13 +28,17 @@ type pageReport struct {
 	ConsoleErrors []string
 }
 
-// openPage loads page.html?gateway=…&protocol=… from pageURL in headless Chromium and returns its report.
-func openPage(t *testing.T, pageURL, gateway, protocol string) pageReport {
+// openPage loads page.html?gateway=…&protocol=…[&key=…] from pageURL in headless Chromium and returns its report.
+func openPage(t *testing.T, pageURL, gateway, protocol, key string) pageReport {
 	t.Helper()
 	node, env := nodeEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	u := pageURL + "/page.html?" + url.Values{"gateway": {gateway}, "protocol": {protocol}}.Encode()
+	q := url.Values{"gateway": {gateway}, "protocol": {protocol}}
+	if key != "" {
+		q.Set("key", key)
+	}
+	u := pageURL + "/page.html?" + q.Encode()
 	cmd := exec.CommandContext(ctx, node, "../tools/npm/page-check.js", u)
 	cmd.Env, cmd.Stderr = env, os.Stderr
 	out, err := cmd.Output()
@@ -79,7 +86,7 @@ func TestBrowserExampleInChromium(t *testing.T) {
 	// Chromium logs each 4xx answer as "Failed to load resource"; the example provokes two on purpose.
 	expected := regexp.MustCompile(`^Failed to load resource: the server responded with a status of 40[03] `)
 	for _, protocol := range []string{"connect", "grpc-web"} {
-		r := openPage(t, page.URL, gateway, protocol)
+		r := openPage(t, page.URL, gateway, protocol, "")
 		if r.Report.Error != "" {
 			t.Errorf("%s: the page failed: %s", protocol, r.Report.Error)
 		}
@@ -91,8 +98,31 @@ func TestBrowserExampleInChromium(t *testing.T) {
 		}
 	}
 
-	r := openPage(t, stranger.URL, gateway, "connect")
+	r := openPage(t, stranger.URL, gateway, "connect", "")
 	if r.Report.Error == "" || len(r.Report.Lines) != 1 {
 		t.Errorf("a page from an origin not in --cors-origins: lines %q, error %q; want only the transport line and an error", r.Report.Lines, r.Report.Error)
+	}
+}
+
+// With API keys on, the page's key travels as Authorization across origins (the CORS preflight allows it) and
+// the calls are the key's principal's; without it the first call is refused with the reason.
+func TestBrowserExampleWithAnAPIKeyInChromium(t *testing.T) {
+	page := servePage(t)
+	keys := filepath.Join(t.TempDir(), "keys.yaml")
+	if err := os.WriteFile(keys, []byte("keys:\n  - principal: page\n    sha256: "+auth.HashKey("page-key")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := servertest.Start(t, append(servertest.Fast, "--cors-origins="+page.URL, "--auth-keys-file="+keys)...)
+	gateway := "http://" + srv.HTTPAddr()
+
+	r := openPage(t, page.URL, gateway, "connect", "page-key")
+	if r.Report.Error != "" {
+		t.Errorf("with the key: the page failed: %s", r.Report.Error)
+	}
+	expectInOrder(t, r.Report.Lines, browserLines("connect")[:len(browserLines("connect"))-1])
+
+	r = openPage(t, page.URL, gateway, "grpc-web", "")
+	if !strings.Contains(r.Report.Error, "[unauthenticated]") || len(r.Report.Lines) != 1 {
+		t.Errorf("without a key: lines %q, error %q; want the transport line and UNAUTHENTICATED", r.Report.Lines, r.Report.Error)
 	}
 }

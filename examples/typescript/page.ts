@@ -1,5 +1,5 @@
 // The page's script: runs browser.ts against the gateway named by the page's query (?gateway=http://host:port and
-// ?protocol=connect|grpc-web), shows each line, and leaves them in window.report for a test to read.
+// ?protocol=connect|grpc-web, and ?key=… when the gateway wants an API key), shows each line, and leaves them in window.report for a test to read.
 //   npm run bundle   (esbuild: dist/page.bundle.js, one ES module for a <script type="module">)
 import { run, type Protocol } from "./browser.js";
 
@@ -12,5 +12,8 @@ const print = (line: string) => {
 };
 const report = (error?: string) => Object.assign(globalThis, { report: { lines, error } });
 
-run(query.get("gateway") ?? location.origin, print, { protocol: (query.get("protocol") ?? "connect") as Protocol })
+// A page would take its key from its user, not its address; the test passes one this way (?key=).
+run(query.get("gateway") ?? location.origin, print, {
+  protocol: (query.get("protocol") ?? "connect") as Protocol, apiKey: query.get("key") ?? undefined,
+})
   .then(() => report(), (err: unknown) => report(String(err instanceof Error ? err.stack ?? err.message : err)));
