@@ -388,6 +388,7 @@ func TestBodyLimits(t *testing.T) {
 		t.Fatalf("a stalled body: %v", err)
 	}
 	b, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
 	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "body.timeout") {
 		t.Errorf("a stalled body: %d %s", res.StatusCode, b)
 	}
