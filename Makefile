@@ -249,9 +249,11 @@ test-client-python:
 	scripts/test-client-python.sh
 
 ## test-client-ts: the TypeScript package installed into examples/typescript (npm ci: a copy, as from a registry)
-## and the examples type-checked and compiled under module nodenext; examples_test.go runs them
+## and the examples type-checked and compiled under module nodenext, and the browser page bundled with esbuild (its
+## platform binary comes as an npm package; no install script needed); examples_test.go and connectweb_test.go run them
 test-client-ts:
-	cd examples/typescript && rm -rf dist && npm ci --no-audit --no-fund --ignore-scripts && node_modules/.bin/tsc -p tsconfig.json
+	cd examples/typescript && rm -rf dist && npm ci --no-audit --no-fund --ignore-scripts && node_modules/.bin/tsc -p tsconfig.json && \
+	  npm run -s bundle
 
 ## docs: regenerate docs/errors.md from the contract and the code
 docs:

@@ -75,12 +75,12 @@ func TestExamples(t *testing.T) {
 		// The ESM TypeScript package over gRPC with a Connect transport.
 		{name: "typescript-node", cmd: []string{"node", "typescript/dist/node.js", srv.GRPCAddr()}, extra: packaged,
 			first: `^package: koophone-gateway-client ` + v + `$`},
-		// The browser example's code (fetch on the REST mirror, the package's types and restErrorOf), under Node.
-		{name: "typescript-browser", cmd: []string{"node", "typescript/dist/browser-run.js", "http://" + srv.HTTPAddr()}, only: []string{
-			common[0], common[1], common[2], common[3],
-			`^error: HTTP 403 reason=KOOPHONE\.API\.1001 domain=koophone\.myhuaweicloud\.com operation=SyncCommand \(PERMISSION_DENIED\)$`,
-			`^browser: end OK$`,
-		}},
+		// The browser example's code (@connectrpc/connect-web on the REST port's Connect and gRPC-web endpoints,
+		// the package's errorOf), under Node; connectweb_test.go runs it in Chromium.
+		{name: "typescript-browser", cmd: []string{"node", "typescript/dist/browser-run.js", "http://" + srv.HTTPAddr()},
+			only: browserLines("connect")},
+		{name: "typescript-browser-grpc-web", cmd: []string{"node", "typescript/dist/browser-run.js", "http://" + srv.HTTPAddr(), "grpc-web"},
+			only: browserLines("grpc-web")},
 		{name: "curl", cmd: []string{"bash", "curl.sh", "http://" + srv.HTTPAddr()}, extra: []string{
 			`^watch: content-type application/x-ndjson$`,
 			`^bad body: HTTP 400 instance_idz \(body\.unknown_field\): no such field in this request request_id=\S+$`,
@@ -111,6 +111,11 @@ func TestExamples(t *testing.T) {
 			expectInOrder(t, lines, c.extra)
 		})
 	}
+}
+
+// browserLines are what the browser example prints over protocol: the common lines up to the errors, no session.
+func browserLines(protocol string) []string {
+	return append(append([]string{`^transport: ` + protocol + `$`}, common[:6]...), `^browser: end OK$`)
 }
 
 // expectInOrder fails unless each pattern matches a line, after the line the previous pattern matched.

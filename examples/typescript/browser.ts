@@ -1,71 +1,72 @@
-// Calls koophone-gateway from a browser page: the REST mirror with fetch, and the package's generated types to read
-// and write its JSON (fromJson/toJson) and restErrorOf to read its errors. Why not gRPC-web: the gateway serves gRPC
-// (HTTP/2 with trailers, which browsers cannot read) and the REST mirror, not gRPC-web or the Connect protocol, so
-// @connectrpc/connect-web would need a translating proxy (Envoy's grpc_web filter, say) in front of it. The REST
-// mirror needs none, and carries the same errors ({"error": google.rpc.Status} with its details).
+// Calls koophone-gateway from a browser page with @connectrpc/connect-web and the koophone-gateway-client package:
+// the gateway serves the Connect protocol and gRPC-web on its REST port at /koophone.v1.<Service>/<Method>
+// (--web-rpc, on by default), so a page uses the same typed client as Node: list phones, a synchronous command, an
+// asynchronous command followed with WatchTask to its end (a server stream over fetch), and errors read with
+// errorOf (KooPhone's ErrorInfo, a BadRequest's field violations).
 //
 // A page served from another origin than the gateway's needs that origin in --cors-origins (KOOPHONE_CORS_ORIGINS):
-// without it the gateway sends no CORS headers and refuses cross-origin writes. Bundle this module with the page (any bundler resolves the package's ESM `exports`); it uses only
-// fetch and streams, so browser-run.ts runs the same code under Node to check it: node dist/browser-run.js URL
-import { create, fromJson, toJson, type DescEnum, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
-import { codeName, restErrorOf, withRequestId } from "koophone-gateway-client";
-import {
-  AsyncCommandRequestSchema, AsyncCommandResponseSchema, JobStatusSchema, ListInstancesResponseSchema,
-  SyncCommandRequestSchema, SyncCommandResponseSchema, WatchTaskResponseSchema,
-} from "koophone-gateway-client/v1";
+// without it the gateway sends no CORS headers and refuses cross-origin writes. With API keys, pass apiKey (sent as
+// "Authorization: Bearer", which the CORS answer allows); under mTLS the browser's client certificate authenticates.
+//
+// page.ts runs this in a page (bundled with esbuild: npm run bundle); browser-run.ts runs the same code under Node,
+// whose fetch and streams are the browser's: node dist/browser-run.js [http://host:port] [connect|grpc-web]
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
+import { apiKeyInterceptor, errorOf, follow, withRequestId } from "koophone-gateway-client";
+import type { DescEnum } from "@bufbuild/protobuf";
+import { InstanceService, JobStatusSchema } from "koophone-gateway-client/v1";
 
+// name is an enum value's name in the contract, as the other languages print it (TypeScript drops the prefix).
 const name = (e: DescEnum, n: number) => e.value[n]?.name ?? String(n);
 
-export async function run(base: string, print: (line: string) => void): Promise<void> {
-  // call sends a request (or none: GET) and reads the answer as schema, or throws the error catalogue's reading.
-  async function call<S extends DescMessage>(schema: S, path: string, body?: JsonValue): Promise<MessageShape<S>> {
-    const res = await fetch(base + path, body === undefined ? {} : {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
-    const json = (await res.json()) as JsonValue;
-    if (!res.ok) throw Object.assign(new Error(`HTTP ${res.status}`), { gateway: restErrorOf(json), http: res.status });
-    return fromJson(schema, json, { ignoreUnknownFields: true });
-  }
+export type Protocol = "connect" | "grpc-web";
 
-  const page = await call(ListInstancesResponseSchema, "/v1/instances/batch-query?page_no=1&page_size=5");
+export interface Options {
+  /** The Connect protocol (default: JSON for unary calls; binary with useBinaryFormat) or gRPC-web. */
+  protocol?: Protocol;
+  apiKey?: string;
+}
+
+export async function run(baseUrl: string, print: (line: string) => void, opts: Options = {}): Promise<void> {
+  const protocol = opts.protocol ?? "connect";
+  const interceptors = opts.apiKey ? [apiKeyInterceptor(opts.apiKey, baseUrl)] : [];
+  const transport = protocol === "grpc-web"
+    ? createGrpcWebTransport({ baseUrl, interceptors })
+    : createConnectTransport({ baseUrl, interceptors });
+  const instances = createClient(InstanceService, transport);
+  print(`transport: ${protocol}`);
+
+  const page = await instances.listInstances({ pageNo: 1, pageSize: 5 });
   const ids = page.result.map((p) => p.instanceId);
   print(`list: ${page.totalCount} phones; this page: ${ids.join(", ")}`);
 
-  const sync = await call(SyncCommandResponseSchema, "/v1/instances/sync-command",
-    toJson(SyncCommandRequestSchema, create(SyncCommandRequestSchema, { command: "getprop ro.product.model", instanceIds: [ids[0]] })));
+  const sync = await instances.syncCommand({ command: "getprop ro.product.model", instanceIds: [ids[0]] });
   for (const r of sync.cmdResults) print(`sync: ${r.instanceId} ${name(JobStatusSchema, r.status)} ${JSON.stringify(r.executeMsg)}`);
 
-  const start = create(AsyncCommandRequestSchema, { command: "getprop ro.serialno", instanceIds: [ids[0]] });
+  // A write gets a request id, so that repeating it (after a lost answer, say) cannot run the command twice.
+  const start = { command: "getprop ro.serialno", instanceIds: [ids[0]], requestId: "" };
   withRequestId(start);
-  const started = await call(AsyncCommandResponseSchema, "/v1/instances/async-command", toJson(AsyncCommandRequestSchema, start));
+  const started = await instances.asyncCommand(start);
   print(`async: task ${started.taskId}`);
+  await follow(instances.watchTask({ taskId: started.taskId }), (m) =>
+    print(`watch: running=${m.runningCount} succeeded=${m.succeededCount} failed=${m.failedCount} terminal=${m.terminal}`));
 
-  // A stream is newline-delimited JSON: {"result": …} per message, and {"error": google.rpc.Status} if it fails.
-  const res = await fetch(`${base}/v1/instances/tasks/${started.taskId}/watch`);
-  if (!res.ok || !res.body) throw new Error(`watch: HTTP ${res.status}`);
-  let buffered = "";
-  const decoder = new TextDecoder();
-  const reader = res.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    buffered += decoder.decode(value, { stream: !done });
-    const lines = buffered.split("\n");
-    buffered = done ? "" : lines.pop()!;
-    for (const line of lines.filter((l) => l.trim() !== "")) {
-      const msg = JSON.parse(line) as { result?: JsonValue; error?: JsonValue };
-      if (msg.error !== undefined) throw Object.assign(new Error("watch failed"), { gateway: restErrorOf(msg) });
-      const m = fromJson(WatchTaskResponseSchema, msg.result ?? null, { ignoreUnknownFields: true });
-      print(`watch: running=${m.runningCount} succeeded=${m.succeededCount} failed=${m.failedCount} terminal=${m.terminal}`);
+  // fails runs a call that must fail, and returns its error read as the error catalogue.
+  async function fails(what: string, call: () => Promise<unknown>) {
+    try {
+      await call();
+    } catch (err) {
+      const e = errorOf(err);
+      if (e) return e;
+      throw err;
     }
-    if (done) break;
+    throw new Error(`${what} succeeded`);
   }
+  const denied = await fails("SyncCommand on an unknown phone", () =>
+    instances.syncCommand({ command: "ls", instanceIds: ["nosuch01"] }));
+  print(`error: ${denied.codeName} reason=${denied.reason} domain=${denied.domain} operation=${denied.metadata.operation}`);
 
-  try {
-    await call(SyncCommandResponseSchema, "/v1/instances/sync-command", { command: "ls", instanceIds: ["nosuch01"] });
-    throw new Error("SyncCommand on an unknown phone succeeded");
-  } catch (err) {
-    const { gateway: e, http } = err as { gateway?: ReturnType<typeof restErrorOf>; http?: number };
-    if (!e) throw err;
-    print(`error: HTTP ${http} reason=${e.reason} domain=${e.domain} operation=${e.metadata.operation} (${codeName(e.code)})`);
-  }
+  const bad = await fails("a shell operator", () =>
+    instances.syncCommand({ command: "reboot; rm -rf /", instanceIds: [ids[0]] }));
+  for (const v of bad.violations) print(`bad request: ${bad.codeName} ${v.field} (${v.reason}): ${v.description}`);
 }

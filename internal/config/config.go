@@ -92,6 +92,7 @@ type Config struct {
 
 	// REST mirror and listener hardening.
 	CORSOrigins           []string
+	WebRPC                bool // Connect and gRPC-web on the REST port (internal/webrpc)
 	HTTPAllowedHosts      []string
 	HTTPReadHeaderTimeout time.Duration
 	HTTPBodyTimeout       time.Duration
@@ -237,6 +238,7 @@ func (c *Config) callerSettings() []setting {
 func (c *Config) listenerSettings() []setting {
 	return []setting{
 		{flag: "cors-origins", env: "KOOPHONE_CORS_ORIGINS", help: "comma-separated browser origins allowed to call the REST mirror (CORS); empty: none, cross-origin writes refused", set: list(&c.CORSOrigins)},
+		{flag: "web-rpc", env: "KOOPHONE_WEB_RPC", boolean: true, def: "true", help: "serve the Connect protocol and gRPC-web on the REST port at /koophone.v1.<Service>/<Method> (browsers' Connect clients); false: the REST mirror only", set: boolean(&c.WebRPC)},
 		{flag: "http-allowed-hosts", env: "KOOPHONE_HTTP_ALLOWED_HOSTS", help: "comma-separated Host names the REST mirror answers (421 otherwise); empty: any", set: list(&c.HTTPAllowedHosts)},
 		{flag: "http-read-header-timeout", env: "KOOPHONE_HTTP_READ_HEADER_TIMEOUT", def: "10s", help: "REST: how long a client may take to send request headers", set: posDur(&c.HTTPReadHeaderTimeout)},
 		{flag: "http-body-timeout", env: "KOOPHONE_HTTP_BODY_TIMEOUT", def: "30s", help: "REST: how long a client may take to send a whole request body", set: posDur(&c.HTTPBodyTimeout)},

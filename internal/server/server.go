@@ -31,6 +31,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
 	"github.com/koophone-gateway/koophone-gateway/internal/telemetry"
 	"github.com/koophone-gateway/koophone-gateway/internal/upstream"
+	"github.com/koophone-gateway/koophone-gateway/internal/webrpc"
 )
 
 // mirrorStreamConns is how many in-memory connections carry the REST mirror's streams (one HTTP/2 connection
@@ -423,6 +424,12 @@ func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
 		return nil, err
 	}
 	mux.Handle("/", api)
+	if s.cfg.WebRPC { // Connect and gRPC-web at /koophone.v1.<Service>/, through the gRPC server and its chain
+		if err := webrpc.Mount(mux, webrpc.Config{CORSOrigins: s.cfg.CORSOrigins, Hosts: s.cfg.HTTPAllowedHosts,
+			MaxBodyBytes: s.cfg.HTTPMaxBodyBytes, BodyTimeout: s.cfg.HTTPBodyTimeout}, s.grpc); err != nil {
+			return nil, err
+		}
+	}
 	return s.instrumentHTTP(mux), nil
 }
 

@@ -1,8 +1,9 @@
 // The KooPhone gateway's TypeScript client: helpers around the generated messages and services ("./v1") for any
-// Connect transport (gRPC from Node with @connectrpc/connect-node; for browsers see the README: the gateway speaks
-// gRPC and a REST mirror, not gRPC-web): an API key interceptor that refuses plaintext except to loopback, request
-// ids for writes, the error catalogue read from a ConnectError or a REST error body, and following a stream to its
-// end. The same helpers as the Go client (package koophone) and the Python package (koophone).
+// Connect transport (gRPC from Node with @connectrpc/connect-node; the Connect protocol or gRPC-web from browsers
+// with @connectrpc/connect-web, on the gateway's REST port): an API key interceptor that refuses plaintext except
+// to loopback, request ids for writes, the error catalogue read from a ConnectError or a REST error body, and
+// following a stream to its end. The same helpers as the Go client (package koophone) and the Python package
+// (koophone).
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createRegistry, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
