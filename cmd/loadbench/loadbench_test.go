@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary stand in for loadbench when the harness re-executes itself as the bare proxy.
+// TestMain lets the test binary stand in for loadbench when the harness re-executes itself as a bare server.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "bareproxy" {
-		if err := runBareProxy(os.Args[2:]); err != nil {
+	if len(os.Args) > 1 && (os.Args[1] == "bareproxy" || os.Args[1] == "barewatch") {
+		if err := runBare(os.Args[1], os.Args[2:]); err != nil {
 			os.Exit(1)
 		}
 		os.Exit(0)

@@ -26,6 +26,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/inproc"
 	"github.com/koophone-gateway/koophone-gateway/internal/pprofserver"
+	"github.com/koophone-gateway/koophone-gateway/internal/server/grpcopts"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -37,10 +38,6 @@ import (
 // serialises its streams through one reader and one writer); each admits --max-concurrent-streams held REST
 // watches. Unary REST calls need none: they run in process.
 const mirrorStreamConns = 4
-
-// streamWorkers is how many goroutines the gRPC server keeps to run handlers on; each idle one holds its stack
-// (8-16 KiB).
-const streamWorkers = 256
 
 // Server is a running gateway.
 type Server struct {
@@ -296,7 +293,7 @@ func (s *Server) serveGRPC(context.Context) error {
 	c := chain{log: s.log, tel: s.tel, inFlight: &s.active, guard: s.sec.guard, shares: shares, validator: validator,
 		defaultTimeout: cfg.DefaultCallTimeout, idempotency: s.idempotency()}
 	s.unary = c.unary()
-	opts := append(s.sec.grpcOptions(cfg), connOptions(cfg)...) // handshake, idle and keepalive bounds
+	opts := append(s.sec.grpcOptions(), grpcopts.Server(cfg)...)
 	if s.tel.Tracing() {
 		opts = append(opts, grpc.StatsHandler(s.tel.ServerHandler()))
 	}
@@ -304,12 +301,6 @@ func (s *Server) serveGRPC(context.Context) error {
 		newMarkingCodec(), // malformed requests become INVALID_ARGUMENT in validation
 		grpc.ChainUnaryInterceptor(s.unary...),
 		grpc.ChainStreamInterceptor(c.stream()...), //nolint:contextcheck // stream steps take their context from the stream
-		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
-		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
-		// Reuse handler goroutines: a fresh goroutine per call starts with a 2 KiB stack and grows it through the
-		// interceptor chain on every call (runtime.newstack was ~10% of the gateway's CPU); a worker's stack has
-		// grown already. Calls beyond the workers still get goroutines of their own.
-		grpc.NumStreamWorkers(streamWorkers),
 	)...)
 	s.closers.push("gRPC server", s.stopGRPC)
 	// Registered through the in-process registrar too, so the REST mirror can run their unary calls directly.
