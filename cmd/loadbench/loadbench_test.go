@@ -83,9 +83,12 @@ func TestSmoke(t *testing.T) {
 	if w.terminal != 200 || w.failed != 0 || len(w.delays) != 5 || w.pollsPerSec <= 0 || w.heap <= 0 || w.rss <= 0 || w.stack <= 0 {
 		t.Errorf("watchers: %+v", *w)
 	}
+	if len(rep.watchFloor) != 1 || rep.watchFloor[0].heap <= 0 || rep.watchFloor[0].rss <= 0 || rep.watchFloor[0].stack <= 0 {
+		t.Errorf("bare watcher floor: %d results", len(rep.watchFloor))
+	}
 	md := rep.markdown()
 	for _, want := range []string{"calls/s ÷ bare", "| gateway REST |", "| before: gateway REST |", "this build ÷ the earlier build",
-		"upstream connections opened", "RSS per watcher", "### Targets", "| " + pathBareTLS + " |", "| " + pathMTLSREST + " |",
+		"upstream connections opened", "RSS per watcher", "(bare watcher floor)", "Gateway ÷ floor", "### Targets", "| " + pathBareTLS + " |", "| " + pathMTLSREST + " |",
 		"| " + pathDressShares + " |", "Unary in production dress"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)

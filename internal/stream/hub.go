@@ -70,7 +70,8 @@ type Snapshot[T any] struct {
 // Hub is what services depend on, so a cross-replica coordinator can later replace the local one.
 type Hub[T any] interface {
 	// Watch joins the poller of key, starting it with src if there is none. ctx bounds the subscription: when
-	// it ends, the subscription closes itself and Next returns ctx's error.
+	// it ends, the subscription closes itself and Next returns ctx's error. A ctx that never ends
+	// (context.WithoutCancel) leaves that to the caller, who must Close; it saves the registration in ctx.
 	Watch(ctx context.Context, key Key, src Source[T]) (Subscription[T], error)
 	// Close stops every poller; every Next returns ErrClosed at once.
 	Close()
@@ -237,7 +238,9 @@ func (h *Local[T]) Watch(ctx context.Context, key Key, src Source[T]) (Subscript
 	if seq := p.state.Load().snap.Seq; seq > 0 {
 		s.seen = seq - 1 // the current snapshot counts as unseen: a late joiner gets it at once
 	}
-	s.stop = context.AfterFunc(ctx, func() { s.close(ctx.Err()) })
+	if ctx.Done() != nil {
+		s.stop = context.AfterFunc(ctx, func() { s.close(ctx.Err()) })
+	}
 	return s, nil
 }
 
