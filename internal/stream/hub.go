@@ -226,10 +226,12 @@ func (h *Local[T]) Watch(ctx context.Context, key Key, src Source[T]) (Subscript
 		go p.run()
 	}
 	p.watchers++
-	var span trace.SpanContext
+	var span *trace.SpanContext // a pointer, so a watcher without a span to link (no tracer) holds 48 bytes less
 	if h.tracer != nil {
-		span = trace.SpanContextFromContext(ctx)
-		p.link(span)
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			span = &sc
+			p.link(sc)
+		}
 	}
 	h.mu.Unlock()
 	h.stats.watchers.Add(1)
@@ -246,12 +248,14 @@ func (h *Local[T]) Watch(ctx context.Context, key Key, src Source[T]) (Subscript
 
 // leave drops one watcher; the last one out stops a poller that is still polling. A finished poller stays, as
 // the cache, until its TTL ends.
-func (h *Local[T]) leave(p *poller[T], span trace.SpanContext) {
+func (h *Local[T]) leave(p *poller[T], span *trace.SpanContext) {
 	h.stats.watchers.Add(-1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p.watchers--
-	p.unlink(span)
+	if span != nil {
+		p.unlink(*span)
+	}
 	if p.watchers == 0 && h.entries[p.key] == p && !p.cached && p.state.Load().end == nil {
 		delete(h.entries, p.key)
 		h.stats.pollers.Add(-1)

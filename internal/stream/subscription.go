@@ -19,7 +19,7 @@ type subscription[T any] struct {
 	closed   chan struct{} // closed by Close or by the end of the Watch ctx
 	stop     func() bool   // unregisters the Watch ctx's AfterFunc; nil when that ctx never ends
 
-	span trace.SpanContext // the watch's span, linked from its poller's poll spans while it watches
+	span *trace.SpanContext // the watch's span, linked from its poller's poll spans while it watches; nil: none
 }
 
 // Next implements Subscription.
