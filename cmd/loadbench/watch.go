@@ -46,6 +46,7 @@ func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, 
 		return nil, err
 	}
 	r.idleHeap, r.idleStack, r.idleGoroutines = rt.HeapAlloc, rt.StackInuse, rt.Goroutines
+	idleSpans := rt.HeapInuse
 	r.idleRSS, _, _ = memStatus(g.pid())
 
 	pool, err := dialPool(g.grpcAddr, (n+streamsPerConn-1)/streamsPerConn)
@@ -133,6 +134,10 @@ func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, 
 	}
 	r.heap, r.stack, r.goroutines = rt.HeapAlloc, rt.StackInuse, rt.Goroutines
 	r.rss, _, _ = memStatus(g.pid())
+	// In bytes, for comparing builds finer than the table's tenths of a KB; heap spans in use beyond the live heap
+	// are holes left by garbage between live objects.
+	logf("%s: per watcher RSS %.0f B, heap %.0f B (spans in use %.0f B), stack %.0f B", g.name, r.perWatcher(r.rss, r.idleRSS),
+		r.perWatcher(r.heap, r.idleHeap), r.perWatcher(rt.HeapInuse, idleSpans), r.perWatcher(r.stack, r.idleStack))
 	if o.heapProfile != "" {
 		prefix := o.heapProfile
 		if jobDuration == 0 {
