@@ -9,6 +9,8 @@
 //     opened and open at once (counted by the simulator);
 //   - idle watchers: 10,000 and 100,000 WatchTask streams over 100 tasks on real gRPC connections: RSS, heap and
 //     stack per watcher, upstream polls per second, and the delay from a task's end to its last watcher hearing it;
+//     then the same watchers on the bare watcher floor (barewatch.go: grpc-go with the gateway's transport settings
+//     and nothing else), for the gateway's cost per watcher ÷ the floor's;
 //   - fairness (fairness.go): one API key's read flood, watches on made-up task ids and watchers until refused,
 //     against another key's reads, with the KooPhone read quota on: the other caller's latency, the refusal and
 //     the gateway's RSS and goroutines, on this build and on -gateway-before's.
