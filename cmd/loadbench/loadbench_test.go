@@ -87,12 +87,13 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("bare watcher floor: %d results", len(rep.watchFloor))
 	}
 	// A count, not a timing: grpc-go's own handler already needs an 8 KiB stack, so a watch whose deepest point
-	// (its first Send under the whole chain) crosses 8 KiB doubles every watcher's stack, ~2 × the floor's.
+	// (its first Send under the whole chain) crosses 8 KiB doubles every watcher's stack to 16 KiB. (Against a fixed
+	// bound, not the floor's figure: under -race the floor, this test binary re-executed, is race-built.)
 	f := rep.watchFloor[0]
 	gs, fs := w.perWatcher(w.stack, w.idleStack), f.perWatcher(f.stack, f.idleStack)
 	t.Logf("stack per watcher: gateway %.0f B, bare watcher floor %.0f B", gs, fs)
-	if gs > 1.5*fs {
-		t.Errorf("stack per watcher %.0f B, over 1.5 × the bare watcher floor's %.0f B: a watch's goroutine grew to 16 KiB", gs, fs)
+	if gs > 12<<10 {
+		t.Errorf("stack per watcher %.0f B, over 12 KiB: a watch's goroutine grew to 16 KiB", gs)
 	}
 	md := rep.markdown()
 	for _, want := range []string{"calls/s ÷ bare", "| gateway REST |", "| before: gateway REST |", "this build ÷ the earlier build",
