@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary stand in for loadbench when the harness re-executes itself as the bare proxy.
+// TestMain lets the test binary stand in for loadbench when the harness re-executes itself as a bare server.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "bareproxy" {
-		if err := runBareProxy(os.Args[2:]); err != nil {
+	if len(os.Args) > 1 && (os.Args[1] == "bareproxy" || os.Args[1] == "barewatch") {
+		if err := runBare(os.Args[1], os.Args[2:]); err != nil {
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -83,9 +83,21 @@ func TestSmoke(t *testing.T) {
 	if w.terminal != 200 || w.failed != 0 || len(w.delays) != 5 || w.pollsPerSec <= 0 || w.heap <= 0 || w.rss <= 0 || w.stack <= 0 {
 		t.Errorf("watchers: %+v", *w)
 	}
+	if len(rep.watchFloor) != 1 || rep.watchFloor[0].heap <= 0 || rep.watchFloor[0].rss <= 0 || rep.watchFloor[0].stack <= 0 {
+		t.Fatalf("bare watcher floor: %d results", len(rep.watchFloor))
+	}
+	// A count, not a timing: grpc-go's own handler already needs an 8 KiB stack, so a watch whose deepest point
+	// (its first Send under the whole chain) crosses 8 KiB doubles every watcher's stack to 16 KiB. (Against a fixed
+	// bound, not the floor's figure: under -race the floor, this test binary re-executed, is race-built.)
+	f := rep.watchFloor[0]
+	gs, fs := w.perWatcher(w.stack, w.idleStack), f.perWatcher(f.stack, f.idleStack)
+	t.Logf("stack per watcher: gateway %.0f B, bare watcher floor %.0f B", gs, fs)
+	if gs > 12<<10 {
+		t.Errorf("stack per watcher %.0f B, over 12 KiB: a watch's goroutine grew to 16 KiB", gs)
+	}
 	md := rep.markdown()
 	for _, want := range []string{"calls/s ÷ bare", "| gateway REST |", "| before: gateway REST |", "this build ÷ the earlier build",
-		"upstream connections opened", "RSS per watcher", "### Targets", "| " + pathBareTLS + " |", "| " + pathMTLSREST + " |",
+		"upstream connections opened", "RSS per watcher", "(bare watcher floor)", "Gateway ÷ floor", "### Targets", "| " + pathBareTLS + " |", "| " + pathMTLSREST + " |",
 		"| " + pathDressShares + " |", "Unary in production dress"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)

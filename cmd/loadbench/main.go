@@ -9,6 +9,8 @@
 //     opened and open at once (counted by the simulator);
 //   - idle watchers: 10,000 and 100,000 WatchTask streams over 100 tasks on real gRPC connections: RSS, heap and
 //     stack per watcher, upstream polls per second, and the delay from a task's end to its last watcher hearing it;
+//     then the same watchers on the bare watcher floor (barewatch.go: grpc-go with the gateway's transport settings
+//     and nothing else), for the gateway's cost per watcher ÷ the floor's;
 //   - fairness (fairness.go): one API key's read flood, watches on made-up task ids and watchers until refused,
 //     against another key's reads, with the KooPhone read quota on: the other caller's latency, the refusal and
 //     the gateway's RSS and goroutines, on this build and on -gateway-before's.
@@ -73,9 +75,9 @@ type options struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "bareproxy" {
-		if err := runBareProxy(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "bareproxy:", err)
+	if len(os.Args) > 1 && (os.Args[1] == "bareproxy" || os.Args[1] == "barewatch") {
+		if err := runBare(os.Args[1], os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, os.Args[1]+":", err)
 			os.Exit(1)
 		}
 		return
@@ -272,7 +274,32 @@ func watchPhase(ctx context.Context, o *options, rep *report, n int, callOpts []
 		return err
 	}
 	rep.watch = append(rep.watch, w)
+	g.stop()
+	floor, err := bareWatchFloor(ctx, o, s, n)
+	if err != nil {
+		return fmt.Errorf("bare watcher floor: %w", err)
+	}
+	rep.watchFloor = append(rep.watchFloor, floor)
 	return nil
+}
+
+// bareWatchFloor measures n idle watchers on the bare watcher floor (barewatch.go), as on the gateway.
+func bareWatchFloor(ctx context.Context, o *options, s *simulator, n int) (*watchResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProc(fmt.Sprintf("barewatch-%d", n), o.logDir, self, []string{"barewatch"},
+		[]string{"GODEBUG=gcshrinkstackoff=1"}) // as the gateway runs
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	m, err := waitLog(ctx, p, bareWatchListening)
+	if err != nil {
+		return nil, err
+	}
+	return watchers(ctx, o, s, &gateway{proc: p, grpcAddr: m[1], pprofAddr: m[2]}, n, 0, nil)
 }
 
 // unaryAndSlow runs the side-by-side comparison and then the slow-upstream bursts, on one gateway and one bare
@@ -429,7 +456,18 @@ func unaryAndSlow(ctx context.Context, o *options, s *simulator, rep *report, ca
 	return nil
 }
 
-var bareListening = regexp.MustCompile(`bare proxy on (\S+)`)
+var (
+	bareListening      = regexp.MustCompile(`bare proxy on (\S+)`)
+	bareWatchListening = regexp.MustCompile(`bare watcher floor on (\S+) pprof (\S+)`)
+)
+
+// runBare runs one of the bare servers the harness starts as child processes of its own binary.
+func runBare(name string, args []string) error {
+	if name == "barewatch" {
+		return runBareWatch(args)
+	}
+	return runBareProxy(args)
+}
 
 // waitCall retries call until it succeeds (the process is up), the process exits, or 30s pass.
 func waitCall(ctx context.Context, p *proc, call callFunc) error {

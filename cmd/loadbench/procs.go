@@ -175,6 +175,7 @@ func getJSON(url string, v any) error {
 type runtimeStats struct {
 	Goroutines int
 	HeapAlloc  int64 // after a forced GC
+	HeapInuse  int64 // bytes in spans with at least one object: HeapAlloc plus the holes between live objects
 	StackInuse int64 // bytes of goroutine stacks
 }
 
@@ -200,6 +201,11 @@ func readRuntime(pprofAddr string) (runtimeStats, error) {
 				return st, err
 			}
 			found++
+		}
+		if v, ok := strings.CutPrefix(l, "# HeapInuse = "); ok {
+			if st.HeapInuse, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return st, err
+			}
 		}
 		if v, ok := strings.CutPrefix(l, "# Stack = "); ok { // "# Stack = StackInuse / StackSys"
 			inuse, _, _ := strings.Cut(v, " ")

@@ -16,8 +16,10 @@ type report struct {
 	unary [][]measured // [load][path]
 	slow  []burstResult
 	watch []*watchResult
-	tools []toolRun     // the cross-check with ghz and bombardier: direct, bare proxy, gateway gRPC, gateway REST
-	fair  []*fairResult // this build's, then the earlier build's
+	// watchFloor: the same watchers on the bare watcher floor (barewatch.go), one per entry of watch
+	watchFloor []*watchResult
+	tools      []toolRun     // the cross-check with ghz and bombardier: direct, bare proxy, gateway gRPC, gateway REST
+	fair       []*fairResult // this build's, then the earlier build's
 
 	dress                  *dress // the production dress's files, when it was measured
 	scrapes, scrapesFailed int64  // of the dressed gateways' /metrics
@@ -78,7 +80,14 @@ func (r *report) markdown() string {
 				100*w.cpuPerSecond.Seconds(), p50.Round(time.Millisecond), mx.Round(time.Millisecond), w.terminal, w.watchers,
 				w.openTime.Round(time.Millisecond))
 		}
+		for _, f := range r.watchFloor {
+			fmt.Fprintf(&b, "| %d (bare watcher floor) | — | %.1f KB | %.1f KB | %.1f KB | %.2f | %s | — | — | — | — | %v |\n",
+				f.watchers, f.perWatcher(f.rss, f.idleRSS)/1024, f.perWatcher(f.heap, f.idleHeap)/1024,
+				f.perWatcher(f.stack, f.idleStack)/1024, f.perWatcher(int64(f.goroutines), int64(f.idleGoroutines)),
+				mb(f.rss-f.idleRSS), f.openTime.Round(time.Millisecond))
+		}
 		b.WriteString("\n")
+		r.floorRatios(&b)
 	}
 	if r.fair != nil {
 		r.fairTables(&b)
@@ -187,6 +196,30 @@ func (r *report) toolTable(b *strings.Builder) {
 		}
 		fmt.Fprintf(b, "| %s | %s | %.0f | %.2f | %.2f | %s | %s | %s | %s | %.0f µs | %d / %d |\n", t.path, t.tool, t.rate(),
 			t.rate()/direct.rate(), t.rate()/bare.rate(), ms(t.p50), ms(t.p99), cpu, cpuRatio, perCall(t, t.simCPU), t.failed, t.ok+t.failed)
+	}
+	b.WriteString("\n")
+}
+
+// floorRatios writes each watcher count's gateway cost ÷ the bare watcher floor's, per watcher.
+func (r *report) floorRatios(b *strings.Builder) {
+	if len(r.watchFloor) == 0 {
+		return
+	}
+	b.WriteString("The bare watcher floor is a gRPC server with the gateway's transport settings and no interceptors, whose WatchTask sends one snapshot and waits (`loadbench barewatch`). Gateway ÷ floor, per watcher:\n\n")
+	for i, f := range r.watchFloor {
+		if i >= len(r.watch) {
+			break
+		}
+		w := r.watch[i]
+		ratio := func(gw, gIdle, fl, fIdle int64) string {
+			d := f.perWatcher(fl, fIdle)
+			if d <= 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.2f", w.perWatcher(gw, gIdle)/d)
+		}
+		fmt.Fprintf(b, "- %d watchers: RSS %s, heap %s, stack %s\n", w.watchers, ratio(w.rss, w.idleRSS, f.rss, f.idleRSS),
+			ratio(w.heap, w.idleHeap, f.heap, f.idleHeap), ratio(w.stack, w.idleStack, f.stack, f.idleStack))
 	}
 	b.WriteString("\n")
 }

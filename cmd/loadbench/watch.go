@@ -36,6 +36,8 @@ func (w *watchResult) perWatcher(total, idle int64) float64 {
 // streamsPerConn keeps each connection well under the gateway's default 10,000 concurrent streams.
 const streamsPerConn = 5000
 
+// watchers opens n idle watchers on g and measures them; with jobDuration 0, g is the bare watcher floor, which
+// never polls: only the memory is measured.
 func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, jobDuration time.Duration, opts []grpc.CallOption) (*watchResult, error) {
 	r := &watchResult{watchers: n, tasks: o.tasks, jobDuration: jobDuration}
 	time.Sleep(time.Second) // let the fresh gateway settle before the idle reading
@@ -44,6 +46,7 @@ func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, 
 		return nil, err
 	}
 	r.idleHeap, r.idleStack, r.idleGoroutines = rt.HeapAlloc, rt.StackInuse, rt.Goroutines
+	idleSpans := rt.HeapInuse
 	r.idleRSS, _, _ = memStatus(g.pid())
 
 	pool, err := dialPool(g.grpcAddr, (n+streamsPerConn-1)/streamsPerConn)
@@ -131,13 +134,27 @@ func watchers(ctx context.Context, o *options, s *simulator, g *gateway, n int, 
 	}
 	r.heap, r.stack, r.goroutines = rt.HeapAlloc, rt.StackInuse, rt.Goroutines
 	r.rss, _, _ = memStatus(g.pid())
+	// In bytes, for comparing builds finer than the table's tenths of a KB; heap spans in use beyond the live heap
+	// are holes left by garbage between live objects.
+	logf("%s: per watcher RSS %.0f B, heap %.0f B (spans in use %.0f B), stack %.0f B", g.name, r.perWatcher(r.rss, r.idleRSS),
+		r.perWatcher(r.heap, r.idleHeap), r.perWatcher(rt.HeapInuse, idleSpans), r.perWatcher(r.stack, r.idleStack))
 	if o.heapProfile != "" {
-		if err := save("http://"+g.pprofAddr+"/debug/pprof/heap", fmt.Sprintf("%s%d.pprof", o.heapProfile, n)); err != nil {
+		prefix := o.heapProfile
+		if jobDuration == 0 {
+			prefix += "floor-"
+		}
+		if err := save("http://"+g.pprofAddr+"/debug/pprof/heap", fmt.Sprintf("%s%d.pprof", prefix, n)); err != nil {
 			return nil, err
 		}
-		if err := save("http://"+g.pprofAddr+"/debug/pprof/goroutine?debug=2", fmt.Sprintf("%s%d.goroutines.txt", o.heapProfile, n)); err != nil {
+		if err := save("http://"+g.pprofAddr+"/debug/pprof/goroutine?debug=2", fmt.Sprintf("%s%d.goroutines.txt", prefix, n)); err != nil {
 			return nil, err
 		}
+	}
+
+	if jobDuration == 0 {
+		cancel()
+		wg.Wait()
+		return r, nil
 	}
 
 	calls0, err := s.calls()

@@ -2,40 +2,11 @@ package server
 
 import (
 	"net"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
-	"github.com/koophone-gateway/koophone-gateway/internal/config"
 	"github.com/koophone-gateway/koophone-gateway/internal/telemetry"
 )
-
-// Keepalive: the server pings a connection silent for keepalivePing and closes it when no answer comes within
-// keepaliveAck (a peer that vanished); a client may ping every minClientPing at most, even without calls, so idle
-// watchers behind NATs keep their connection. A client that pings faster is sent GOAWAY (too_many_pings).
-const (
-	keepalivePing = 2 * time.Minute
-	keepaliveAck  = 20 * time.Second
-	minClientPing = 10 * time.Second
-)
-
-// connOptions are the gRPC server's bounds on connections: the handshake deadline (grpc-go's default holds a
-// connection that never starts TLS for 120s), idle connections closed (one that never makes a call included),
-// the keepalive policy, and MaxConnectionAge, which makes long-lived clients reconnect now and then so they spread
-// over new replicas.
-func connOptions(cfg *config.Config) []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ConnectionTimeout(cfg.HandshakeTimeout),
-		grpc.KeepaliveParams(keepalive.ServerParameters{
-			MaxConnectionIdle: cfg.IdleTimeout,
-			Time:              keepalivePing, Timeout: keepaliveAck,
-			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
-		}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: minClientPing, PermitWithoutStream: true}),
-	}
-}
 
 // connsRefused counts connections closed at once because their source held its bound, per listener.
 func connsRefused(tel *telemetry.Telemetry) (*prometheus.CounterVec, error) {

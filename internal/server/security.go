@@ -141,14 +141,12 @@ func (sec *security) pollFiles(ctx context.Context) {
 	}
 }
 
-// grpcOptions are the gRPC server's transport options: TLS when configured, and a cap on header (metadata) size
-// far below grpc-go's 16 MiB default, which lets a few calls hold gigabytes.
-func (sec *security) grpcOptions(cfg *config.Config) []grpc.ServerOption {
-	opts := []grpc.ServerOption{grpc.MaxHeaderListSize(cfg.GRPCMaxHeaderBytes)}
-	if sec.tls != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(sec.tls.Config())))
+// grpcOptions are the gRPC server's TLS options, when TLS is configured.
+func (sec *security) grpcOptions() []grpc.ServerOption {
+	if sec.tls == nil {
+		return nil
 	}
-	return opts
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(sec.tls.Config()))}
 }
 
 // httpTLS is the REST listener's TLS configuration: HTTP/2 and HTTP/1.1 offered by ALPN. net/http adds them to

@@ -26,6 +26,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/coord"
 	"github.com/koophone-gateway/koophone-gateway/internal/pprofserver"
 	"github.com/koophone-gateway/koophone-gateway/internal/rest"
+	"github.com/koophone-gateway/koophone-gateway/internal/server/grpcopts"
 	"github.com/koophone-gateway/koophone-gateway/internal/service"
 	"github.com/koophone-gateway/koophone-gateway/internal/share"
 	"github.com/koophone-gateway/koophone-gateway/internal/sim"
@@ -50,10 +51,6 @@ const sideReadHeaderTimeout = 10 * time.Second
 // telemetryFlushTimeout is how long the last spans and metrics may take to leave at shutdown, whatever is left of
 // the grace period.
 const telemetryFlushTimeout = 5 * time.Second
-
-// streamWorkers is how many goroutines the gRPC server keeps to run handlers on; each idle one holds its stack
-// (8-16 KiB).
-const streamWorkers = 256
 
 // Server is a running gateway.
 type Server struct {
@@ -309,7 +306,7 @@ func (s *Server) serveGRPC(context.Context) error {
 	c := chain{log: s.log, tel: s.tel, inFlight: &s.active, guard: s.sec.guard, shares: shares, validator: validator,
 		defaultTimeout: cfg.DefaultCallTimeout, idempotency: s.idempotency()}
 	s.unary = c.unary()
-	opts := append(s.sec.grpcOptions(cfg), connOptions(cfg)...) // handshake, idle and keepalive bounds
+	opts := append(s.sec.grpcOptions(), grpcopts.Server(cfg)...)
 	if s.tel.Tracing() {
 		opts = append(opts, grpc.StatsHandler(s.tel.ServerHandler()))
 	}
@@ -317,12 +314,6 @@ func (s *Server) serveGRPC(context.Context) error {
 		newMarkingCodec(), // malformed requests become INVALID_ARGUMENT in validation
 		grpc.ChainUnaryInterceptor(s.unary...),
 		grpc.ChainStreamInterceptor(c.stream()...), //nolint:contextcheck // stream steps take their context from the stream
-		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
-		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
-		// Reuse handler goroutines: a fresh goroutine per call starts with a 2 KiB stack and grows it through the
-		// interceptor chain on every call (runtime.newstack was ~10% of the gateway's CPU); a worker's stack has
-		// grown already. Calls beyond the workers still get goroutines of their own.
-		grpc.NumStreamWorkers(streamWorkers),
 	)...)
 	s.closers.push("gRPC server", s.stopGRPC)
 	// Registered through the in-process registrar too, so the REST mirror can run their unary calls directly.

@@ -70,7 +70,8 @@ type Snapshot[T any] struct {
 // Hub is what services depend on, so a cross-replica coordinator can later replace the local one.
 type Hub[T any] interface {
 	// Watch joins the poller of key, starting it with src if there is none. ctx bounds the subscription: when
-	// it ends, the subscription closes itself and Next returns ctx's error.
+	// it ends, the subscription closes itself and Next returns ctx's error. A ctx that never ends
+	// (context.WithoutCancel) leaves that to the caller, who must Close; it saves the registration in ctx.
 	Watch(ctx context.Context, key Key, src Source[T]) (Subscription[T], error)
 	// Close stops every poller; every Next returns ErrClosed at once.
 	Close()
@@ -225,10 +226,12 @@ func (h *Local[T]) Watch(ctx context.Context, key Key, src Source[T]) (Subscript
 		go p.run()
 	}
 	p.watchers++
-	var span trace.SpanContext
+	var span *trace.SpanContext // a pointer, so a watcher without a span to link (no tracer) holds 48 bytes less
 	if h.tracer != nil {
-		span = trace.SpanContextFromContext(ctx)
-		p.link(span)
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			span = &sc
+			p.link(sc)
+		}
 	}
 	h.mu.Unlock()
 	h.stats.watchers.Add(1)
@@ -237,18 +240,22 @@ func (h *Local[T]) Watch(ctx context.Context, key Key, src Source[T]) (Subscript
 	if seq := p.state.Load().snap.Seq; seq > 0 {
 		s.seen = seq - 1 // the current snapshot counts as unseen: a late joiner gets it at once
 	}
-	s.stop = context.AfterFunc(ctx, func() { s.close(ctx.Err()) })
+	if ctx.Done() != nil {
+		s.stop = context.AfterFunc(ctx, func() { s.close(ctx.Err()) })
+	}
 	return s, nil
 }
 
 // leave drops one watcher; the last one out stops a poller that is still polling. A finished poller stays, as
 // the cache, until its TTL ends.
-func (h *Local[T]) leave(p *poller[T], span trace.SpanContext) {
+func (h *Local[T]) leave(p *poller[T], span *trace.SpanContext) {
 	h.stats.watchers.Add(-1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p.watchers--
-	p.unlink(span)
+	if span != nil {
+		p.unlink(*span)
+	}
 	if p.watchers == 0 && h.entries[p.key] == p && !p.cached && p.state.Load().end == nil {
 		delete(h.entries, p.key)
 		h.stats.pollers.Add(-1)

@@ -335,6 +335,39 @@ func TestCancelEndsOnlyThatWatch(t *testing.T) {
 	}
 }
 
+// A subscription made with a ctx that never ends (the services' way: they Close themselves) is ended by Next's
+// own ctx and left by Close, as one bound by its Watch ctx is.
+func TestOwnedSubscriptionEndsByNextCtxAndClose(t *testing.T) {
+	h, _ := newHub(t, Config{})
+	src := newSource(val{N: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := h.Watch(context.WithoutCancel(ctx), testKey, src.source())
+	if err != nil {
+		t.Fatal(err)
+	}
+	next(t, sub)
+	res := make(chan error)
+	go func() {
+		_, err := sub.Next(ctx)
+		res <- err
+	}()
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next after cancel = %v", err)
+	}
+	if w := h.Stats().Watchers; w != 1 {
+		t.Fatalf("%d watchers before Close, want 1: only Close leaves", w)
+	}
+	sub.Close()
+	sub.Close() // idempotent
+	if w := h.Stats().Watchers; w != 0 {
+		t.Fatalf("%d watchers after Close", w)
+	}
+	if _, err := sub.Next(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Next after Close = %v", err)
+	}
+}
+
 func TestNextDeadline(t *testing.T) {
 	h, _ := newHub(t, Config{})
 	src := newSource(val{N: 1})

@@ -17,9 +17,9 @@ type subscription[T any] struct {
 	once     sync.Once
 	closeErr error         // what Next returns once closed; written before closed is closed
 	closed   chan struct{} // closed by Close or by the end of the Watch ctx
-	stop     func() bool   // unregisters the Watch ctx's AfterFunc
+	stop     func() bool   // unregisters the Watch ctx's AfterFunc; nil when that ctx never ends
 
-	span trace.SpanContext // the watch's span, linked from its poller's poll spans while it watches
+	span *trace.SpanContext // the watch's span, linked from its poller's poll spans while it watches; nil: none
 }
 
 // Next implements Subscription.
@@ -74,7 +74,9 @@ func isClosed(c <-chan struct{}) bool {
 // Close implements Subscription.
 func (s *subscription[T]) Close() {
 	s.close(ErrClosed)
-	s.stop()
+	if s.stop != nil {
+		s.stop()
+	}
 }
 
 func (s *subscription[T]) close(err error) {
