@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -17,6 +18,38 @@ import (
 type restMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	// series keeps each label set's counter and histogram, so a request costs a map read instead of two label
+	// hashes and lookups in the vectors (and formatting the status code). The labels are bounded (methods folded
+	// to "other", routes the muxes' patterns, HTTP status codes), so is the map.
+	mu     sync.RWMutex
+	series map[seriesKey]series
+}
+
+type seriesKey struct {
+	method, route string
+	code          int
+}
+
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// of returns the label set's series, making it on first use.
+func (m *restMetrics) of(method, route string, code int) series {
+	k := seriesKey{method, route, code}
+	m.mu.RLock()
+	s, ok := m.series[k]
+	m.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = series{requests: m.requests.WithLabelValues(method, route, strconv.Itoa(code)), duration: m.duration.WithLabelValues(method, route)}
+	m.mu.Lock()
+	m.series[k] = s
+	m.mu.Unlock()
+	return s
 }
 
 func newRESTMetrics() *restMetrics {
@@ -27,6 +60,7 @@ func newRESTMetrics() *restMetrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "http", Name: "request_duration_seconds",
 			Help: "REST mirror request durations, by method and route pattern.", Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}},
 			[]string{"method", "route"}),
+		series: map[seriesKey]series{},
 	}
 }
 
@@ -59,8 +93,9 @@ func (t *Telemetry) HTTPMiddleware(next http.Handler) http.Handler {
 		default:
 			method = "other" // a client may send any method name: keep the label bounded
 		}
-		t.rest.requests.WithLabelValues(method, name, strconv.Itoa(rec.code)).Inc()
-		t.rest.duration.WithLabelValues(method, name).Observe(time.Since(start).Seconds())
+		s := t.rest.of(method, name, rec.code)
+		s.requests.Inc()
+		s.duration.Observe(time.Since(start).Seconds())
 	})
 }
 
