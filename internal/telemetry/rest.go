@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -18,50 +17,34 @@ import (
 type restMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-
-	// series keeps each label set's counter and histogram, so a request costs a map read instead of two label
-	// hashes and lookups in the vectors (and formatting the status code). The labels are bounded (methods folded
-	// to "other", routes the muxes' patterns, HTTP status codes), so is the map.
-	mu     sync.RWMutex
-	series map[seriesKey]series
+	// series: a request costs a map read instead of two label lookups in the vectors and formatting the code. The
+	// labels are bounded (methods folded to "other", routes the muxes' patterns, HTTP status codes).
+	series *seriesCache[restLabels, restSeries]
 }
 
-type seriesKey struct {
+type restLabels struct {
 	method, route string
 	code          int
 }
 
-type series struct {
+type restSeries struct {
 	requests prometheus.Counter
 	duration prometheus.Observer
 }
 
-// of returns the label set's series, making it on first use.
-func (m *restMetrics) of(method, route string, code int) series {
-	k := seriesKey{method, route, code}
-	m.mu.RLock()
-	s, ok := m.series[k]
-	m.mu.RUnlock()
-	if ok {
-		return s
-	}
-	s = series{requests: m.requests.WithLabelValues(method, route, strconv.Itoa(code)), duration: m.duration.WithLabelValues(method, route)}
-	m.mu.Lock()
-	m.series[k] = s
-	m.mu.Unlock()
-	return s
-}
-
 func newRESTMetrics() *restMetrics {
-	return &restMetrics{
+	m := &restMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "http", Name: "requests_total",
 			Help: "REST mirror requests, by method, route pattern (never the path itself: it holds ids) and HTTP status."},
 			[]string{"method", "route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "http", Name: "request_duration_seconds",
 			Help: "REST mirror request durations, by method and route pattern.", Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}},
 			[]string{"method", "route"}),
-		series: map[seriesKey]series{},
 	}
+	m.series = newSeriesCache(func(l restLabels) restSeries {
+		return restSeries{requests: m.requests.WithLabelValues(l.method, l.route, strconv.Itoa(l.code)), duration: m.duration.WithLabelValues(l.method, l.route)}
+	})
+	return m
 }
 
 func (m *restMetrics) register(reg prometheus.Registerer) error {
@@ -93,7 +76,7 @@ func (t *Telemetry) HTTPMiddleware(next http.Handler) http.Handler {
 		default:
 			method = "other" // a client may send any method name: keep the label bounded
 		}
-		s := t.rest.of(method, name, rec.code)
+		s := t.rest.series.get(restLabels{method, name, rec.code})
 		s.requests.Inc()
 		s.duration.Observe(time.Since(start).Seconds())
 	})

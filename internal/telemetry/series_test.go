@@ -7,6 +7,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // BenchmarkHTTPMiddleware is the REST metrics' cost per request: a route of the server's own mux, answered 200.
@@ -62,5 +65,55 @@ func TestHTTPMiddlewareSeries(t *testing.T) {
 	want := map[string]float64{"code=200,method=GET,route=GET /ok": 3, "code=410,method=GET,route=GET /gone": 1}
 	if fmt.Sprint(got) != fmt.Sprint(want) || series != 2 {
 		t.Fatalf("requests %v, want %v; %d duration series, want 2", got, want, series)
+	}
+}
+
+// BenchmarkUpstreamObserver is what the upstream client records per attempt: the limiter's wait and the attempt.
+func BenchmarkUpstreamObserver(b *testing.B) {
+	m := newUpstreamMetrics()
+	b.ReportAllocs()
+	for b.Loop() {
+		m.LimiterWait(false, time.Millisecond, false)
+		m.Attempt("BatchQueryStatus", "ok", 200, 1, time.Millisecond)
+	}
+}
+
+// TestUpstreamAttemptSeries: attempts count by their labels, the third and later together as 3+.
+func TestUpstreamAttemptSeries(t *testing.T) {
+	m := newUpstreamMetrics()
+	reg := prometheus.NewRegistry()
+	if err := m.register(reg); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []int{1, 1, 2, 3, 4} {
+		m.Attempt("GetTask", "server", 503, a, time.Millisecond)
+	}
+	m.Attempt("GetTask", "transport", 0, 1, time.Millisecond)
+	m.LimiterWait(true, time.Millisecond, false)
+	got := map[string]float64{}
+	var latency, waits uint64
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			switch mf.GetName() {
+			case Namespace + "_upstream_attempts_total":
+				var labels []string
+				for _, l := range mt.GetLabel() {
+					labels = append(labels, l.GetValue())
+				}
+				got[strings.Join(labels, ",")] = mt.GetCounter().GetValue()
+			case Namespace + "_upstream_attempt_duration_seconds":
+				latency += mt.GetHistogram().GetSampleCount()
+			case Namespace + "_upstream_limiter_wait_seconds":
+				waits += mt.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	want := map[string]float64{"1,GetTask,server,503": 2, "2,GetTask,server,503": 1, "3+,GetTask,server,503": 2, "1,GetTask,transport,0": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) || latency != 6 || waits != 1 {
+		t.Fatalf("attempts %v, want %v; %d latencies, want 6; %d waits, want 1", got, want, latency, waits)
 	}
 }
