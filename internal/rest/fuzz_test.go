@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -8,22 +9,31 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/koophone-gateway/koophone-gateway/gen/go/koophone/v1"
 )
 
-// FuzzBodyDecoder: any body either decodes or fails with the mirror's own readable error, never a panic.
+// FuzzBodyDecoder: any body either decodes or fails with the mirror's own readable error, never a panic; and
+// protojson straight from the body (the decoder's path for grpc-gateway's JSONPb) gives the same message or the
+// same error as going through JSONPb.Unmarshal (its path for any other marshaler).
 func FuzzBodyDecoder(f *testing.F) {
 	for _, s := range []string{`{"command":"ls","instance_ids":["a"]}`, `{"bogus":1}`, `{"command":5}`, `{`, `x`, `[]`, `{"instance_ids":[1]}`, ``} {
 		f.Add(s)
 	}
 	base := &runtime.JSONPb{UnmarshalOptions: protojson.UnmarshalOptions{}}
 	f.Fuzz(func(t *testing.T, body string) {
-		err := newBodyDecoder(base, strings.NewReader(body)).Decode(&pb.SyncCommandRequest{})
+		got := &pb.SyncCommandRequest{}
+		err := newBodyDecoder(base, jsonPB(base), strings.NewReader(body)).Decode(got)
 		if err != nil && err.Error() != "EOF" {
 			if !fieldErrorRe.MatchString(err.Error()) {
 				t.Fatalf("unreadable error %q", err)
 			}
+		}
+		want := &pb.SyncCommandRequest{}
+		wantErr := newBodyDecoder(base, nil, strings.NewReader(body)).Decode(want)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) || !proto.Equal(got, want) {
+			t.Fatalf("direct: %v %v; through JSONPb: %v %v", got, err, want, wantErr)
 		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -47,10 +48,10 @@ func (r *InProcRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	}
 }
 
-// InProcChannel is a grpc.ClientConnInterface whose unary calls run the registered handler in the caller's
-// goroutine, through the same interceptor chain the server runs, with no HTTP/2 framing, no serialisation and no
-// connection to share: the request and the answer are copied with proto.Merge. Streams go over the in-memory connections
-// (streams need their flow control, and their per-message cost is not per call).
+// InProcChannel is a grpc.ClientConnInterface whose unary calls run the registered handler in the caller's goroutine,
+// through the same interceptor chain the server runs, with no HTTP/2 framing, no serialisation and no connection
+// to share: the request is copied with proto.Merge and the answer moved into the reply (move). Streams go over the
+// in-memory connections (streams need their flow control, and their per-message cost is not per call).
 //
 // What a call sees matches a call over the server: the outgoing metadata arrives as incoming metadata, grpc.Method
 // and grpc.SetHeader/SetTrailer work and reach the caller's grpc.Header/grpc.Trailer options, the peer is an
@@ -139,8 +140,27 @@ func (c *InProcChannel) Invoke(ctx context.Context, method string, args, reply a
 	if !ok || msg == nil {
 		return status.Errorf(codes.Internal, "in-process call: handler answered %T", resp)
 	}
-	proto.Merge(out, msg)
+	move(out, msg)
 	return nil
+}
+
+// move makes dst what a client's reply holds after a call over a connection (reset, then src's fields), sharing
+// src's lists and sub-messages rather than copying them: the handler's answer is not used after the call, and a
+// deep copy (proto.Merge) allocated every element of every list again (16 allocations for 10 phones, against 3).
+func move(dst, src proto.Message) {
+	d, s := dst.ProtoReflect(), src.ProtoReflect()
+	if d.Descriptor() != s.Descriptor() {
+		proto.Merge(dst, src) // panics, naming the types, as a mismatched reply always has
+		return
+	}
+	proto.Reset(dst)
+	s.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		d.Set(fd, v)
+		return true
+	})
+	if u := s.GetUnknown(); len(u) > 0 {
+		d.SetUnknown(u)
+	}
 }
 
 // NewStream opens a stream over the stream connections.

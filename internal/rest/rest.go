@@ -29,11 +29,11 @@ const (
 // marshaler or error-handler option so that its hooks win.
 func Options(base runtime.Marshaler) runtime.ServeMuxOption {
 	routes := newRouteTable()
-	ndjson := &ndjsonMarshaler{Marshaler: base}
+	ndjson := &ndjsonMarshaler{Marshaler: base, pb: jsonPB(base)}
 	opts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, ndjson),
 		runtime.WithMarshalerOption(MIMENDJSON, ndjson),
-		runtime.WithMarshalerOption(MIMESSE, &sseMarshaler{Marshaler: base}),
+		runtime.WithMarshalerOption(MIMESSE, &sseMarshaler{Marshaler: base, pb: jsonPB(base)}),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithStreamErrorHandler(streamErrorHandler),
 		runtime.WithRoutingErrorHandler(routes.routingErrorHandler),

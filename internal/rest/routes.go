@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/api/annotations"
@@ -37,10 +38,17 @@ type route struct {
 type routeTable struct {
 	routes []route
 	mux    *runtime.ServeMux // the mux the table's middleware runs in, for its marshalers and error handling
+	// byPattern remembers matched's answers (so it reads the pattern once, and never runs Template's regexp twice
+	// for a route). Only routes found are kept: at most one entry per route.
+	mu        sync.RWMutex
+	byPattern map[patternKey]*route
 }
 
+// patternKey is a method and grpc-gateway's rendering of a pattern (/v1/tasks/{task_id=*}/watch).
+type patternKey struct{ method, pattern string }
+
 func newRouteTable() *routeTable {
-	t := &routeTable{}
+	t := &routeTable{byPattern: map[patternKey]*route{}}
 	pkg := pb.File_koophone_v1_instance_service_proto.Package()
 	protoregistry.GlobalFiles.RangeFilesByPackage(pkg, func(fd protoreflect.FileDescriptor) bool {
 		for i := 0; i < fd.Services().Len(); i++ {
@@ -83,9 +91,19 @@ func (t *routeTable) matched(r *http.Request) *route {
 	if !ok {
 		return nil
 	}
-	tmpl := Template(p.String())
+	key := patternKey{r.Method, p.String()}
+	t.mu.RLock()
+	rt, ok := t.byPattern[key]
+	t.mu.RUnlock()
+	if ok {
+		return rt
+	}
+	tmpl := Template(key.pattern)
 	for i := range t.routes {
 		if t.routes[i].method == r.Method && t.routes[i].template == tmpl {
+			t.mu.Lock()
+			t.byPattern[key] = &t.routes[i]
+			t.mu.Unlock()
 			return &t.routes[i]
 		}
 	}
@@ -129,7 +147,11 @@ func queryFieldsLeft(in protoreflect.MessageDescriptor, segs []string, body stri
 // query there, so a parameter would be silently ignored.
 func (t *routeTable) rejectQueryOnBodyRoutes(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
-		if rt := t.matched(r); r.URL.RawQuery != "" && rt != nil && rt.noQuery {
+		if r.URL.RawQuery == "" {
+			next(w, r, pathParams)
+			return
+		}
+		if rt := t.matched(r); rt != nil && rt.noQuery {
 			query := r.URL.Query()
 			params := make([]string, 0, len(query))
 			for k := range query {

@@ -87,6 +87,19 @@ var chargeModes = map[int]pb.ChargeMode{
 
 // raw narrows an upstream integer to the contract's int32; values outside int32 cannot be documented states, so
 // they saturate rather than wrap into a documented one.
+// statusResults maps BatchQueryStatus's results. The messages sit in one array (one allocation for the answer
+// instead of one per phone); each is filled in place, never copied.
+func statusResults(in []upstream.StatusResult) []*pb.StatusResult {
+	msgs := make([]pb.StatusResult, len(in))
+	out := make([]*pb.StatusResult, len(in))
+	for i, r := range in {
+		m := &msgs[i]
+		m.InstanceId, m.Status, m.RawStatus = r.InstanceID, instanceStates[r.Status], raw(r.Status)
+		out[i] = m
+	}
+	return out
+}
+
 func raw(v int) int32 {
 	const maxInt32, minInt32 = 1<<31 - 1, -1 << 31
 	switch {

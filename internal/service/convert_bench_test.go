@@ -22,6 +22,18 @@ func BenchmarkMapping(b *testing.B) {
 			}
 		}
 	})
+	results := make([]upstream.StatusResult, 10)
+	for i := range results {
+		results[i] = upstream.StatusResult{InstanceID: fmt.Sprintf("phone-%08d", i), Status: i % 8}
+	}
+	b.Run("StatusResults10", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if s := statusResults(results); len(s) != 10 {
+				b.Fatal(s)
+			}
+		}
+	})
 	inst := upstream.Instance{InstanceID: "iRJEVP96", InstanceName: "phone 1", RunningStatus: 2, AssignStatus: 1}
 	b.Run("Instance", func(b *testing.B) {
 		b.ReportAllocs()

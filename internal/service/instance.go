@@ -71,15 +71,7 @@ func (s *InstanceService) BatchQueryStatus(ctx context.Context, req *pb.BatchQue
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	out := &pb.BatchQueryStatusResponse{StatusResults: make([]*pb.StatusResult, len(res.StatusResults))}
-	for i, r := range res.StatusResults {
-		out.StatusResults[i] = &pb.StatusResult{
-			InstanceId: r.InstanceID,
-			Status:     instanceStates[r.Status],
-			RawStatus:  raw(r.Status),
-		}
-	}
-	return out, nil
+	return &pb.BatchQueryStatusResponse{StatusResults: statusResults(res.StatusResults)}, nil
 }
 
 // BatchReset resets phones, as a task.

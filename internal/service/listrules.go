@@ -3,6 +3,7 @@ package service
 import (
 	"reflect"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"unicode/utf8"
 
@@ -42,6 +43,72 @@ type stringRule struct {
 	minLen, maxLen, minBytes, maxBytes uint64
 	hasMaxLen, hasMaxBytes             bool
 	pattern                            *regexp.Regexp
+	// bytes, when set, is what pattern says in the contract's usual shape ^[class]*$ or ^[class]+$ with an ASCII
+	// class: every byte in the set (and at least one with plus). It gives pattern's verdict on any string (a byte
+	// outside ASCII is outside the class, whatever rune it starts) without the regexp engine, which was most of
+	// the cost of checking a list of phone ids.
+	bytes *byteClass
+}
+
+// byteClass is a set of ASCII bytes, for patterns of the shape ^[class]*$ and ^[class]+$.
+type byteClass struct {
+	in       [256]bool
+	nonEmpty bool // + rather than *
+}
+
+// asciiClass returns the byteClass of pattern, or nil when pattern is not of that shape (then the regexp decides).
+func asciiClass(pattern string) *byteClass {
+	re, err := syntax.Parse(pattern, syntax.Perl) // the flags regexp.Compile uses
+	if err != nil || re.Op != syntax.OpConcat || len(re.Sub) != 3 ||
+		re.Sub[0].Op != syntax.OpBeginText || re.Sub[2].Op != syntax.OpEndText {
+		return nil
+	}
+	rep := re.Sub[1]
+	if (rep.Op != syntax.OpStar && rep.Op != syntax.OpPlus) || len(rep.Sub) != 1 {
+		return nil
+	}
+	class := rep.Sub[0]
+	c := &byteClass{nonEmpty: rep.Op == syntax.OpPlus}
+	switch class.Op {
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(class.Rune); i += 2 {
+			lo, hi := class.Rune[i], class.Rune[i+1]
+			if hi >= utf8.RuneSelf {
+				return nil
+			}
+			for r := lo; r <= hi; r++ {
+				c.in[r] = true
+			}
+		}
+	case syntax.OpLiteral:
+		if class.Flags&syntax.FoldCase != 0 {
+			return nil
+		}
+		for _, r := range class.Rune {
+			if r >= utf8.RuneSelf {
+				return nil
+			}
+			c.in[r] = true
+		}
+		if len(class.Rune) != 1 {
+			return nil
+		}
+	default:
+		return nil
+	}
+	return c
+}
+
+func (c *byteClass) matches(s string) bool {
+	if c.nonEmpty && s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !c.in[s[i]] {
+			return false
+		}
+	}
+	return true
 }
 
 func newListRules(msgs []proto.Message) *listRules {
@@ -161,6 +228,7 @@ func compileListRule(fd protoreflect.FieldDescriptor) *listRule {
 				return nil // protovalidate reports the broken rule at start-up
 			}
 			r.item.pattern = re
+			r.item.bytes = asciiClass(s.GetPattern())
 		}
 	}
 	return r
@@ -233,6 +301,9 @@ func (r *stringRule) valid(s string) bool {
 		if n < r.minLen || (r.hasMaxLen && n > r.maxLen) {
 			return false
 		}
+	}
+	if r.bytes != nil {
+		return r.bytes.matches(s)
 	}
 	return r.pattern == nil || r.pattern.MatchString(s)
 }

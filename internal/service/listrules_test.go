@@ -1,6 +1,7 @@
 package service
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -132,4 +133,46 @@ func BenchmarkValidate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// asciiClass takes only the shapes it implements, and then agrees with the regexp on every string. (?i)[a-z] is not
+// ASCII: k and s fold to the Kelvin and long-s signs.
+func TestASCIIClass(t *testing.T) {
+	for _, c := range []struct {
+		pattern string
+		taken   bool
+	}{
+		{"^[A-Za-z0-9_-]*$", true}, {"^[A-Za-z0-9_.@-]*$", true}, {"^[a-z]+$", true}, {"^x*$", true},
+		{"^[a-z]{1,3}$", false}, {"[a-z]*", false}, {"^[a-zé]*$", false}, {"^[^a-z]*$", false}, {"(?i)^[a-z]*$", false},
+		{"^(?i:k)*$", false}, {"^\\w*$", true}, {"^[a-z]*$|^x$", false}, {"^.*$", false},
+	} {
+		bc := asciiClass(c.pattern)
+		if (bc != nil) != c.taken {
+			t.Errorf("%s: taken %v, want %v", c.pattern, bc != nil, c.taken)
+			continue
+		}
+		if bc == nil {
+			continue
+		}
+		re := regexp.MustCompile(c.pattern)
+		for _, s := range []string{"", "a", "A", "phone-0001_x", "a.b@c", "é", "a\xffb", "ab\n", "\n", "K", "k", "\u212a", "x", "xx", " "} {
+			if got, want := bc.matches(s), re.MatchString(s); got != want {
+				t.Errorf("%s on %q: %v, the regexp says %v", c.pattern, s, got, want)
+			}
+		}
+	}
+}
+
+func FuzzASCIIClass(f *testing.F) {
+	for _, s := range []string{"", "phone-1", "a.b@c", "é", "a\xffb", "\u212a"} {
+		f.Add(s)
+	}
+	patterns := []string{"^[A-Za-z0-9_-]*$", "^[A-Za-z0-9_.@-]*$", "^[A-Za-z0-9_.-]*$", "^[A-Za-z0-9_]*$", "^[a-k]+$"}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, p := range patterns {
+			if got, want := asciiClass(p).matches(s), regexp.MustCompile(p).MatchString(s); got != want {
+				t.Fatalf("%s on %q: %v, the regexp says %v", p, s, got, want)
+			}
+		}
+	})
 }

@@ -25,13 +25,24 @@ type UpstreamMetrics struct {
 	limited     *prometheus.CounterVec
 	inFlight    prometheus.Gauge
 	breaker     *prometheus.GaugeVec
+
+	// The series of every call's Attempt and LimiterWait, kept after first use (see seriesCache): operations,
+	// result classes, HTTP statuses and attempt buckets are all bounded.
+	attemptSeries *seriesCache[attemptLabels, prometheus.Counter]
+	latencySeries *seriesCache[string, prometheus.Observer]
+	waitSeries    *seriesCache[bool, prometheus.Observer]
+}
+
+type attemptLabels struct {
+	op, result      string
+	status, attempt int // attempt: 1, 2, or 3 for 3+
 }
 
 var _ upstream.Observer = (*UpstreamMetrics)(nil)
 
 func newUpstreamMetrics() *UpstreamMetrics {
 	const sub = "upstream"
-	return &UpstreamMetrics{
+	m := &UpstreamMetrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: "attempts_total",
 			Help: "Requests sent to KooPhone (or refused before sending), by operation, result class, HTTP status (0: none) and attempt (1, 2, 3+)."},
 			[]string{"op", "result", "status", "attempt"}),
@@ -55,6 +66,16 @@ func newUpstreamMetrics() *UpstreamMetrics {
 		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: "breaker_state",
 			Help: "1 for the circuit breaker's current state (closed, half-open, open), 0 for the others."}, []string{"state"}),
 	}
+	m.attemptSeries = newSeriesCache(func(l attemptLabels) prometheus.Counter {
+		n := strconv.Itoa(l.attempt)
+		if l.attempt >= 3 {
+			n = "3+"
+		}
+		return m.attempts.WithLabelValues(l.op, l.result, strconv.Itoa(l.status), n)
+	})
+	m.latencySeries = newSeriesCache(func(op string) prometheus.Observer { return m.latency.WithLabelValues(op) })
+	m.waitSeries = newSeriesCache(func(write bool) prometheus.Observer { return m.limiterWait.WithLabelValues(class(write)) })
+	return m
 }
 
 func (m *UpstreamMetrics) register(reg prometheus.Registerer) error {
@@ -78,13 +99,9 @@ func class(write bool) string {
 
 // Attempt implements upstream.Observer.
 func (m *UpstreamMetrics) Attempt(op, result string, status, attempt int, d time.Duration) {
-	n := strconv.Itoa(attempt)
-	if attempt >= 3 {
-		n = "3+"
-	}
-	m.attempts.WithLabelValues(op, result, strconv.Itoa(status), n).Inc()
+	m.attemptSeries.get(attemptLabels{op, result, status, min(attempt, 3)}).Inc()
 	if status != 0 || result == "transport" {
-		m.latency.WithLabelValues(op).Observe(d.Seconds())
+		m.latencySeries.get(op).Observe(d.Seconds())
 	}
 }
 
@@ -103,7 +120,7 @@ func (m *UpstreamMetrics) LimiterWait(write bool, d time.Duration, limited bool)
 		m.limited.WithLabelValues(class(write)).Inc()
 		return
 	}
-	m.limiterWait.WithLabelValues(class(write)).Observe(d.Seconds())
+	m.waitSeries.get(write).Observe(d.Seconds())
 }
 
 // BreakerChange implements upstream.Observer.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // envelope is the frame of every KooPhone answer. The fields are raw so that an unexpected type in one of them
@@ -41,6 +42,9 @@ func rawText(raw json.RawMessage) string {
 		return ""
 	}
 	if raw[0] == '"' {
+		if s, ok := plainString(raw); ok {
+			return s
+		}
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			return s
@@ -51,6 +55,24 @@ func rawText(raw json.RawMessage) string {
 		return string(raw[:limit]) + "…"
 	}
 	return string(raw)
+}
+
+// plainString unquotes a JSON string that needs no decoding (no escapes, no control characters, valid UTF-8),
+// as encoding/json would, without its machinery: the error_code and error_msg of every answer ("0", "ok").
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	in := raw[1 : len(raw)-1]
+	for _, c := range in {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	if !utf8.Valid(in) {
+		return "", false
+	}
+	return string(in), true
 }
 
 // decodeResponse turns one HTTP answer into either out (filled from the envelope's data) or an *Error carrying

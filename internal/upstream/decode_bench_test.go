@@ -24,5 +24,16 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 		})
+		// As Client.BatchQueryStatus decodes: into a slice with room for one result per phone asked about.
+		b.Run(fmt.Sprintf("BatchQueryStatus%d/presized", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				out := StatusResults{StatusResults: make([]StatusResult, 0, n)}
+				if err := decodeResponse(200, body, false, &out); err != nil || len(out.StatusResults) != n {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -403,3 +403,20 @@ func FuzzDecodeIntoMatchesTwoPass(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainString: where plainString takes a JSON string, it reads it as encoding/json does.
+func FuzzPlainString(f *testing.F) {
+	for _, s := range []string{`"0"`, `"ok"`, `"a\"b"`, `"\u00e9"`, "\"\xff\"", `""`, `"`, `"tab	"`, `"é"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := plainString(raw)
+		if !ok {
+			return
+		}
+		var want string
+		if err := json.Unmarshal(raw, &want); err != nil || got != want {
+			t.Fatalf("%q: plainString %q, encoding/json %q (%v)", raw, got, want, err)
+		}
+	})
+}

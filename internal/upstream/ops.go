@@ -49,7 +49,13 @@ func (c *Client) SetVideoConfig(ctx context.Context, req SetVideoConfigRequest) 
 func (c *Client) BatchQueryStatus(ctx context.Context, req InstanceIDsRequest) (*StatusResults, error) {
 	cl := post("BatchQueryStatus", "/v1/instances/batch-query-status", req)
 	cl.read = true
-	return fetch[StatusResults](ctx, c, cl)
+	// Room for one result per phone asked about: encoding/json appends to the slice it finds, so it need not grow
+	// it from nothing (five reallocations for 10 phones).
+	out := &StatusResults{StatusResults: make([]StatusResult, 0, len(req.InstanceIDs))}
+	if err := c.do(ctx, cl, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // BatchReset resets up to 100 phones to factory state.
