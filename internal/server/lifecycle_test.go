@@ -209,7 +209,7 @@ func TestShutdownDrainsRESTBeforeWhatItCalls(t *testing.T) {
 	if n := up.late.Load(); n > 0 {
 		t.Errorf("%d KooPhone requests after the client closed", n)
 	}
-	want := []string{"streams", "readiness probe", "REST listener", "REST stream connections", "gRPC server",
+	want := []string{"streams", "readiness probe", "REST listener", "REST workers", "REST stream connections", "gRPC server",
 		"audit log", "KooPhone client", "simulator", "telemetry"}
 	mu.Lock()
 	defer mu.Unlock()

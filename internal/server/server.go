@@ -48,6 +48,10 @@ const mirrorMaxRecvBytes = 64 << 20
 // simulator, --metrics-addr); the REST port has --http-read-header-timeout.
 const sideReadHeaderTimeout = 10 * time.Second
 
+// restWorkers is how many goroutines serve the REST port's HTTP/2 requests (rest.Workers), as many as the gRPC
+// server's stream workers; each idle one holds its grown stack (16 KiB).
+const restWorkers = 256
+
 // telemetryFlushTimeout is how long the last spans and metrics may take to leave at shutdown, whatever is left of
 // the grace period.
 const telemetryFlushTimeout = 5 * time.Second
@@ -421,7 +425,11 @@ func (s *Server) httpHandler(gw http.Handler) (http.Handler, error) {
 			return nil, err
 		}
 	}
-	return s.instrumentHTTP(mux), nil
+	// HTTP/2 requests run on workers whose stacks have grown already (see rest.Workers); they stop after the
+	// listener, once its requests have ended.
+	workers := rest.NewWorkers(restWorkers, s.instrumentHTTP(mux))
+	s.closers.push("REST workers", workers.Stop)
+	return workers, nil
 }
 
 // startOperators serves the optional /metrics-only and pprof listeners.
