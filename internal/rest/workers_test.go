@@ -27,7 +27,7 @@ func h2Server(t *testing.T, h http.Handler) *httptest.Server {
 	return srv
 }
 
-func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
+func get(t *testing.T, c *http.Client, url string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -38,7 +38,7 @@ func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 	}
 	defer func() { _ = res.Body.Close() }()
 	b, _ := io.ReadAll(res.Body)
-	return res, string(b)
+	return string(b)
 }
 
 func stopWorkers(t *testing.T, ws *Workers) {
@@ -58,13 +58,13 @@ func TestWorkersServeHTTP2RequestsOnly(t *testing.T) {
 	srv := h2Server(t, ws)
 	defer stopWorkers(t, ws)
 
-	if _, body := get(t, srv.Client(), srv.URL); body != "HTTP/2.0 worker=yes" {
+	if body := get(t, srv.Client(), srv.URL); body != "HTTP/2.0 worker=yes" {
 		t.Errorf("HTTP/2 request: %q, want it on a worker", body)
 	}
 	tlsConf := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	tlsConf.NextProtos = []string{"http/1.1"}
 	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}}
-	if _, body := get(t, h1, srv.URL); body != "HTTP/1.1 worker=no" {
+	if body := get(t, h1, srv.URL); body != "HTTP/1.1 worker=no" {
 		t.Errorf("HTTP/1.1 request: %q, want it on the connection's goroutine", body)
 	}
 	h1.CloseIdleConnections()
@@ -101,7 +101,7 @@ func TestWorkersNeverMakeARequestWait(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the held request never reached the handler")
 	}
-	if _, body := get(t, srv.Client(), srv.URL+"/other"); body != "own" {
+	if body := get(t, srv.Client(), srv.URL+"/other"); body != "own" {
 		t.Errorf("request while the only worker is busy: %q, want it served on its own goroutine", body)
 	}
 	close(release)
@@ -115,7 +115,7 @@ func TestWorkersNeverMakeARequestWait(t *testing.T) {
 	}
 
 	stopWorkers(t, ws)
-	if _, body := get(t, srv.Client(), srv.URL+"/after"); body != "own" {
+	if body := get(t, srv.Client(), srv.URL+"/after"); body != "own" {
 		t.Errorf("request after Stop: %q, want it served on its own goroutine", body)
 	}
 }
@@ -142,7 +142,7 @@ func TestWorkersPanicReachesNetHTTP(t *testing.T) {
 			t.Errorf("a panicking handler's response read whole: %d %q", res.StatusCode, b)
 		}
 	}
-	if _, body := get(t, srv.Client(), srv.URL+"/next"); body != "worker" {
+	if body := get(t, srv.Client(), srv.URL+"/next"); body != "worker" {
 		t.Errorf("request after a panic: %q, want it on the worker", body)
 	}
 }
