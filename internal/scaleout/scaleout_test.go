@@ -260,7 +260,8 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 		}
 		return n
 	}
-	measure := func(what string) {
+	// slack: calls one task may get beyond one poller's, for a handover in the window.
+	measure := func(what string, slack int) {
 		t.Helper()
 		a := counter.snapshot()
 		start := time.Now()
@@ -274,7 +275,7 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 		}
 		t.Logf("%s: %d GetTask calls for %d tasks in %v (%.1f/s, at most %d for one task)", what, calls, tasks,
 			window.Round(time.Millisecond), float64(calls)/window.Seconds(), most)
-		if limit := int(window/(400*time.Millisecond)) + 1; most > limit {
+		if limit := int(window/(400*time.Millisecond)) + 1 + slack; most > limit {
 			t.Errorf("%s: a task had %d GetTask calls in %v; one poller makes at most %d", what, most, window, limit)
 		}
 	}
@@ -290,7 +291,7 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 		go func() { defer wg.Done(); w.run(wctx, gws, alive) }()
 	}
 	eventually(t, "replica 0 polls every task", func() bool { return gws[0].leases() == tasks })
-	measure("1 replica")
+	measure("1 replica", 0)
 
 	// Then 3,000 more watchers, each task's spread over the three replicas.
 	for i := range tasks * watchersPerKey {
@@ -329,7 +330,7 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 			t.Errorf("replica %d holds %d of %d leases: not spread", i, n, tasks)
 		}
 	}
-	measure("3 replicas sharing Redis")
+	measure("3 replicas sharing Redis", 0)
 
 	// The shared quota: every replica hammers reads; the simulator sees at most the budget (plus its burst).
 	qctx, stopLoad := context.WithCancel(ctx)
@@ -475,8 +476,11 @@ func TestThreeReplicasShareOneUpstream(t *testing.T) {
 	eventually(t, "one lease per task again", func() bool { return leases(others...) == tasks })
 	// A replica that polled a task while Redis was down stops when its next lease renewal (every third of the lease
 	// TTL, 500ms here) finds the task's owner holding it: let that round pass before counting one poller per task.
+	// On a loaded machine that round can come late and the stopping replica make one last poll in the window
+	// (seen in CI: 9 calls for a limit of 8); two pollers for the whole window would make ~6 more, so one call of
+	// slack still tells one poller from two.
 	time.Sleep(600 * time.Millisecond)
-	measure("2 replicas after Redis came back")
+	measure("2 replicas after Redis came back", 1)
 	if _, err := gws[others[1]].ord.CreateInstance(ctx, create); err != nil {
 		t.Errorf("keyed write after Redis came back: %v", err)
 	}
