@@ -118,17 +118,23 @@ func jsonBodies(next http.Handler) http.Handler {
 // by giving a hostile name the gateway's address).
 func hosts(allowed []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		if !slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, host) }) {
+		if host, unserved := UnservedHost(allowed, r); unserved {
 			writeRefusal(w, r, http.StatusMisdirectedRequest, codePermissionDenied, pb.ErrorReason_HTTP_HOST_NOT_SERVED,
 				map[string]string{"host": host}, fmt.Sprintf("host %q is not served here (--http-allowed-hosts)", host))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// UnservedHost returns r's Host without its port, and whether allowed (host names, any case) leaves it out. The
+// REST mirror and the Connect/gRPC-web endpoints (internal/webrpc) refuse the same hosts, each in its protocol.
+func UnservedHost(allowed []string, r *http.Request) (host string, unserved bool) {
+	host = r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return host, !slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, host) })
 }
 
 // limitBody caps request bodies: a declared length over limit is refused at once, and a body that turns out longer

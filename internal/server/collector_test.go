@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,16 +97,7 @@ service:
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
 	e := newFaultEnvIn(t, os.Getenv) // the gateway reads OTEL_* from the environment its configuration came from
 	const traceID = "6bf92f3577b34da6a3ce929d0e0e4731"
-	req, _ := http.NewRequest(http.MethodPost, "http://"+e.srv.HTTPAddr()+"/v1/instances/batch-query-status",
-		strings.NewReader(`{"instance_ids":["`+e.sim.InstanceIDs()[0]+`"]}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	_ = res.Body.Close()
+	restCallInTrace(t, e, traceID)
 	// Two watches of one task, whose polls link both watches' traces.
 	const grpcTrace, restTrace = "6bf92f3577b34da6a3ce929d0e0e4732", "6bf92f3577b34da6a3ce929d0e0e4733"
 	watchTwice(t, e, grpcTrace, restTrace)

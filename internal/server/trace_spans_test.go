@@ -88,18 +88,8 @@ func TestRESTCallTraceHasTheGRPCHop(t *testing.T) {
 	exported := fakeCollector(t)
 	e := newFaultEnvIn(t, os.Getenv) // the gateway reads OTEL_* from the environment its configuration came from
 	const traceID = "5bf92f3577b34da6a3ce929d0e0e4731"
-	req, _ := http.NewRequest(http.MethodPost, "http://"+e.srv.HTTPAddr()+"/v1/instances/batch-query-status",
-		strings.NewReader(`{"instance_ids":["`+e.sim.InstanceIDs()[0]+`"]}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	_ = res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("HTTP %d", res.StatusCode)
+	if status := restCallInTrace(t, e, traceID); status != http.StatusOK {
+		t.Fatalf("HTTP %d", status)
 	}
 	if err := e.srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

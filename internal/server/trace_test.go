@@ -25,21 +25,9 @@ import (
 func TestTraceIDReachesTheLogsThroughTheRESTHop(t *testing.T) {
 	e := newFaultEnv(t)
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	req, err := http.NewRequest(http.MethodPost, "http://"+e.srv.HTTPAddr()+"/v1/instances/batch-query-status",
-		strings.NewReader(`{"instance_ids":["`+e.sim.InstanceIDs()[0]+`"]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	_ = res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("HTTP %d", res.StatusCode)
+	status := restCallInTrace(t, e, traceID)
+	if status != http.StatusOK {
+		t.Fatalf("HTTP %d", status)
 	}
 	for _, line := range strings.Split(e.log.String(), "\n") {
 		if strings.Contains(line, "BatchQueryStatus") && strings.Contains(line, "trace_id="+traceID) && strings.Contains(line, "span_id=") {
@@ -140,4 +128,23 @@ func TestSpansAreExportedWhenTracingIsOn(t *testing.T) {
 		names = append(names, s.GetName())
 	}
 	t.Fatalf("no server span of BatchQueryStatus in trace %s; exported: %v", traceID, names)
+}
+
+// restCallInTrace makes one REST BatchQueryStatus call whose traceparent names traceID, and returns its HTTP status.
+func restCallInTrace(t *testing.T, e *faultEnv, traceID string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+e.srv.HTTPAddr()+"/v1/instances/batch-query-status",
+		strings.NewReader(`{"instance_ids":["`+e.sim.InstanceIDs()[0]+`"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	return res.StatusCode
 }

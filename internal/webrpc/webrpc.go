@@ -40,6 +40,7 @@ import (
 	"github.com/koophone-gateway/koophone-gateway/internal/auth"
 	"github.com/koophone-gateway/koophone-gateway/internal/errcat"
 	"github.com/koophone-gateway/koophone-gateway/internal/requestid"
+	"github.com/koophone-gateway/koophone-gateway/internal/rest"
 )
 
 // Prefix starts the full name of every service served: the contract's, not health or reflection (those are the
@@ -248,15 +249,10 @@ func noMirrorHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// hosts refuses requests for a Host outside the list (DNS rebinding turns a browser against a loopback gateway
-// by giving a hostile name the gateway's address).
+// hosts refuses requests for a Host outside the list, as the REST mirror does.
 func hosts(allowed []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		if !slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, host) }) {
+		if host, unserved := rest.UnservedHost(allowed, r); unserved {
 			refuse(w, r, connect.CodePermissionDenied, pb.ErrorReason_HTTP_HOST_NOT_SERVED, map[string]string{"host": host},
 				fmt.Sprintf("host %q is not served here (--http-allowed-hosts)", host))
 			return
